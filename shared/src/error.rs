@@ -1,0 +1,107 @@
+//! The error enum of the HTTP boundary. Handlers return `Result<_, ApiError>`; each variant maps
+//! to one problem type and status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::problem::Problem;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all (400).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The JSON is well formed but a field is missing or invalid (422).
+    #[error("invalid field {field}: {message}")]
+    InvalidField { field: String, message: String },
+    /// A path parameter does not parse (400).
+    #[error("invalid path parameter: {0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than this service accepts")]
+    PayloadTooLarge,
+    /// A dependency (the database) cannot be reached; the client may retry (503).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A defect on our side. Logged in full, reported without internals (500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn to_problem(&self) -> Problem {
+        match self {
+            Self::MalformedJson(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "malformed-json",
+                "Malformed JSON",
+                detail.clone(),
+            ),
+            Self::InvalidField { field, message } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "Invalid field",
+                if field.is_empty() {
+                    message.clone()
+                } else {
+                    format!("{field}: {message}")
+                },
+            )
+            .with_field(field.clone()),
+            Self::InvalidPath(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path-parameter",
+                "Invalid path parameter",
+                detail.clone(),
+            ),
+            Self::NotFound(detail) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail.clone())
+            }
+            Self::Conflict(detail) => {
+                Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
+            }
+            Self::PayloadTooLarge => Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                self.to_string(),
+            ),
+            Self::Unavailable(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service-unavailable",
+                "Service unavailable",
+                detail.clone(),
+            ),
+            Self::Internal(_) => Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "Internal error",
+                "an unexpected error occurred; it has been logged",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            Self::Internal(error) => tracing::error!(error = ?error, "request failed"),
+            Self::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
+            _ => {}
+        }
+        self.to_problem().into_response()
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_transient(&error) {
+            Self::Unavailable(format!("the database cannot be reached right now ({error})"))
+        } else {
+            Self::Internal(anyhow::Error::new(error).context("database query failed"))
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The event contracts: every subject, payload and header the services exchange, in one place.
+//! docs/events.md documents them with an example of each.
+//!
+//! Payloads keep the book's JSON fields. Metadata travels in NATS headers named after
+//! CloudEvents' binary mode (`ce-*`), so the payload stays exactly the book's.
+
+use async_nats::HeaderMap;
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{Note, PatientId};
+
+/// A message on the `patient.*` stream.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The book's subject, without any deployment prefix.
+    const SUBJECT: &'static str;
+    /// The CloudEvents `type`.
+    const TYPE: &'static str;
+}
+
+/// `patient.register`: a patient got a token and waits for inspection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientRegistered {
+    pub id: PatientId,
+    pub token: i64,
+}
+
+impl Event for PatientRegistered {
+    const SUBJECT: &'static str = "patient.register";
+    const TYPE: &'static str = "opd.patient.registered.v1";
+}
+
+/// `patient.treatment`: inspection sent the patient for treatment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientSentForTreatment {
+    pub id: PatientId,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub medication: Note<1000>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub tests: Note<1000>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub notes: Note<2000>,
+}
+
+impl Event for PatientSentForTreatment {
+    const SUBJECT: &'static str = "patient.treatment";
+    const TYPE: &'static str = "opd.patient.sent-for-treatment.v1";
+}
+
+/// `patient.release`: treatment asked for the patient to be released.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientReleaseRequested {
+    pub id: PatientId,
+    pub time: String,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub next_state: Note<50>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub post_medication: Note<1000>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub notes: Note<2000>,
+}
+
+impl Event for PatientReleaseRequested {
+    const SUBJECT: &'static str = "patient.release";
+    const TYPE: &'static str = "opd.patient.release-requested.v1";
+}
+
+/// `patient.admission`: release sent the patient to be admitted to the hospital.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientAdmissionRequested {
+    pub id: PatientId,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub time: Note<100>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub notes: Note<2000>,
+}
+
+impl Event for PatientAdmissionRequested {
+    const SUBJECT: &'static str = "patient.admission";
+    const TYPE: &'static str = "opd.patient.admission-requested.v1";
+}
+
+fn is_absent<const N: usize>(note: &Note<N>) -> bool {
+    note.as_deref().is_none()
+}
+
+/// Header names. `Nats-Msg-Id` carries the event id too, for JetStream's de-duplication.
+pub mod headers {
+    pub const MESSAGE_ID: &str = "Nats-Msg-Id";
+    pub const SPEC_VERSION: &str = "ce-specversion";
+    pub const ID: &str = "ce-id";
+    pub const TYPE: &str = "ce-type";
+    pub const SOURCE: &str = "ce-source";
+    pub const TIME: &str = "ce-time";
+    /// CloudEvents extension attribute: the `x-request-id` of the HTTP call behind the event.
+    pub const REQUEST_ID: &str = "ce-requestid";
+    pub const CONTENT_TYPE: &str = "content-type";
+}
+
+/// The metadata of one event, as written to the outbox and read back by consumers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventMeta {
+    pub id: Uuid,
+    pub event_type: String,
+    /// The producing service, as a URI reference: `/opd/registration`.
+    pub source: String,
+    pub time: DateTime<Utc>,
+    pub request_id: Option<String>,
+}
+
+impl EventMeta {
+    pub fn to_headers(&self) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        let id = self.id.to_string();
+        map.insert(headers::MESSAGE_ID, id.as_str());
+        map.insert(headers::SPEC_VERSION, "1.0");
+        map.insert(headers::ID, id.as_str());
+        map.insert(headers::TYPE, self.event_type.as_str());
+        map.insert(headers::SOURCE, self.source.as_str());
+        map.insert(headers::TIME, self.time.to_rfc3339().as_str());
+        map.insert(headers::CONTENT_TYPE, "application/json");
+        if let Some(request_id) = &self.request_id {
+            map.insert(headers::REQUEST_ID, request_id.as_str());
+        }
+        map
+    }
+
+    /// Reads the metadata of a received message. An error means the message can never be
+    /// handled (it names what is missing), so the caller parks it.
+    pub fn from_headers(map: Option<&HeaderMap>) -> Result<Self, String> {
+        let map = map.ok_or("the message has no headers")?;
+        let get = |name: &str| -> Result<String, String> {
+            map.get(name)
+                .map(|value| value.as_str().to_owned())
+                .filter(|value| !value.is_empty())
+                .ok_or_else(|| format!("header {name} is missing"))
+        };
+        let id = get(headers::ID)?;
+        let id = Uuid::parse_str(&id).map_err(|e| format!("header {}: {e}", headers::ID))?;
+        let time = get(headers::TIME)?;
+        let time = DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| format!("header {}: {e}", headers::TIME))?
+            .with_timezone(&Utc);
+        Ok(Self {
+            id,
+            event_type: get(headers::TYPE)?,
+            source: get(headers::SOURCE)?,
+            time,
+            request_id: get(headers::REQUEST_ID).ok(),
+        })
+    }
+}
+
+/// The subject an event is published on in a deployment with `prefix`.
+pub fn subject_with_prefix(prefix: &str, subject: &str) -> String {
+    format!("{prefix}{subject}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_survives_a_round_trip_through_headers() {
+        let meta = EventMeta {
+            id: Uuid::now_v7(),
+            event_type: PatientRegistered::TYPE.into(),
+            source: "/opd/registration".into(),
+            time: DateTime::parse_from_rfc3339("2026-11-21T10:00:00.123456Z")
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default(),
+            request_id: Some("req-1".into()),
+        };
+        let headers = meta.to_headers();
+        assert_eq!(
+            headers.get(headers::MESSAGE_ID).map(|v| v.as_str()),
+            Some(meta.id.to_string().as_str())
+        );
+        assert_eq!(EventMeta::from_headers(Some(&headers)), Ok(meta));
+    }
+
+    #[test]
+    fn metadata_without_an_id_is_rejected_by_name() {
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::TYPE, "x");
+        let error = EventMeta::from_headers(Some(&headers)).err().unwrap_or_default();
+        assert!(error.contains("ce-id"), "{error}");
+    }
+
+    #[test]
+    fn payloads_keep_the_books_fields() -> Result<(), serde_json::Error> {
+        let event: PatientSentForTreatment = serde_json::from_str(
+            r#"{"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"}"#,
+        )?;
+        assert_eq!(
+            serde_json::to_value(&event)?,
+            serde_json::json!({"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"})
+        );
+        assert!(serde_json::from_str::<PatientRegistered>(r#"{"id":-1,"token":1}"#).is_err());
+        Ok(())
+    }
+}

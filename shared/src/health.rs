@@ -1,0 +1,49 @@
+//! `/healthz` (the process is alive) and `/readyz` (it can do its work: database and NATS
+//! reachable). Orchestrators restart on the first and route traffic on the second.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::problem::Problem;
+
+#[derive(Clone)]
+pub struct Readiness {
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+}
+
+pub fn routes(readiness: Readiness) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "alive" })) }))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
+}
+
+async fn readyz(State(readiness): State<Readiness>) -> Response {
+    let database = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("select 1").execute(&readiness.pool),
+    )
+    .await
+    .is_ok_and(|result| result.is_ok());
+    let nats = readiness.nats.connection_state() == async_nats::connection::State::Connected;
+    let status = |up: bool| if up { "up" } else { "down" };
+    if database && nats {
+        Json(json!({ "status": "ready", "database": "up", "nats": "up" })).into_response()
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "Not ready",
+            format!("database {}, nats {}", status(database), status(nats)),
+        )
+        .into_response()
+    }
+}

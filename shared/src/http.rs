@@ -1,0 +1,227 @@
+//! HTTP plumbing shared by every API: extractors that answer with problem details, the common
+//! middleware stack and the server loop with graceful shutdown.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::{Router, extract::DefaultBodyLimit};
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::HttpSettings;
+use crate::error::ApiError;
+use crate::problem::Problem;
+
+const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A JSON request body, accepted whatever the `Content-Type` says: the book's curl commands send
+/// JSON with `-d` and no header, that is as `application/x-www-form-urlencoded`.
+/// Syntax errors are 400; a missing or invalid field is 422 and named.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson(rejection.body_text())
+                }
+            })?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// Decodes JSON, naming the field that is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson(
+            "the request body is empty; a JSON object is expected".into(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        let message = without_position(&inner);
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." {
+                    missing_field_name(&message).unwrap_or_default()
+                } else {
+                    path
+                };
+                ApiError::InvalidField { field, message }
+            }
+            _ => ApiError::MalformedJson(message),
+        }
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::MalformedJson(without_position(&e)))?;
+    Ok(value)
+}
+
+fn without_position(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    text.strip_suffix(&suffix).unwrap_or(&text).to_owned()
+}
+
+/// serde reports a missing field at the parent's path; the name is in the message.
+fn missing_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// A path parameter whose parse failure is a 400 problem rather than axum's plain text.
+pub struct PathParam<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| PathParam(value))
+            .map_err(|rejection: PathRejection| ApiError::InvalidPath(rejection.body_text()))
+    }
+}
+
+/// The `x-request-id` of the current request (set by the middleware when the client sent none).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(
+            parts
+                .headers
+                .get(REQUEST_ID_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned),
+        ))
+    }
+}
+
+/// Adds what every API needs around its routes: problem details for unknown routes and methods,
+/// request ids (kept from the client or generated, echoed in the response), a trace span per
+/// request named by its matched route, a body size limit, and a 500 problem instead of a dropped
+/// connection should a handler ever panic.
+pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
+    router
+        .fallback(|| async { ApiError::NotFound("there is no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not accept that method",
+            )
+        })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str)
+                        .unwrap_or("unmatched");
+                    let request_id = request
+                        .headers()
+                        .get(REQUEST_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("http", method = %request.method(), route, request_id)
+                }))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CatchPanicLayer::custom(|_panic| panic_response()))
+                .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+        )
+}
+
+fn panic_response() -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+}
+
+/// Serves until `shutdown` is cancelled, then lets in-flight requests finish (up to `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stopping.cancelled().await })
+        .into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("in-flight requests did not finish in time; closing");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PatientId;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        id: PatientId,
+        name: String,
+    }
+
+    fn problem_of(result: Result<Body, ApiError>) -> Problem {
+        match result {
+            Ok(body) => panic!("expected an error, got {body:?}"),
+            Err(error) => error.to_problem(),
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_400() {
+        let problem = problem_of(parse_json(br#"{"id": 1,"#));
+        assert_eq!(problem.status, 400);
+        let problem = problem_of(parse_json(b""));
+        assert_eq!(problem.status, 400);
+        let problem = problem_of(parse_json(br#"{"id":1,"name":"a"} trailing"#));
+        assert_eq!(problem.status, 400);
+    }
+
+    #[test]
+    fn invalid_and_missing_fields_are_422_and_named() {
+        let problem = problem_of(parse_json(br#"{"id": -5, "name": "a"}"#));
+        assert_eq!((problem.status, problem.field.as_deref()), (422, Some("id")));
+        let problem = problem_of(parse_json(br#"{"id": 5}"#));
+        assert_eq!((problem.status, problem.field.as_deref()), (422, Some("name")));
+        assert!(problem.detail.contains("name"), "{}", problem.detail);
+    }
+}
