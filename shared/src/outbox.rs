@@ -6,7 +6,6 @@
 //! acknowledged it. A crash between the two leads to a second publish, which JetStream drops
 //! as a duplicate inside its window, and which consumers recognise by event id after it.
 
-use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
@@ -241,7 +240,7 @@ impl Relay {
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err(format!(
                 "no acknowledgement within {:?}",
-                Duration::from(self.settings.publish_timeout())
+                self.settings.publish_timeout()
             )),
         }
     }

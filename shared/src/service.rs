@@ -30,7 +30,7 @@ pub struct ServiceInfo {
 
 impl ServiceInfo {
     /// The book's `GET /opd/<area>/` answer: name and version.
-    pub fn home_route(self) -> axum::routing::MethodRouter<()> {
+    pub fn home_route<S: Clone + Send + Sync + 'static>(self) -> axum::routing::MethodRouter<S> {
         get(move || async move { format!("{} v{}\n", self.title, self.version) })
     }
 
@@ -70,6 +70,8 @@ impl Infra {
 }
 
 type Task = BoxFuture<'static, ()>;
+/// A background task, started when the service runs, stopped by the shutdown token.
+type StartTask = Box<dyn FnOnce(CancellationToken) -> Task + Send>;
 
 /// A built service: a bound listener, its router and background tasks, not yet running.
 pub struct Application {
@@ -78,7 +80,7 @@ pub struct Application {
     router: Router,
     infra: Infra,
     shutdown: CancellationToken,
-    tasks: Vec<(String, Box<dyn FnOnce(CancellationToken) -> Task + Send>)>,
+    tasks: Vec<(String, StartTask)>,
 }
 
 impl Application {

@@ -1,1 +1,4 @@
-fn main() {}
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    opd_shared::service::run(inspection::SERVICE, inspection::startup::build).await
+}

@@ -1,1 +1,4 @@
-fn main() {}
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    opd_shared::service::run(registration::SERVICE, registration::startup::build).await
+}

@@ -1,0 +1,161 @@
+//! The queue of patients waiting for inspection, and inspection reports.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use opd_shared::domain::{Note, PatientId, Text};
+use opd_shared::error::ApiError;
+use opd_shared::events::PatientSentForTreatment;
+use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::outbox;
+
+use super::AppState;
+use crate::SERVICE;
+
+#[derive(Debug, Serialize)]
+pub struct PendingVisit {
+    id: i64,
+    token: i64,
+}
+
+/// Patients waiting for inspection, in token order (oldest day first).
+#[tracing::instrument(skip(state))]
+pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingVisit>>, ApiError> {
+    let visits = sqlx::query_as!(
+        PendingVisit,
+        "select patient_id as id, token
+         from visits
+         where inspected_at is null
+         order by registered_on, token",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(visits))
+}
+
+/// The body of `POST /opd/inspection/record` (the book's `InspectionRequest`).
+#[derive(Debug, Deserialize)]
+pub struct InspectionForm {
+    id: PatientId,
+    time: Text<100>,
+    #[serde(default)]
+    observations: Note<2000>,
+    #[serde(default)]
+    medication: Note<1000>,
+    #[serde(default)]
+    tests: Note<1000>,
+    #[serde(default)]
+    notes: Note<2000>,
+}
+
+/// Records an inspection, takes the patient out of the queue and sends them for treatment
+/// (`patient.treatment`, through the outbox, in the same transaction).
+#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+pub async fn record(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    JsonBody(form): JsonBody<InspectionForm>,
+) -> Result<(StatusCode, Json<PatientSentForTreatment>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let waiting = sqlx::query!(
+        "update visits set inspected_at = now()
+         where patient_id = $1 and inspected_at is null",
+        form.id.get(),
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if waiting == 0 {
+        return Err(not_waiting(&mut tx, form.id).await);
+    }
+    sqlx::query!(
+        "insert into inspections (patient_id, time, observations, medication, tests, notes)
+         values ($1, $2, $3, $4, $5, $6)",
+        form.id.get(),
+        form.time.as_str(),
+        form.observations.as_deref(),
+        form.medication.as_deref(),
+        form.tests.as_deref(),
+        form.notes.as_deref(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    let event = PatientSentForTreatment {
+        id: form.id,
+        medication: form.medication,
+        tests: form.tests,
+        notes: form.notes,
+    };
+    outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    tx.commit().await?;
+    tracing::info!("inspection recorded; patient sent for treatment");
+    Ok((StatusCode::CREATED, Json(event)))
+}
+
+/// 404 for a patient this service has never seen, 409 for one who is not in the queue now.
+async fn not_waiting(tx: &mut PgConnection, id: PatientId) -> ApiError {
+    match known_patient(tx, id).await {
+        Ok(true) => ApiError::Conflict(format!(
+            "patient {id} is not waiting for inspection; a new visit needs a new token \
+             (GET /opd/patient/token/{id} on the registration service)"
+        )),
+        Ok(false) => unknown_patient(id),
+        Err(error) => error.into(),
+    }
+}
+
+async fn known_patient(conn: &mut PgConnection, id: PatientId) -> Result<bool, sqlx::Error> {
+    let known = sqlx::query_scalar!(
+        r#"select exists (select 1 from visits where patient_id = $1) as "known!""#,
+        id.get()
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(known)
+}
+
+fn unknown_patient(id: PatientId) -> ApiError {
+    ApiError::NotFound(format!(
+        "patient {id} has never been queued for inspection; register the patient first"
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct InspectionView {
+    id: i64,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    observations: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    medication: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tests: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+}
+
+/// A patient's inspections, oldest first.
+#[tracing::instrument(skip(state))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<PatientId>,
+) -> Result<Json<Vec<InspectionView>>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    let inspections = sqlx::query_as!(
+        InspectionView,
+        "select patient_id as id, time, observations, medication, tests, notes
+         from inspections
+         where patient_id = $1
+         order by id",
+        id.get(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if inspections.is_empty() && !known_patient(&mut conn, id).await? {
+        return Err(unknown_patient(id));
+    }
+    Ok(Json(inspections))
+}

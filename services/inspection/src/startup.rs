@@ -1,0 +1,21 @@
+use opd_shared::config::Settings;
+use opd_shared::service::{Application, Infra};
+
+use crate::SERVICE;
+use crate::events::RegistrationHandler;
+use crate::routes::{self, AppState};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inspection");
+
+/// The durable consumer of `patient.register`, shared by every replica of this service.
+pub const REGISTRATIONS_CONSUMER: &str = "inspection-patient-register";
+
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    let infra = Infra::connect(settings, SERVICE, &MIGRATIONS).await?;
+    let api = routes::router(AppState {
+        pool: infra.pool.clone(),
+    });
+    Ok(Application::build(infra, api)
+        .await?
+        .with_consumer(REGISTRATIONS_CONSUMER, RegistrationHandler))
+}

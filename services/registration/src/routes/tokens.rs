@@ -1,0 +1,67 @@
+//! Tokens for a registered patient's next visit, and the book's token reset.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use opd_shared::domain::PatientId;
+use opd_shared::error::ApiError;
+use opd_shared::events::PatientRegistered;
+use opd_shared::http::{PathParam, RequestId};
+use opd_shared::outbox;
+
+use super::AppState;
+use super::patients::unknown_patient;
+use crate::SERVICE;
+use crate::tokens::{self, Reset};
+
+/// The book's `{"id", "token"}` answer.
+#[derive(Debug, Serialize)]
+pub struct TokenIssued {
+    pub id: PatientId,
+    pub token: i64,
+}
+
+/// A token for a new visit of a registered patient, announced as `patient.register`.
+#[tracing::instrument(skip(state, request_id))]
+pub async fn next_visit(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    PathParam(id): PathParam<PatientId>,
+) -> Result<Json<TokenIssued>, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    // `for share` keeps the patient from being deleted under us; tokens reference it.
+    let known = sqlx::query_scalar!("select id from patients where id = $1 for share", id.get())
+        .fetch_optional(&mut *tx)
+        .await?;
+    if known.is_none() {
+        return Err(unknown_patient(id));
+    }
+    let token = tokens::issue(&mut tx, id).await?;
+    outbox::enqueue(
+        &mut tx,
+        &PatientRegistered { id, token },
+        &SERVICE.event_context(request_id),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(token, "token issued");
+    Ok(Json(TokenIssued { id, token }))
+}
+
+/// Makes today's sequence continue after `n`: the next token is `n + 1`, as in the book. It
+/// only moves forward, so that no token is handed out twice in a day.
+#[tracing::instrument(skip(state))]
+pub async fn reset(
+    State(state): State<AppState>,
+    PathParam(n): PathParam<u32>,
+) -> Result<Json<&'static str>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    match tokens::reset(&mut conn, i64::from(n)).await? {
+        Reset::Done => Ok(Json("Token reset successful")),
+        Reset::WouldRepeat { last_issued } => Err(ApiError::Conflict(format!(
+            "tokens up to {last_issued} have already been handed out today; \
+             the sequence can only continue from {last_issued} or higher"
+        ))),
+    }
+}

@@ -1,0 +1,393 @@
+//! Test support: a real three-node NATS cluster, real PostgreSQL databases, and services running
+//! in the test process. Everything a test starts is stopped and removed when its handle drops.
+//!
+//! PostgreSQL: `OPD_TEST_DATABASE_URL` names a superuser connection (scripts/test.sh starts a
+//! throwaway server and sets it); each test gets its own role and database.
+//! NATS: `nats-server` from `PATH` (or `NATS_SERVER_BIN`), configured from `nats/cluster.conf`,
+//! the same file scripts/dev.sh and docker-compose.yml use.
+
+#![allow(
+    clippy::expect_used,
+    reason = "test support: a set-up that fails must stop the test loudly"
+)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::{LogFormat, ServiceDefaults, Settings};
+use crate::service::Application;
+
+const CLUSTER_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats/cluster.conf");
+
+/// A short random name, unique enough to separate tests that run side by side.
+pub fn unique_name(prefix: &str) -> String {
+    let id = Uuid::new_v4().simple().to_string();
+    format!("{prefix}_{}", &id[..12])
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("no free local port")
+}
+
+struct Node {
+    name: String,
+    client_port: u16,
+    cluster_port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+/// Three `nats-server` processes forming one JetStream cluster on loopback ports.
+pub struct NatsCluster {
+    dir: PathBuf,
+    nodes: Vec<Node>,
+}
+
+impl NatsCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("opd-nats"));
+        std::fs::create_dir_all(&dir).expect("cannot create the cluster's directory");
+        let nodes = (1..=3)
+            .map(|i| Node {
+                name: format!("nats-{i}"),
+                client_port: free_port(),
+                cluster_port: free_port(),
+                monitor_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self { dir, nodes };
+        for index in 0..3 {
+            cluster.spawn(index);
+        }
+        cluster.wait_until_healthy().await;
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let routes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.cluster_port))
+            .collect();
+        let node = &mut self.nodes[index];
+        let store = self.dir.join(&node.name);
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", node.name)))
+            .expect("cannot create a NATS log file");
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&binary)
+            .args(["-c", CLUSTER_CONFIG])
+            .env("NATS_SERVER_NAME", &node.name)
+            .env("NATS_HOST", "127.0.0.1")
+            .env("NATS_CLIENT_PORT", node.client_port.to_string())
+            .env("NATS_CLUSTER_PORT", node.cluster_port.to_string())
+            .env("NATS_MONITOR_PORT", node.monitor_port.to_string())
+            .env("NATS_STORE_DIR", &store)
+            .env("NATS_ROUTE_1", &routes[0])
+            .env("NATS_ROUTE_2", &routes[1])
+            .env("NATS_ROUTE_3", &routes[2])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (is nats-server installed?): {e}"));
+        node.child = Some(child);
+    }
+
+    /// Client URLs of all three nodes.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.client_port))
+            .collect()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Kills node `index` (0-based) as a crash would; its data stays for a restart.
+    pub fn kill_node(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart_node(&mut self, index: usize) {
+        self.kill_node(index);
+        self.spawn(index);
+        self.wait_until_healthy().await;
+    }
+
+    pub fn kill_all(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill_node(index);
+        }
+    }
+
+    pub async fn restart_all(&mut self) {
+        self.kill_all();
+        for index in 0..self.nodes.len() {
+            self.spawn(index);
+        }
+        self.wait_until_healthy().await;
+    }
+
+    /// Waits until every running node reports JetStream healthy, which includes a meta leader.
+    pub async fn wait_until_healthy(&self) {
+        let client = reqwest::Client::new();
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let url = format!("http://127.0.0.1:{}/healthz", node.monitor_port);
+            eventually(Duration::from_secs(30), &format!("{} to be healthy", node.name), || {
+                let request = client.get(&url).send();
+                async move {
+                    request
+                        .await
+                        .ok()
+                        .filter(|response| response.status().is_success())
+                        .map(|_| ())
+                }
+            })
+            .await;
+        }
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A database of its own, owned by a role of its own, on the test PostgreSQL server.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    pub async fn create(label: &str) -> Self {
+        let admin_url = std::env::var("OPD_TEST_DATABASE_URL").expect(
+            "OPD_TEST_DATABASE_URL is not set: run the tests through scripts/test.sh, or point it at a PostgreSQL superuser connection",
+        );
+        let name = unique_name(&format!("t_{label}"));
+        let password = Uuid::new_v4().simple().to_string();
+        let mut admin = PgConnection::connect(&admin_url)
+            .await
+            .expect("cannot connect to the test PostgreSQL server");
+        for statement in [
+            format!("create role {name} login password '{password}'"),
+            format!("create database {name} owner {name}"),
+            format!("revoke connect, temporary on database {name} from public"),
+        ] {
+            sqlx::raw_sql(&statement)
+                .execute(&mut admin)
+                .await
+                .expect("cannot create the test database");
+        }
+        let url = with_credentials(&admin_url, &name, &password, &name);
+        Self {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    /// Simulates an outage: no new connections, existing ones cut.
+    pub async fn take_offline(&self) {
+        self.admin(&[
+            format!("alter database {} with allow_connections false", self.name),
+            format!(
+                "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{}'",
+                self.name
+            ),
+        ])
+        .await;
+    }
+
+    pub async fn bring_online(&self) {
+        self.admin(&[format!(
+            "alter database {} with allow_connections true",
+            self.name
+        )])
+        .await;
+    }
+
+    async fn admin(&self, statements: &[String]) {
+        let mut admin = PgConnection::connect(&self.admin_url)
+            .await
+            .expect("cannot connect to the test PostgreSQL server");
+        for statement in statements {
+            sqlx::raw_sql(statement)
+                .execute(&mut admin)
+                .await
+                .expect("admin statement failed");
+        }
+    }
+
+    /// A pool for the test's own checks of the database.
+    pub async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url)
+            .await
+            .expect("cannot connect to the test database")
+    }
+}
+
+fn with_credentials(admin_url: &str, user: &str, password: &str, database: &str) -> String {
+    let after_scheme = admin_url.find("://").map_or(0, |i| i + 3);
+    let host_start = admin_url.rfind('@').map_or(after_scheme, |i| i + 1);
+    let host_end = admin_url[host_start..]
+        .find('/')
+        .map_or(admin_url.len(), |i| host_start + i);
+    format!(
+        "postgres://{user}:{password}@{}/{database}",
+        &admin_url[host_start..host_end]
+    )
+}
+
+/// Settings for a service under test: a free port, the test's database and cluster, a subject
+/// prefix of the test's own, and short retry delays.
+pub fn settings(
+    service: ServiceDefaults,
+    database: &TestDatabase,
+    nats: &NatsCluster,
+    subject_prefix: &str,
+) -> Settings {
+    let mut settings = Settings::defaults(service);
+    settings.http.host = "127.0.0.1".into();
+    settings.http.port = 0;
+    settings.http.shutdown_grace_secs = 5;
+    settings.database.url = database.url.clone();
+    settings.database.startup_timeout_secs = 10;
+    settings.database.acquire_timeout_ms = 1_000;
+    settings.nats.servers = nats.urls();
+    settings.nats.subject_prefix = subject_prefix.into();
+    settings.outbox.retry_initial_ms = 100;
+    settings.outbox.retry_max_ms = 1_000;
+    settings.outbox.publish_timeout_ms = 2_000;
+    settings.consumer.retry_initial_ms = 200;
+    settings.consumer.retry_max_ms = 2_000;
+    settings.log.format = LogFormat::Pretty;
+    settings.log.filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    settings
+}
+
+/// A service running inside the test, stopped when dropped.
+pub struct RunningService {
+    pub base_url: String,
+    pub port: u16,
+    pub pool: PgPool,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl RunningService {
+    pub fn start(app: Application) -> Self {
+        crate::telemetry::init(&crate::config::LogSettings {
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            format: LogFormat::Pretty,
+        });
+        let port = app.port();
+        let pool = app.pool().clone();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            port,
+            pool,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Stops the service as SIGTERM would and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            let result = handle.await.expect("the service task panicked");
+            result.expect("the service stopped with an error");
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Reads every message of `subject` currently on the stream, payloads as JSON, headers included.
+pub async fn stream_messages(
+    nats_urls: &[String],
+    stream: &str,
+    subject: &str,
+) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
+    use futures::StreamExt;
+    let client = async_nats::connect(nats_urls.join(","))
+        .await
+        .expect("cannot connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(stream).await.expect("no such stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            filter_subject: subject.to_owned(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await
+        .expect("cannot create an inspection consumer");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(10_000)
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await
+        .expect("cannot fetch messages");
+    let mut found = Vec::new();
+    while let Some(Ok(message)) = messages.next().await {
+        let payload = serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
+        found.push((message.headers.clone().unwrap_or_default(), payload));
+    }
+    found
+}
