@@ -148,7 +148,10 @@ impl<H: EventHandler> Consumer<H> {
         let ack = match outcome {
             Outcome::Applied => message.ack().await,
             Outcome::Duplicate => {
-                tracing::info!(stream_sequence, "event already handled; acknowledging again");
+                tracing::info!(
+                    stream_sequence,
+                    "event already handled; acknowledging again"
+                );
                 message.ack().await
             }
             Outcome::Parked(reason) => match self.park(&message, stream_sequence, &reason).await {
@@ -175,7 +178,8 @@ impl<H: EventHandler> Consumer<H> {
         delivered: i64,
         reason: &str,
     ) -> Result<(), async_nats::Error> {
-        let backoff = Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
+        let backoff =
+            Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
         let delay = backoff.delay_for_attempt(u32::try_from(delivered).unwrap_or(u32::MAX));
         tracing::warn!(%reason, delivered, retry_in_ms = delay.as_millis() as u64, "event not handled yet; will retry");
         message.ack_with(AckKind::Nak(Some(delay))).await

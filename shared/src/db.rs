@@ -72,11 +72,17 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::Protocol(_) => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception, 53: insufficient resources, 57: operator intervention
-            // (shutdown, cancelled), 40001/40P01: serialisation failure and deadlock.
+            // 08: connection exception, 53: insufficient resources, 55: object not in
+            // prerequisite state (the database does not accept connections, a lock is not
+            // available), 57: operator intervention (shutdown, cancelled), 3D000 and 28: the
+            // database or role is missing or refused (being provisioned), 40001/40P01:
+            // serialisation failure and deadlock.
             code.starts_with("08")
                 || code.starts_with("53")
+                || code.starts_with("55")
                 || code.starts_with("57")
+                || code.starts_with("28")
+                || code == "3D000"
                 || code == "40001"
                 || code == "40P01"
         }),

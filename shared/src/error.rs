@@ -57,9 +57,12 @@ impl ApiError {
                 "Invalid path parameter",
                 detail.clone(),
             ),
-            Self::NotFound(detail) => {
-                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail.clone())
-            }
+            Self::NotFound(detail) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "Not found",
+                detail.clone(),
+            ),
             Self::Conflict(detail) => {
                 Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", detail.clone())
             }
@@ -99,7 +102,9 @@ impl IntoResponse for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_transient(&error) {
-            Self::Unavailable(format!("the database cannot be reached right now ({error})"))
+            Self::Unavailable(format!(
+                "the database cannot be reached right now ({error})"
+            ))
         } else {
             Self::Internal(anyhow::Error::new(error).context("database query failed"))
         }

@@ -185,7 +185,9 @@ mod tests {
     fn metadata_without_an_id_is_rejected_by_name() {
         let mut headers = HeaderMap::new();
         headers.insert(headers::TYPE, "x");
-        let error = EventMeta::from_headers(Some(&headers)).err().unwrap_or_default();
+        let error = EventMeta::from_headers(Some(&headers))
+            .err()
+            .unwrap_or_default();
         assert!(error.contains("ce-id"), "{error}");
     }
 

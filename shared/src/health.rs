@@ -21,7 +21,10 @@ pub struct Readiness {
 
 pub fn routes(readiness: Readiness) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "alive" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "alive" })) }),
+        )
         .route("/readyz", get(readyz))
         .with_state(readiness)
 }

@@ -142,19 +142,21 @@ pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                    let route = request
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map(MatchedPath::as_str)
-                        .unwrap_or("unmatched");
-                    let request_id = request
-                        .headers()
-                        .get(REQUEST_ID_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("http", method = %request.method(), route, request_id)
-                }))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        let route = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map(MatchedPath::as_str)
+                            .unwrap_or("unmatched");
+                        let request_id = request
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("");
+                        tracing::info_span!("http", method = %request.method(), route, request_id)
+                    }),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CatchPanicLayer::custom(|_panic| panic_response()))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
@@ -219,9 +221,15 @@ mod tests {
     #[test]
     fn invalid_and_missing_fields_are_422_and_named() {
         let problem = problem_of(parse_json(br#"{"id": -5, "name": "a"}"#));
-        assert_eq!((problem.status, problem.field.as_deref()), (422, Some("id")));
+        assert_eq!(
+            (problem.status, problem.field.as_deref()),
+            (422, Some("id"))
+        );
         let problem = problem_of(parse_json(br#"{"id": 5}"#));
-        assert_eq!((problem.status, problem.field.as_deref()), (422, Some("name")));
+        assert_eq!(
+            (problem.status, problem.field.as_deref()),
+            (422, Some("name"))
+        );
         assert!(problem.detail.contains("name"), "{}", problem.detail);
     }
 }

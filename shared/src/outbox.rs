@@ -6,7 +6,6 @@
 //! acknowledged it. A crash between the two leads to a second publish, which JetStream drops
 //! as a duplicate inside its window, and which consumers recognise by event id after it.
 
-
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use sqlx::postgres::PgListener;
@@ -14,7 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::OutboxSettings;
+use crate::config::{NatsSettings, OutboxSettings};
 use crate::events::{Event, EventMeta, subject_with_prefix};
 use crate::retry::Backoff;
 
@@ -57,13 +56,15 @@ pub struct Relay {
     pool: PgPool,
     jetstream: jetstream::Context,
     settings: OutboxSettings,
-    subject_prefix: String,
+    nats: NatsSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
 enum RelayError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("creating the stream: {0}")]
+    Stream(anyhow::Error),
     #[error("publishing event {id} to {subject}: {reason}")]
     Publish {
         id: Uuid,
@@ -77,28 +78,38 @@ impl Relay {
         pool: PgPool,
         jetstream: jetstream::Context,
         settings: OutboxSettings,
-        subject_prefix: String,
+        nats: NatsSettings,
     ) -> Self {
         Self {
             pool,
             jetstream,
             settings,
-            subject_prefix,
+            nats,
         }
     }
 
     #[tracing::instrument(name = "outbox_relay", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::from_millis(
-            self.settings.retry_initial_ms,
-            self.settings.retry_max_ms,
-        );
+        let mut backoff =
+            Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
         let mut listener = None;
+        let mut stream_ready = false;
         while !shutdown.is_cancelled() {
             if listener.is_none() {
                 listener = self.listen().await;
             }
-            match self.publish_batch().await {
+            let result = if stream_ready {
+                self.publish_batch().await
+            } else {
+                // A producer may start before any consumer: make sure the stream exists, or
+                // JetStream has nowhere to store what we publish.
+                crate::nats::ensure_stream(&self.jetstream, &self.nats)
+                    .await
+                    .map(|_| 0)
+                    .map_err(RelayError::Stream)
+            };
+            match result {
+                Ok(_) if !stream_ready => stream_ready = true,
                 Ok(published) => {
                     backoff.reset();
                     if published > 0 {
@@ -110,6 +121,8 @@ impl Relay {
                     }
                 }
                 Err(error) => {
+                    stream_ready =
+                        !matches!(error, RelayError::Publish { .. } | RelayError::Stream(_));
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay failed; will retry");
                     tokio::select! {
@@ -178,7 +191,7 @@ impl Relay {
                 time: row.created_at,
                 request_id: row.request_id,
             };
-            let subject = subject_with_prefix(&self.subject_prefix, &row.subject);
+            let subject = subject_with_prefix(&self.nats.subject_prefix, &row.subject);
             match self.publish(&subject, &meta, &row.payload).await {
                 Ok(()) => {
                     sqlx::query!(

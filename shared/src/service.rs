@@ -101,7 +101,7 @@ impl Application {
             infra.pool.clone(),
             infra.jetstream.clone(),
             infra.settings.outbox.clone(),
-            infra.settings.nats.subject_prefix.clone(),
+            infra.settings.nats.clone(),
         );
         let mut app = Self {
             port,
@@ -193,7 +193,12 @@ where
 {
     let settings = Settings::load(info.defaults)?;
     crate::telemetry::init(&settings.log);
-    tracing::info!(service = info.defaults.name, version = info.version, ?settings, "starting");
+    tracing::info!(
+        service = info.defaults.name,
+        version = info.version,
+        ?settings,
+        "starting"
+    );
     let app = build(settings).await?;
     crate::shutdown::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await

@@ -74,6 +74,23 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     pub async fn start() -> Self {
+        // Free ports are found by binding and releasing them, so a test running beside this
+        // one can take a port in between; a fresh set of ports settles that.
+        for _ in 0..3 {
+            let mut cluster = Self::spawn_all();
+            if cluster.healthy_within(Duration::from_secs(20)).await {
+                return cluster;
+            }
+            eprintln!(
+                "NATS cluster did not become healthy; retrying with new ports\n{}",
+                cluster.logs()
+            );
+            cluster.kill_all();
+        }
+        panic!("could not start a healthy three-node NATS cluster");
+    }
+
+    fn spawn_all() -> Self {
         let dir = std::env::temp_dir().join(unique_name("opd-nats"));
         std::fs::create_dir_all(&dir).expect("cannot create the cluster's directory");
         let nodes = (1..=3)
@@ -89,8 +106,24 @@ impl NatsCluster {
         for index in 0..3 {
             cluster.spawn(index);
         }
-        cluster.wait_until_healthy().await;
         cluster
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!(
+                    "--- {} ---\n{}",
+                    node.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     fn spawn(&mut self, index: usize) {
@@ -165,21 +198,32 @@ impl NatsCluster {
 
     /// Waits until every running node reports JetStream healthy, which includes a meta leader.
     pub async fn wait_until_healthy(&self) {
+        if !self.healthy_within(Duration::from_secs(30)).await {
+            panic!("the NATS cluster did not become healthy\n{}", self.logs());
+        }
+    }
+
+    async fn healthy_within(&self, timeout: Duration) -> bool {
         let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
         for node in self.nodes.iter().filter(|node| node.child.is_some()) {
             let url = format!("http://127.0.0.1:{}/healthz", node.monitor_port);
-            eventually(Duration::from_secs(30), &format!("{} to be healthy", node.name), || {
-                let request = client.get(&url).send();
-                async move {
-                    request
-                        .await
-                        .ok()
-                        .filter(|response| response.status().is_success())
-                        .map(|_| ())
+            loop {
+                let healthy = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                if healthy {
+                    break;
                 }
-            })
-            .await;
+                if tokio::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
+        true
     }
 
     pub fn log_dir(&self) -> &Path {
@@ -357,37 +401,98 @@ impl Drop for RunningService {
 }
 
 /// Reads every message of `subject` currently on the stream, payloads as JSON, headers included.
+/// While the cluster is recovering (no stream leader yet) it finds nothing; poll it with
+/// [`eventually`].
 pub async fn stream_messages(
     nats_urls: &[String],
     stream: &str,
     subject: &str,
 ) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
+    match read_stream(nats_urls, stream, subject).await {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("cannot read stream {stream} yet: {error}");
+            Vec::new()
+        }
+    }
+}
+
+async fn read_stream(
+    nats_urls: &[String],
+    stream: &str,
+    subject: &str,
+) -> Result<Vec<(async_nats::HeaderMap, serde_json::Value)>, async_nats::Error> {
     use futures::StreamExt;
-    let client = async_nats::connect(nats_urls.join(","))
-        .await
-        .expect("cannot connect to NATS");
+    let servers = nats_urls
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let client = async_nats::connect(servers).await?;
     let js = async_nats::jetstream::new(client);
-    let stream = js.get_stream(stream).await.expect("no such stream");
-    let consumer = stream
+    let consumer = js
+        .get_stream(stream)
+        .await?
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
             filter_subject: subject.to_owned(),
             ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
             inactive_threshold: Duration::from_secs(30),
             ..Default::default()
         })
-        .await
-        .expect("cannot create an inspection consumer");
+        .await?;
     let mut messages = consumer
         .fetch()
         .max_messages(10_000)
         .expires(Duration::from_secs(1))
         .messages()
-        .await
-        .expect("cannot fetch messages");
+        .await?;
     let mut found = Vec::new();
-    while let Some(Ok(message)) = messages.next().await {
+    while let Some(message) = messages.next().await {
+        let message = message?;
         let payload = serde_json::from_slice(&message.payload).unwrap_or(serde_json::Value::Null);
         found.push((message.headers.clone().unwrap_or_default(), payload));
     }
-    found
+    Ok(found)
+}
+
+/// Builds a service with `build` from `settings` and runs it in the test.
+pub async fn spawn<F, Fut>(build: F, settings: Settings) -> RunningService
+where
+    F: FnOnce(Settings) -> Fut,
+    Fut: Future<Output = anyhow::Result<Application>>,
+{
+    let app = build(settings).await.expect("the service failed to build");
+    RunningService::start(app)
+}
+
+/// Sends `body` as the book's curl commands do: `-d` without a content type, which curl sends
+/// as `application/x-www-form-urlencoded`.
+pub fn curl_style(request: reqwest::RequestBuilder, body: &str) -> reqwest::RequestBuilder {
+    request
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+}
+
+/// Asserts that `response` is a problem details document with `status`, and returns it.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, crate::problem::CONTENT_TYPE);
+    let problem: serde_json::Value = response.json().await.expect("problem body is not JSON");
+    assert_eq!(problem["status"], status, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{problem}"
+    );
+    problem
 }

@@ -1,0 +1,76 @@
+use std::time::Duration;
+
+use crate::helpers::{TestApp, patient};
+use opd_shared::testing::eventually;
+
+#[tokio::test]
+async fn events_written_while_nats_is_down_are_published_when_it_returns() {
+    let mut app = TestApp::spawn().await;
+    // Let the relay publish once, so the outage below is one of a running system.
+    assert_eq!(app.register(&patient(1)).await.status(), 201);
+    eventually(
+        Duration::from_secs(10),
+        "the first event to be published",
+        || async { (unpublished(&app).await == 0).then_some(()) },
+    )
+    .await;
+
+    app.nats.kill_all();
+    for id in 2..=11 {
+        // Registration only needs the database: it keeps working without NATS.
+        assert_eq!(app.register(&patient(id)).await.status(), 201);
+    }
+    assert_eq!(unpublished(&app).await, 10);
+
+    app.nats.restart_all().await;
+    let events = eventually(Duration::from_secs(30), "all eleven events", || async {
+        let events = app.register_events().await;
+        (events.len() >= 11).then_some(events)
+    })
+    .await;
+    let mut ids: Vec<i64> = events
+        .iter()
+        .map(|(_, payload)| payload["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=11).collect::<Vec<_>>(), "each event exactly once");
+    eventually(
+        Duration::from_secs(10),
+        "the outbox to be drained",
+        || async { (unpublished(&app).await == 0).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.register(&patient(1)).await.status(), 201);
+    eventually(Duration::from_secs(10), "the event", || async {
+        (app.register_events().await.len() == 1).then_some(())
+    })
+    .await;
+    // As if the relay had crashed after the publish but before stamping the row.
+    sqlx::query("update outbox set published_at = null")
+        .execute(&app.service.pool)
+        .await
+        .unwrap();
+    sqlx::query("select pg_notify('opd_outbox', '')")
+        .execute(&app.service.pool)
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the row to be stamped again",
+        || async { (unpublished(&app).await == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(app.register_events().await.len(), 1);
+}
+
+async fn unpublished(app: &TestApp) -> i64 {
+    sqlx::query_scalar("select count(*) from outbox where published_at is null")
+        .fetch_one(&app.service.pool)
+        .await
+        .unwrap()
+}

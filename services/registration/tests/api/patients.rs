@@ -1,0 +1,141 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, patient};
+use opd_shared::testing::curl_style;
+
+#[tokio::test]
+async fn the_books_curl_walkthrough_gives_the_books_answers() {
+    let app = TestApp::spawn().await;
+
+    // The book's curl sends JSON with -d and no content type.
+    let response = curl_style(
+        app.http.post(app.url("/opd/patient/register")),
+        r#"{"full_name":"chanaka fernando","address":"44, sw19, london","id":200, "sex":"male", "phone":222222222}"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"id": 200, "token": 1})
+    );
+
+    let view: Value = app
+        .http
+        .get(app.url("/opd/patient/view/200"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view,
+        json!({"full_name":"chanaka fernando","address":"44, sw19, london","id":200,"sex":"male","phone":222222222})
+    );
+
+    let response = curl_style(
+        app.http.put(app.url("/opd/patient/update")),
+        r#"{"full_name":"chanaka fernando","address":"667/280/6, liyanagemulla, seeduwa","id":200, "sex":"male", "phone":222222222}"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!("Record for Patient updated successfully")
+    );
+    let view: Value = app
+        .http
+        .get(app.url("/opd/patient/view/200"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["address"], "667/280/6, liyanagemulla, seeduwa");
+
+    let response = app
+        .http
+        .get(app.url("/opd/patient/token/200"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"id": 200, "token": 2})
+    );
+
+    let home = app.http.get(app.url("/opd/patient/")).send().await.unwrap();
+    assert_eq!(home.text().await.unwrap(), "Registration Service v0.1.0\n");
+}
+
+#[tokio::test]
+async fn registering_publishes_patient_register_with_cloudevents_headers() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http
+        .post(app.url("/opd/patient/register"))
+        .header("x-request-id", "walkthrough-1")
+        .json(&patient(200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.headers()["x-request-id"], "walkthrough-1");
+
+    let events = opd_shared::testing::eventually(
+        std::time::Duration::from_secs(10),
+        "the registration event on the stream",
+        || async {
+            let events = app.register_events().await;
+            (!events.is_empty()).then_some(events)
+        },
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    let (headers, payload) = &events[0];
+    assert_eq!(payload, &json!({"id": 200, "token": 1}));
+    let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+    assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
+    assert_eq!(
+        header("ce-type").as_deref(),
+        Some("opd.patient.registered.v1")
+    );
+    assert_eq!(header("ce-source").as_deref(), Some("/opd/registration"));
+    assert_eq!(header("ce-requestid").as_deref(), Some("walkthrough-1"));
+    assert!(header("ce-time").is_some());
+    let id = header("ce-id").unwrap();
+    assert_eq!(header("Nats-Msg-Id"), Some(id.clone()));
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+}
+
+#[tokio::test]
+async fn optional_fields_round_trip_and_absent_ones_are_left_out() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .register(&json!({
+            "id": 7, "full_name": "  Nimali Perera ", "email": "nimali@example.lk",
+            "remarks": "allergic to penicillin", "sex": "Female"
+        }))
+        .await;
+    assert_eq!(response.status(), 201);
+    let view: Value = app
+        .http
+        .get(app.url("/opd/patient/view/7"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view,
+        json!({"id": 7, "full_name": "Nimali Perera", "email": "nimali@example.lk",
+               "remarks": "allergic to penicillin", "sex": "female"})
+    );
+}
