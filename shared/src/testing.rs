@@ -78,7 +78,11 @@ impl NatsCluster {
         // one can take a port in between; a fresh set of ports settles that.
         for _ in 0..3 {
             let mut cluster = Self::spawn_all();
-            if cluster.healthy_within(Duration::from_secs(20)).await {
+            if cluster.healthy_within(Duration::from_secs(20)).await
+                && cluster
+                    .jetstream_usable_within(Duration::from_secs(20))
+                    .await
+            {
                 return cluster;
             }
             eprintln!(
@@ -201,6 +205,36 @@ impl NatsCluster {
         if !self.healthy_within(Duration::from_secs(30)).await {
             panic!("the NATS cluster did not become healthy\n{}", self.logs());
         }
+    }
+
+    /// A healthy node may still be electing the meta leader: wait until a replicated stream can
+    /// be created and removed.
+    async fn jetstream_usable_within(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let servers: Vec<async_nats::ServerAddr> = self
+            .urls()
+            .iter()
+            .filter_map(|url| url.parse().ok())
+            .collect();
+        let Ok(client) = async_nats::connect(servers).await else {
+            return false;
+        };
+        let js = async_nats::jetstream::new(client);
+        let probe = async_nats::jetstream::stream::Config {
+            name: "PROBE".into(),
+            subjects: vec!["probe.>".into()],
+            num_replicas: 3,
+            ..Default::default()
+        };
+        while tokio::time::Instant::now() < deadline {
+            if js.create_stream(probe.clone()).await.is_ok()
+                && js.delete_stream("PROBE").await.is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     async fn healthy_within(&self, timeout: Duration) -> bool {
@@ -495,4 +529,76 @@ pub async fn expect_problem(response: reqwest::Response, status: u16) -> serde_j
         "{problem}"
     );
     problem
+}
+
+/// Publishes a raw message on the stream, as a producer (or a broken one) would. The stream is
+/// created first if no service has done so yet.
+pub async fn publish_raw(
+    nats: &crate::config::NatsSettings,
+    subject: &str,
+    headers: async_nats::HeaderMap,
+    payload: Vec<u8>,
+) {
+    let servers: Vec<async_nats::ServerAddr> = nats
+        .servers
+        .iter()
+        .map(|url| url.parse().expect("invalid NATS URL"))
+        .collect();
+    let client = async_nats::connect(servers)
+        .await
+        .expect("cannot connect to NATS");
+    let js = async_nats::jetstream::new(client);
+    let subject = crate::events::subject_with_prefix(&nats.subject_prefix, subject);
+    // A cluster that has just started, or lost a node, may need a moment to elect leaders.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            crate::nats::ensure_stream(&js, nats).await?;
+            js.publish_with_headers(subject.clone(), headers.clone(), payload.clone().into())
+                .await?
+                .await?;
+            Ok::<(), anyhow::Error>(())
+        };
+        match attempt.await {
+            Ok(()) => return,
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                eprintln!("publish to {subject} failed, retrying: {error}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot publish to {subject}: {error}"),
+        }
+    }
+}
+
+/// Publishes `event` with fresh metadata, as the outbox relay would; returns the metadata so a
+/// test can publish the very same event again.
+pub async fn publish_event<E: crate::events::Event>(
+    nats: &crate::config::NatsSettings,
+    event: &E,
+) -> crate::events::EventMeta {
+    let meta = crate::events::EventMeta {
+        id: Uuid::now_v7(),
+        event_type: E::TYPE.into(),
+        source: "/opd/tests".into(),
+        time: chrono::Utc::now(),
+        request_id: None,
+    };
+    publish_meta(nats, event, &meta).await;
+    meta
+}
+
+/// Publishes `event` with the given metadata. The `Nats-Msg-Id` is always fresh, so JetStream
+/// stores a repeat and the consumer's own de-duplication is what is tested.
+pub async fn publish_meta<E: crate::events::Event>(
+    nats: &crate::config::NatsSettings,
+    event: &E,
+    meta: &crate::events::EventMeta,
+) {
+    let mut headers = meta.to_headers();
+    headers.insert(
+        crate::events::headers::MESSAGE_ID,
+        Uuid::new_v4().to_string().as_str(),
+    );
+    let payload = serde_json::to_vec(event).expect("events serialise");
+    publish_raw(nats, E::SUBJECT, headers, payload).await;
 }
