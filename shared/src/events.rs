@@ -130,7 +130,9 @@ impl EventMeta {
     /// Reads the metadata of a received message. An error means the message can never be
     /// handled (it names what is missing), so the caller parks it.
     pub fn from_headers(map: Option<&HeaderMap>) -> Result<Self, String> {
-        let map = map.ok_or("the message has no headers; ce-id, ce-type, ce-source and ce-time are required")?;
+        let map = map.ok_or(
+            "the message has no headers; ce-id, ce-type, ce-source and ce-time are required",
+        )?;
         let get = |name: &str| -> Result<String, String> {
             map.get(name)
                 .map(|value| value.as_str().to_owned())

@@ -602,3 +602,21 @@ pub async fn publish_meta<E: crate::events::Event>(
     let payload = serde_json::to_vec(event).expect("events serialise");
     publish_raw(nats, E::SUBJECT, headers, payload).await;
 }
+
+/// Messages of the durable consumer `durable` that are not yet delivered, and delivered but not
+/// yet acknowledged. Both are zero once a consumer has caught up.
+pub async fn consumer_backlog(
+    nats: &crate::config::NatsSettings,
+    durable: &str,
+) -> Option<(u64, usize)> {
+    let servers: Vec<async_nats::ServerAddr> = nats
+        .servers
+        .iter()
+        .filter_map(|url| url.parse().ok())
+        .collect();
+    let client = async_nats::connect(servers).await.ok()?;
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream(&nats.stream).await.ok()?;
+    let info = stream.consumer_info(durable).await.ok()?;
+    Some((info.num_pending, info.num_ack_pending))
+}

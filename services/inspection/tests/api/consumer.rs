@@ -4,9 +4,10 @@ use async_nats::HeaderMap;
 use serde_json::json;
 
 use crate::helpers::TestApp;
+use inspection::startup::REGISTRATIONS_CONSUMER;
 use opd_shared::domain::PatientId;
 use opd_shared::events::{EventMeta, PatientRegistered, headers};
-use opd_shared::testing::{eventually, publish_meta, publish_raw};
+use opd_shared::testing::{consumer_backlog, eventually, publish_meta, publish_raw};
 
 #[tokio::test]
 async fn the_same_event_delivered_twice_has_one_effect() {
@@ -96,11 +97,21 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
     assert!(parked[2].0.contains(headers::ID), "{parked:?}");
     assert!(parked.iter().all(|(_, sequence)| *sequence > 0));
 
-    // Parked messages are acknowledged: nothing is left for the consumer to redeliver.
+    // What was received is kept for the operator: headers and payload as they came.
     let headers_kept: i64 = app
         .count("select count(*) from dead_letters where headers ? 'ce-id' and length(payload) > 0")
         .await;
     assert_eq!(headers_kept, 2);
+    // Parked messages are acknowledged: nothing is left for the consumer to redeliver.
+    eventually(
+        Duration::from_secs(10),
+        "the consumer to have no backlog",
+        || async {
+            let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;
+            (backlog == Some((0, 0))).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use serde_json::Value;
 pub struct TestApp {
     pub service: RunningService,
     pub database: TestDatabase,
-    pub nats: NatsCluster,
+    // Held so that the cluster lives as long as the test.
+    pub _nats: NatsCluster,
     pub settings: Settings,
     pub http: reqwest::Client,
 }
@@ -25,7 +26,7 @@ impl TestApp {
         Self {
             service,
             database,
-            nats,
+            _nats: nats,
             settings,
             http: reqwest::Client::new(),
         }

@@ -1,0 +1,168 @@
+//! The whole platform in one test process: every service with its own database, all of them on
+//! one three-node NATS cluster, and HTTP helpers for the book's walkthrough.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test support: a failed step must fail the test"
+)]
+
+use std::time::Duration;
+
+use opd_shared::config::{ServiceDefaults, Settings};
+use opd_shared::testing::{self, NatsCluster, RunningService, TestDatabase, eventually};
+use serde_json::Value;
+
+/// Which service, and how to build it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Registration,
+    Inspection,
+}
+
+impl Service {
+    fn defaults(self) -> ServiceDefaults {
+        match self {
+            Self::Registration => registration::SERVICE.defaults,
+            Self::Inspection => inspection::SERVICE.defaults,
+        }
+    }
+
+    async fn start(self, settings: Settings) -> RunningService {
+        match self {
+            Self::Registration => testing::spawn(registration::startup::build, settings).await,
+            Self::Inspection => testing::spawn(inspection::startup::build, settings).await,
+        }
+    }
+}
+
+struct Slot {
+    service: Service,
+    database: TestDatabase,
+    settings: Settings,
+    running: Option<RunningService>,
+}
+
+pub struct Platform {
+    pub nats: NatsCluster,
+    pub prefix: String,
+    pub http: reqwest::Client,
+    slots: Vec<Slot>,
+}
+
+impl Platform {
+    pub async fn start(services: &[Service]) -> Self {
+        let nats = NatsCluster::start().await;
+        let prefix = format!("{}.", testing::unique_name("t"));
+        let mut slots = Vec::new();
+        for &service in services {
+            let database = TestDatabase::create(service.defaults().name).await;
+            let settings = testing::settings(service.defaults(), &database, &nats, &prefix);
+            let running = service.start(settings.clone()).await;
+            slots.push(Slot {
+                service,
+                database,
+                settings,
+                running: Some(running),
+            });
+        }
+        Self {
+            nats,
+            prefix,
+            http: reqwest::Client::new(),
+            slots,
+        }
+    }
+
+    fn slot(&self, service: Service) -> &Slot {
+        self.slots
+            .iter()
+            .find(|slot| slot.service == service)
+            .expect("service not part of this platform")
+    }
+
+    fn slot_mut(&mut self, service: Service) -> &mut Slot {
+        self.slots
+            .iter_mut()
+            .find(|slot| slot.service == service)
+            .expect("service not part of this platform")
+    }
+
+    pub fn url(&self, service: Service, path: &str) -> String {
+        self.slot(service)
+            .running
+            .as_ref()
+            .expect("service is stopped")
+            .url(path)
+    }
+
+    pub fn settings(&self, service: Service) -> &Settings {
+        &self.slot(service).settings
+    }
+
+    pub fn database(&self, service: Service) -> &TestDatabase {
+        &self.slot(service).database
+    }
+
+    /// Stops a service as SIGTERM would.
+    pub async fn stop(&mut self, service: Service) {
+        if let Some(running) = self.slot_mut(service).running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Starts a stopped service again, on its database (on a new port).
+    pub async fn restart(&mut self, service: Service) {
+        self.stop(service).await;
+        let slot = self.slot_mut(service);
+        slot.running = Some(service.start(slot.settings.clone()).await);
+    }
+
+    pub async fn get(&self, service: Service, path: &str) -> Value {
+        let response = self.http.get(self.url(service, path)).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
+    pub async fn post(&self, service: Service, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(service, path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until `GET path` answers with a list that satisfies `done`, and returns it.
+    pub async fn list_until(
+        &self,
+        service: Service,
+        path: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        eventually(Duration::from_secs(30), what, || async {
+            let list = self.get(service, path).await;
+            let list = list.as_array().cloned().unwrap_or_default();
+            done(&list).then_some(list)
+        })
+        .await
+    }
+
+    /// Messages of `subject` (without prefix) on the stream.
+    pub async fn events(&self, subject: &str) -> Vec<Value> {
+        testing::stream_messages(
+            &self.nats.urls(),
+            "PATIENT",
+            &format!("{}{subject}", self.prefix),
+        )
+        .await
+        .into_iter()
+        .map(|(_, payload)| payload)
+        .collect()
+    }
+}
