@@ -18,13 +18,25 @@ use serde_json::Value;
 pub enum Service {
     Registration,
     Inspection,
+    Treatment,
+    Release,
 }
+
+/// All four, in the order a patient meets them.
+pub const ALL: [Service; 4] = [
+    Service::Registration,
+    Service::Inspection,
+    Service::Treatment,
+    Service::Release,
+];
 
 impl Service {
     fn defaults(self) -> ServiceDefaults {
         match self {
             Self::Registration => registration::SERVICE.defaults,
             Self::Inspection => inspection::SERVICE.defaults,
+            Self::Treatment => treatment::SERVICE.defaults,
+            Self::Release => release::SERVICE.defaults,
         }
     }
 
@@ -32,6 +44,8 @@ impl Service {
         match self {
             Self::Registration => testing::spawn(registration::startup::build, settings).await,
             Self::Inspection => testing::spawn(inspection::startup::build, settings).await,
+            Self::Treatment => testing::spawn(treatment::startup::build, settings).await,
+            Self::Release => testing::spawn(release::startup::build, settings).await,
         }
     }
 }

@@ -160,3 +160,39 @@ mod tests {
         assert!(Note::<2>::try_from(Some("abc".to_owned())).is_err());
     }
 }
+
+/// Where a patient goes when released from the OPD: home, or into the hospital.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
+pub enum Disposition {
+    Discharge,
+    Admission,
+}
+
+impl Disposition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discharge => "discharge",
+            Self::Admission => "admission",
+        }
+    }
+}
+
+impl TryFrom<String> for Disposition {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "discharge" => Ok(Self::Discharge),
+            "admission" => Ok(Self::Admission),
+            other => Err(format!(
+                "expected \"discharge\" or \"admission\", got {other:?}"
+            )),
+        }
+    }
+}
+
+impl From<Disposition> for &'static str {
+    fn from(disposition: Disposition) -> Self {
+        disposition.as_str()
+    }
+}

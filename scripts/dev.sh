@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Runs the platform natively, without Docker, for curl and Postman:
+# a throwaway PostgreSQL (port 5433), a three-node NATS cluster with JetStream (client ports
+# 4222, 4223, 4224) and the services on the book's ports. State and logs live in .dev/.
+#
+#   scripts/dev.sh up               build, start everything, return once every service is ready
+#   scripts/dev.sh down             stop everything (data is kept for the next `up`)
+#   scripts/dev.sh clean            stop everything and delete .dev/ (databases, streams, logs)
+#   scripts/dev.sh status           what runs, with pids and ports
+#   scripts/dev.sh stop NAME        stop one piece: a service (registration, inspection, …),
+#   scripts/dev.sh start NAME         a NATS node (nats-1, nats-2, nats-3) or postgres
+#   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+DEV="$ROOT/.dev"
+PG_PORT=5433
+SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
+NODES=(nats-1 nats-2 nats-3)
+
+port_of_service() { local s; for s in "${SERVICES[@]}"; do [ "${s%%:*}" = "$1" ] && echo "${s##*:}"; done; }
+node_index() { echo "${1##nats-}"; }
+is_service() { [ -n "$(port_of_service "$1")" ]; }
+is_node() { [[ "$1" =~ ^nats-[123]$ ]]; }
+pid_file() { echo "$DEV/run/$1.pid"; }
+log_file() { echo "$DEV/logs/$1.log"; }
+
+running() { # running NAME: is its process alive?
+    local pid_path; pid_path="$(pid_file "$1")"
+    [ -f "$pid_path" ] && kill -0 "$(cat "$pid_path")" 2>/dev/null
+}
+
+spawn() { # spawn NAME COMMAND...: start in the background, detached, logging to its file
+    local name="$1"; shift
+    mkdir -p "$DEV/run" "$DEV/logs"
+    setsid "$@" >>"$(log_file "$name")" 2>&1 < /dev/null &
+    echo $! >"$(pid_file "$name")"
+}
+
+terminate() { # terminate NAME: SIGTERM, then SIGKILL after 20 s
+    local name="$1" pid
+    running "$name" || { rm -f "$(pid_file "$name")"; return 0; }
+    pid="$(cat "$(pid_file "$name")")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$(pid_file "$name")"
+    log "stopped $name"
+}
+
+wait_http() { # wait_http URL WHAT [SECONDS]
+    local url="$1" what="$2" seconds="${3:-60}"
+    for _ in $(seq 1 $((seconds * 5))); do
+        curl -fsS -o /dev/null "$url" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    die "$what did not become ready ($url); see scripts/dev.sh logs"
+}
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+
+start_postgres() {
+    if [ -f "$DEV/pg/postmaster.pid" ]; then return 0; fi
+    local fresh=""; [ -f "$DEV/pg/PG_VERSION" ] || fresh=1
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    pg_start "$DEV/pg" "$PG_PORT"
+    ln -sf "$DEV/pg/server.log" "$(log_file postgres)"
+    [ -z "$fresh" ] || provision_databases
+}
+
+# One database and one role per service. Development passwords only (opd_<service>_dev), the
+# same ones the services' default configuration uses. No role may connect to another's database.
+provision_databases() {
+    local entry name
+    for entry in "${SERVICES[@]}"; do
+        name="opd_${entry%%:*}"
+        pg_psql "$DEV/pg" "$PG_PORT" <<SQL
+create role $name login password '${name}_dev';
+create database $name owner $name;
+revoke connect, temporary on database $name from public;
+SQL
+    done
+}
+
+# --- NATS -------------------------------------------------------------------------------------
+
+start_node() {
+    local name="$1" i
+    running "$name" && return 0
+    i="$(node_index "$name")"
+    mkdir -p "$DEV/nats/$name"
+    log "starting $name (client port $((4221 + i)))"
+    NATS_SERVER_NAME="$name" NATS_HOST=127.0.0.1 \
+        NATS_CLIENT_PORT=$((4221 + i)) NATS_CLUSTER_PORT=$((6221 + i)) NATS_MONITOR_PORT=$((8221 + i)) \
+        NATS_STORE_DIR="$DEV/nats/$name" \
+        NATS_ROUTE_1=nats://127.0.0.1:6222 NATS_ROUTE_2=nats://127.0.0.1:6223 NATS_ROUTE_3=nats://127.0.0.1:6224 \
+        spawn "$name" "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
+}
+
+wait_node() {
+    local i; i="$(node_index "$1")"
+    wait_http "http://127.0.0.1:$((8221 + i))/healthz?js-server-only=true" "$1" 30
+}
+
+# --- services ---------------------------------------------------------------------------------
+
+build_services() {
+    log "building the services"
+    SQLX_OFFLINE=true cargo build --quiet --bins
+}
+
+start_service() {
+    local name="$1" port
+    running "$name" && return 0
+    port="$(port_of_service "$name")"
+    [ -x "$ROOT/target/debug/$name" ] || build_services
+    log "starting $name on port $port"
+    OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" spawn "$name" "$ROOT/target/debug/$name"
+}
+
+wait_service() {
+    wait_http "http://127.0.0.1:$(port_of_service "$1")/readyz" "$1" 90
+}
+
+# --- commands ---------------------------------------------------------------------------------
+
+cmd_up() {
+    ensure_tool curl curl
+    ensure_tool psql postgresql-client
+    NATS_SERVER_BIN="$(ensure_nats_server)"
+    build_services
+    start_postgres
+    local node entry
+    for node in "${NODES[@]}"; do start_node "$node"; done
+    for node in "${NODES[@]}"; do wait_node "$node"; done
+    for entry in "${SERVICES[@]}"; do start_service "${entry%%:*}"; done
+    for entry in "${SERVICES[@]}"; do wait_service "${entry%%:*}"; done
+    log "the platform is up:"
+    cmd_status
+}
+
+cmd_down() {
+    local entry node
+    for entry in "${SERVICES[@]}"; do terminate "${entry%%:*}"; done
+    for node in "${NODES[@]}"; do terminate "$node"; done
+    if [ -f "$DEV/pg/postmaster.pid" ]; then pg_stop "$DEV/pg"; log "stopped postgres"; fi
+}
+
+cmd_clean() {
+    cmd_down
+    rm -rf "$DEV"
+    log "removed .dev/"
+}
+
+cmd_status() {
+    local entry name
+    printf '%-14s %-9s %-8s %s\n' NAME STATE PID ADDRESS
+    if [ -f "$DEV/pg/postmaster.pid" ]; then
+        printf '%-14s %-9s %-8s %s\n' postgres running "$(head -1 "$DEV/pg/postmaster.pid")" "127.0.0.1:$PG_PORT"
+    else
+        printf '%-14s %-9s %-8s %s\n' postgres stopped - "127.0.0.1:$PG_PORT"
+    fi
+    for name in "${NODES[@]}"; do
+        local i; i="$(node_index "$name")"
+        status_line "$name" "nats://127.0.0.1:$((4221 + i)) (monitoring http://127.0.0.1:$((8221 + i)))"
+    done
+    for entry in "${SERVICES[@]}"; do
+        status_line "${entry%%:*}" "http://127.0.0.1:${entry##*:}"
+    done
+}
+
+status_line() {
+    if running "$1"; then
+        printf '%-14s %-9s %-8s %s\n' "$1" running "$(cat "$(pid_file "$1")")" "$2"
+    else
+        printf '%-14s %-9s %-8s %s\n' "$1" stopped - "$2"
+    fi
+}
+
+cmd_stop() {
+    local name="${1:-}"
+    if is_service "$name" || is_node "$name"; then terminate "$name"
+    elif [ "$name" = postgres ]; then pg_stop "$DEV/pg"; log "stopped postgres"
+    else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
+    fi
+}
+
+cmd_start() {
+    local name="${1:-}"
+    if is_service "$name"; then start_service "$name"; wait_service "$name"
+    elif is_node "$name"; then NATS_SERVER_BIN="$(ensure_nats_server)"; start_node "$name"; wait_node "$name"
+    elif [ "$name" = postgres ]; then start_postgres
+    else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
+    fi
+}
+
+cmd_logs() {
+    local name="${1:-}" file
+    file="$(log_file "$name")"
+    [ -e "$file" ] || die "no log for '$name' in $DEV/logs"
+    if [ "${2:-}" = "-f" ]; then tail -n 100 -F "$file"; else tail -n 200 "$file"; fi
+}
+
+case "${1:-}" in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    clean) cmd_clean ;;
+    status) cmd_status ;;
+    stop) cmd_stop "${2:-}" ;;
+    start) cmd_start "${2:-}" ;;
+    logs) cmd_logs "${2:-}" "${3:-}" ;;
+    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

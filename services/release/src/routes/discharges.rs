@@ -1,0 +1,126 @@
+//! Pending releases and discharges. The book's Go code lost `state` to a wrong JSON tag, so it
+//! could never send a patient for admission; here it is kept and acted on.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+use opd_shared::domain::{Disposition, Note, PatientId, Text};
+use opd_shared::error::ApiError;
+use opd_shared::events::PatientAdmissionRequested;
+use opd_shared::http::{JsonBody, RequestId};
+use opd_shared::outbox;
+
+use super::AppState;
+use crate::SERVICE;
+
+/// The book's pending release entry: treatment's release request.
+#[derive(Debug, Serialize)]
+pub struct PendingRelease {
+    id: i64,
+    time: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    post_medication: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+}
+
+/// Patients waiting to be released, in the order treatment asked.
+#[tracing::instrument(skip(state))]
+pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingRelease>>, ApiError> {
+    let pending = sqlx::query_as!(
+        PendingRelease,
+        "select patient_id as id, time, next_state, post_medication, notes
+         from release_queue
+         where released_at is null
+         order by id",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(pending))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DischargeForm {
+    id: PatientId,
+    time: Text<100>,
+    state: Disposition,
+    #[serde(default)]
+    post_medication: Note<1000>,
+    #[serde(default)]
+    notes: Note<2000>,
+    #[serde(default)]
+    next_visit: Note<100>,
+}
+
+/// Records the discharge, takes the patient off the pending list and, for an admission,
+/// publishes `patient.admission` through the outbox, all in one transaction.
+#[tracing::instrument(skip_all, fields(patient_id = %form.id, state = form.state.as_str()))]
+pub async fn discharge(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    JsonBody(form): JsonBody<DischargeForm>,
+) -> Result<(StatusCode, Json<&'static str>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let waiting = sqlx::query!(
+        "update release_queue set released_at = now()
+         where patient_id = $1 and released_at is null",
+        form.id.get(),
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if waiting == 0 {
+        return Err(not_waiting(&mut tx, form.id).await);
+    }
+    sqlx::query!(
+        "insert into discharges (patient_id, time, state, post_medication, notes, next_visit)
+         values ($1, $2, $3, $4, $5, $6)",
+        form.id.get(),
+        form.time.as_str(),
+        form.state.as_str(),
+        form.post_medication.as_deref(),
+        form.notes.as_deref(),
+        form.next_visit.as_deref(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    if form.state == Disposition::Admission {
+        let event = PatientAdmissionRequested {
+            id: form.id,
+            time: Note::from_stored(Some(form.time.into_inner())),
+            notes: form.notes,
+        };
+        outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    }
+    tx.commit().await?;
+    tracing::info!("patient released");
+    Ok((
+        StatusCode::CREATED,
+        Json("Patient discharge recorded successfully"),
+    ))
+}
+
+/// 404 for a patient treatment never asked to release, 409 for one already released.
+async fn not_waiting(tx: &mut PgConnection, id: PatientId) -> ApiError {
+    let known = sqlx::query_scalar!(
+        r#"select exists (select 1 from release_queue where patient_id = $1) as "known!""#,
+        id.get()
+    )
+    .fetch_one(tx)
+    .await;
+    match known {
+        Ok(true) => ApiError::Conflict(format!(
+            "patient {id} has already been released; a new release needs a new request from \
+             treatment (POST /opd/treatment/release)"
+        )),
+        Ok(false) => ApiError::NotFound(format!(
+            "treatment has not asked to release patient {id} (POST /opd/treatment/release)"
+        )),
+        Err(error) => error.into(),
+    }
+}

@@ -1,0 +1,78 @@
+//! Medication records. The book's Go code lost `dose` to a wrong JSON tag; it is kept here.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use opd_shared::domain::{Note, PatientId, Text};
+use opd_shared::error::ApiError;
+use opd_shared::http::{JsonBody, PathParam};
+
+use super::AppState;
+use super::patients::ensure_known;
+
+#[derive(Debug, Deserialize)]
+pub struct MedicationForm {
+    id: PatientId,
+    time: Text<100>,
+    dose: Text<1000>,
+    #[serde(default)]
+    notes: Note<2000>,
+}
+
+/// Records medication given to a patient and takes them off the pending list.
+#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+pub async fn record(
+    State(state): State<AppState>,
+    JsonBody(form): JsonBody<MedicationForm>,
+) -> Result<(StatusCode, Json<&'static str>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    ensure_known(&mut tx, form.id).await?;
+    sqlx::query!(
+        "insert into medications (patient_id, time, dose, notes) values ($1, $2, $3, $4)",
+        form.id.get(),
+        form.time.as_str(),
+        form.dose.as_str(),
+        form.notes.as_deref(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "update treatment_queue set treated_at = now()
+         where patient_id = $1 and treated_at is null",
+        form.id.get(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json("Record updated successfully")))
+}
+
+#[derive(Debug, Serialize)]
+pub struct MedicationView {
+    id: i64,
+    time: String,
+    dose: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+}
+
+/// A patient's medication records, oldest first.
+#[tracing::instrument(skip(state))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<PatientId>,
+) -> Result<Json<Vec<MedicationView>>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    ensure_known(&mut conn, id).await?;
+    let records = sqlx::query_as!(
+        MedicationView,
+        "select patient_id as id, time, dose, notes from medications
+         where patient_id = $1 order by id",
+        id.get(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(records))
+}

@@ -1,0 +1,60 @@
+//! Release requests: treatment is done, the release service takes over.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use opd_shared::domain::{Disposition, Note, PatientId, Text};
+use opd_shared::error::ApiError;
+use opd_shared::events::PatientReleaseRequested;
+use opd_shared::http::{JsonBody, RequestId};
+use opd_shared::outbox;
+
+use super::AppState;
+use super::patients::ensure_known;
+use crate::SERVICE;
+
+#[derive(Debug, Deserialize)]
+pub struct ReleaseForm {
+    id: PatientId,
+    time: Text<100>,
+    next_state: Disposition,
+    #[serde(default)]
+    post_medication: Note<1000>,
+    #[serde(default)]
+    notes: Note<2000>,
+}
+
+/// Records the request and publishes `patient.release` through the outbox, in one transaction.
+#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+pub async fn request(
+    State(state): State<AppState>,
+    RequestId(request_id): RequestId,
+    JsonBody(form): JsonBody<ReleaseForm>,
+) -> Result<(StatusCode, Json<&'static str>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    ensure_known(&mut tx, form.id).await?;
+    sqlx::query!(
+        "insert into release_requests (patient_id, time, next_state, post_medication, notes)
+         values ($1, $2, $3, $4, $5)",
+        form.id.get(),
+        form.time.as_str(),
+        form.next_state.as_str(),
+        form.post_medication.as_deref(),
+        form.notes.as_deref(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    let event = PatientReleaseRequested {
+        id: form.id,
+        time: form.time.into_inner(),
+        next_state: Note::from_stored(Some(form.next_state.as_str().to_owned())),
+        post_medication: form.post_medication,
+        notes: form.notes,
+    };
+    outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    tx.commit().await?;
+    tracing::info!("release requested");
+    Ok((StatusCode::CREATED, Json("Release event published")))
+}

@@ -1,0 +1,81 @@
+//! Test records (laboratory tests taken during treatment).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use opd_shared::domain::{Note, PatientId, Text};
+use opd_shared::error::ApiError;
+use opd_shared::http::{JsonBody, PathParam};
+
+use super::AppState;
+use super::patients::ensure_known;
+
+#[derive(Debug, Deserialize)]
+pub struct TestForm {
+    id: PatientId,
+    time: Text<100>,
+    test_name: Text<100>,
+    #[serde(default)]
+    results: Note<2000>,
+    #[serde(default)]
+    status: Note<50>,
+    #[serde(default)]
+    notes: Note<2000>,
+}
+
+#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+pub async fn record(
+    State(state): State<AppState>,
+    JsonBody(form): JsonBody<TestForm>,
+) -> Result<(StatusCode, Json<&'static str>), ApiError> {
+    let mut tx = state.pool.begin().await?;
+    ensure_known(&mut tx, form.id).await?;
+    sqlx::query!(
+        "insert into test_records (patient_id, time, test_name, results, status, notes)
+         values ($1, $2, $3, $4, $5, $6)",
+        form.id.get(),
+        form.time.as_str(),
+        form.test_name.as_str(),
+        form.results.as_deref(),
+        form.status.as_deref(),
+        form.notes.as_deref(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json("Test recorded successfully")))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TestView {
+    id: i64,
+    time: String,
+    test_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
+}
+
+/// A patient's test records, oldest first.
+#[tracing::instrument(skip(state))]
+pub async fn history(
+    State(state): State<AppState>,
+    PathParam(id): PathParam<PatientId>,
+) -> Result<Json<Vec<TestView>>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    ensure_known(&mut conn, id).await?;
+    let records = sqlx::query_as!(
+        TestView,
+        "select patient_id as id, time, test_name, results, status, notes from test_records
+         where patient_id = $1 order by id",
+        id.get(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(records))
+}

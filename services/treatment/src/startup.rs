@@ -1,0 +1,21 @@
+use opd_shared::config::Settings;
+use opd_shared::service::{Application, Infra};
+
+use crate::SERVICE;
+use crate::events::TreatmentHandler;
+use crate::routes::{self, AppState};
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/treatment");
+
+/// The durable consumer of `patient.treatment`, shared by every replica of this service.
+pub const TREATMENT_CONSUMER: &str = "treatment-patient-treatment";
+
+pub async fn build(settings: Settings) -> anyhow::Result<Application> {
+    let infra = Infra::connect(settings, SERVICE, &MIGRATIONS).await?;
+    let api = routes::router(AppState {
+        pool: infra.pool.clone(),
+    });
+    Ok(Application::build(infra, api)
+        .await?
+        .with_consumer(TREATMENT_CONSUMER, TreatmentHandler))
+}
