@@ -19,7 +19,10 @@ PG_PORT=5433
 SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
 NODES=(nats-1 nats-2 nats-3)
 
-port_of_service() { local s; for s in "${SERVICES[@]}"; do [ "${s%%:*}" = "$1" ] && echo "${s##*:}"; done; }
+port_of_service() {
+    local s
+    for s in "${SERVICES[@]}"; do if [ "${s%%:*}" = "$1" ]; then echo "${s##*:}"; fi; done
+}
 node_index() { echo "${1##nats-}"; }
 is_service() { [ -n "$(port_of_service "$1")" ]; }
 is_node() { [[ "$1" =~ ^nats-[123]$ ]]; }
@@ -65,8 +68,8 @@ start_postgres() {
     local fresh=""; [ -f "$DEV/pg/PG_VERSION" ] || fresh=1
     log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
     pg_start "$DEV/pg" "$PG_PORT"
-    ln -sf "$DEV/pg/server.log" "$(log_file postgres)"
-    [ -z "$fresh" ] || provision_databases
+    mkdir -p "$DEV/logs" && ln -sf "$DEV/pg/server.log" "$(log_file postgres)"
+    if [ -n "$fresh" ]; then provision_databases; fi
 }
 
 # One database and one role per service. Development passwords only (opd_<service>_dev), the
