@@ -1,6 +1,7 @@
 //! Typed configuration, layered as: built-in defaults, then an optional file, then environment
 //! variables. See `docs/configuration.md` for every key.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -213,7 +214,17 @@ impl Settings {
     /// Defaults, then the configuration file, then `OPD_*` environment variables.
     pub fn load(service: ServiceDefaults) -> Result<Self, config::ConfigError> {
         let file = std::env::var(CONFIG_FILE_ENV).ok();
-        let file_source = match &file {
+        Self::layered(service, file.as_deref(), None)
+    }
+
+    /// The layering behind [`Settings::load`]; `environment` replaces the process environment
+    /// (for tests).
+    pub fn layered(
+        service: ServiceDefaults,
+        file: Option<&str>,
+        environment: Option<HashMap<String, String>>,
+    ) -> Result<Self, config::ConfigError> {
+        let file_source = match file {
             Some(path) => config::File::with_name(path).required(true),
             None => config::File::with_name("opd").required(false),
         };
@@ -226,7 +237,8 @@ impl Settings {
                     .separator("__")
                     .list_separator(",")
                     .with_list_parse_key("nats.servers")
-                    .try_parsing(true),
+                    .try_parsing(true)
+                    .source(environment),
             )
             .build()?
             .try_deserialize()
@@ -256,6 +268,52 @@ mod tests {
             redact_url("postgres://db:5432/opd"),
             "postgres://db:5432/opd"
         );
+    }
+
+    const REGISTRATION: ServiceDefaults = ServiceDefaults {
+        name: "registration",
+        port: 9090,
+    };
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("opd-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("opd.toml");
+        std::fs::write(&file, "[http]\nport = 7000\nbody_limit_bytes = 1024\n")?;
+        let environment = HashMap::from([
+            ("OPD_HTTP__PORT".to_owned(), "8000".to_owned()),
+            (
+                "OPD_NATS__SERVERS".to_owned(),
+                "nats://a:4222,nats://b:4222".to_owned(),
+            ),
+            ("OPD_LOG__FORMAT".to_owned(), "json".to_owned()),
+        ]);
+        let settings = Settings::layered(REGISTRATION, file.to_str(), Some(environment))?;
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(settings.http.port, 8000, "environment wins over the file");
+        assert_eq!(
+            settings.http.body_limit_bytes, 1024,
+            "the file wins over defaults"
+        );
+        assert_eq!(settings.nats.servers, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.nats.replicas, 3, "defaults fill the rest");
+        Ok(())
+    }
+
+    #[test]
+    fn defaults_point_at_the_local_stack() -> Result<(), config::ConfigError> {
+        let settings = Settings::layered(REGISTRATION, None, Some(HashMap::new()))?;
+        assert_eq!(settings.http.port, 9090);
+        assert!(
+            settings
+                .database
+                .url
+                .ends_with("@127.0.0.1:5433/opd_registration")
+        );
+        assert_eq!(settings.nats.servers.len(), 3);
+        Ok(())
     }
 
     #[test]
