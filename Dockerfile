@@ -1,0 +1,39 @@
+# One image for the four OPD services; the command picks the service:
+#   docker build -t opd-platform .
+#   docker run opd-platform registration
+#
+# Builds with the committed sqlx offline data (.sqlx/), so no database is needed, and caches the
+# dependencies in their own layer with cargo-chef, so a code change rebuilds only our crates.
+
+ARG RUST_VERSION=1.95.0
+ARG DEBIAN_RELEASE=bookworm
+
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+RUN cargo install cargo-chef --locked --version 0.1.78
+WORKDIR /app
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /app/recipe.json recipe.json
+RUN cargo chef cook --release --recipe-path recipe.json
+COPY . .
+ENV SQLX_OFFLINE=true
+RUN cargo build --release --locked --bins \
+    && mkdir /out \
+    && cp target/release/registration target/release/inspection \
+          target/release/treatment target/release/release /out/
+
+FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+# curl answers the container healthcheck (GET /readyz).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin opd
+COPY --from=builder /out/ /usr/local/bin/
+USER opd
+ENV OPD_HTTP__HOST=0.0.0.0 \
+    OPD_LOG__FORMAT=json
+CMD ["registration"]
