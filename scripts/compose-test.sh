@@ -8,6 +8,9 @@
 #
 #   scripts/compose-test.sh
 #   OPD_COMPOSE_KEEP=1 scripts/compose-test.sh   leave the platform running afterwards
+#   OPD_COMPOSE_PROFILE=release scripts/compose-test.sh
+#       build the binaries with the release profile (the default, dev, reuses what
+#       scripts/test.sh already compiled; the real Dockerfile builds release)
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -77,11 +80,13 @@ docker build -q -f "$STANDINS/nats.Dockerfile" -t "opd-ci/nats:${NATS_SERVER_VER
 log "building opd-ci/postgres:${POSTGRES_MAJOR}"
 docker build -q -f "$STANDINS/postgres.Dockerfile" -t "opd-ci/postgres:${POSTGRES_MAJOR}" "$STANDINS" >/dev/null
 
-log "building the services on the host (release) and opd-ci/platform:local"
-SQLX_OFFLINE=true cargo build --release --locked --bins --quiet
+PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
+log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
+SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked --bins --quiet
+TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 mkdir -p "$WORK/platform/bin"
 for service in registration inspection treatment release; do
-    cp "target/release/$service" "$WORK/platform/bin/"
+    cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
 done
 docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
 

@@ -7,10 +7,8 @@
     reason = "test support: a failed step must fail the test"
 )]
 
-use std::time::Duration;
-
 use opd_shared::config::{ServiceDefaults, Settings};
-use opd_shared::testing::{self, NatsCluster, RunningService, TestDatabase, eventually};
+use opd_shared::testing::{self, NatsCluster, RunningService, TestDatabase};
 use serde_json::Value;
 
 /// Which service, and how to build it.
@@ -60,7 +58,6 @@ struct Slot {
 pub struct Platform {
     pub nats: NatsCluster,
     pub prefix: String,
-    pub http: reqwest::Client,
     slots: Vec<Slot>,
 }
 
@@ -83,7 +80,6 @@ impl Platform {
         Self {
             nats,
             prefix,
-            http: reqwest::Client::new(),
             slots,
         }
     }
@@ -102,12 +98,16 @@ impl Platform {
             .expect("service not part of this platform")
     }
 
-    pub fn url(&self, service: Service, path: &str) -> String {
+    /// The running instance of `service`, with its HTTP helpers (`get_json`, `post`, …).
+    pub fn running(&self, service: Service) -> &RunningService {
         self.slot(service)
             .running
             .as_ref()
             .expect("service is stopped")
-            .url(path)
+    }
+
+    pub fn url(&self, service: Service, path: &str) -> String {
+        self.running(service).url(path)
     }
 
     pub fn settings(&self, service: Service) -> &Settings {
@@ -133,22 +133,11 @@ impl Platform {
     }
 
     pub async fn get(&self, service: Service, path: &str) -> Value {
-        let response = self.http.get(self.url(service, path)).send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "GET {path}: {}",
-            response.status()
-        );
-        response.json().await.unwrap()
+        self.running(service).get_json(path).await
     }
 
     pub async fn post(&self, service: Service, path: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url(service, path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
+        self.running(service).post(path, body).await
     }
 
     /// Waits until `GET path` answers with a list that satisfies `done`, and returns it.
@@ -159,12 +148,7 @@ impl Platform {
         what: &str,
         done: impl Fn(&[Value]) -> bool,
     ) -> Vec<Value> {
-        eventually(Duration::from_secs(30), what, || async {
-            let list = self.get(service, path).await;
-            let list = list.as_array().cloned().unwrap_or_default();
-            done(&list).then_some(list)
-        })
-        .await
+        self.running(service).list_until(path, what, done).await
     }
 
     /// Messages of `subject` (without prefix) on the stream.

@@ -177,13 +177,8 @@ async fn several_patients_walk_the_whole_journey_at_once() {
             "Release Service v0.1.0\n",
         ),
     ] {
-        let text = platform
-            .http
-            .get(platform.url(service, path))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(text.text().await.unwrap(), title);
+        let text = platform.running(service).get(path).await.text().await;
+        assert_eq!(text.unwrap(), title);
     }
 }
 

@@ -185,6 +185,22 @@ impl Application {
     }
 }
 
+/// Connects (migrating the database), builds the service's API from its pool with `api`, and
+/// wraps it in an [`Application`]. A service's `startup::build` is this, plus its consumers.
+pub async fn build<A>(
+    settings: Settings,
+    info: ServiceInfo,
+    migrations: &Migrator,
+    api: A,
+) -> anyhow::Result<Application>
+where
+    A: FnOnce(PgPool) -> Router,
+{
+    let infra = Infra::connect(settings, info, migrations).await?;
+    let router = api(infra.pool.clone());
+    Application::build(infra, router).await
+}
+
 /// The whole `main` of a service: configuration, logging, build, run until SIGTERM or Ctrl-C.
 pub async fn run<F, Fut>(info: ServiceInfo, build: F) -> anyhow::Result<()>
 where

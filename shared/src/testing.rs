@@ -391,6 +391,7 @@ pub struct RunningService {
     pub base_url: String,
     pub port: u16,
     pub pool: PgPool,
+    pub http: reqwest::Client,
     shutdown: CancellationToken,
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -409,6 +410,7 @@ impl RunningService {
             base_url: format!("http://127.0.0.1:{port}"),
             port,
             pool,
+            http: reqwest::Client::new(),
             shutdown,
             handle: Some(handle),
         }
@@ -416,6 +418,66 @@ impl RunningService {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET failed")
+    }
+
+    /// `GET path`, which must succeed, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("the body is not JSON")
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST failed")
+    }
+
+    pub async fn put(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("PUT failed")
+    }
+
+    /// Polls `GET path` until the list it answers satisfies `done`, and returns it.
+    pub async fn list_until(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        eventually(Duration::from_secs(30), what, || async {
+            let list = self.get_json(path).await;
+            let list = list.as_array().cloned().unwrap_or_default();
+            done(&list).then_some(list)
+        })
+        .await
+    }
+
+    /// A single number from the service's database, e.g. `select count(*) from outbox`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count query failed")
     }
 
     /// Stops the service as SIGTERM would and waits for it to finish.
@@ -619,4 +681,84 @@ pub async fn consumer_backlog(
     let stream = js.get_stream(&nats.stream).await.ok()?;
     let info = stream.consumer_info(durable).await.ok()?;
     Some((info.num_pending, info.num_ack_pending))
+}
+
+/// One service under test with everything it needs of its own: a three-node NATS cluster, a
+/// database, and a subject prefix.
+pub struct ServiceUnderTest {
+    pub settings: Settings,
+    pub database: TestDatabase,
+    pub nats: NatsCluster,
+    running: Option<RunningService>,
+}
+
+impl ServiceUnderTest {
+    pub async fn start<F, Fut>(service: ServiceDefaults, build: F) -> Self
+    where
+        F: FnOnce(Settings) -> Fut,
+        Fut: Future<Output = anyhow::Result<Application>>,
+    {
+        let nats = NatsCluster::start().await;
+        let database = TestDatabase::create(service.name).await;
+        let prefix = format!("{}.", unique_name("t"));
+        let settings = self::settings(service, &database, &nats, &prefix);
+        let running = Some(spawn(build, settings.clone()).await);
+        Self {
+            settings,
+            database,
+            nats,
+            running,
+        }
+    }
+
+    /// Stops the service as SIGTERM would and starts a new instance on the same database.
+    pub async fn restart<F, Fut>(&mut self, build: F)
+    where
+        F: FnOnce(Settings) -> Fut,
+        Fut: Future<Output = anyhow::Result<Application>>,
+    {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+        self.running = Some(spawn(build, self.settings.clone()).await);
+    }
+
+    /// The messages of `subject` (without prefix) on the stream, as (headers, payload).
+    pub async fn events(&self, subject: &str) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
+        stream_messages(
+            &self.settings.nats.servers,
+            &self.settings.nats.stream,
+            &crate::events::subject_with_prefix(&self.settings.nats.subject_prefix, subject),
+        )
+        .await
+    }
+
+    /// Waits until `count` messages of `subject` are on the stream, and returns them.
+    pub async fn events_until(
+        &self,
+        subject: &str,
+        count: usize,
+    ) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
+        eventually(
+            Duration::from_secs(30),
+            &format!("{count} {subject} events"),
+            || async {
+                let events = self.events(subject).await;
+                (events.len() >= count).then_some(events)
+            },
+        )
+        .await
+    }
+
+    /// Publishes `event` as its producer would.
+    pub async fn publish<E: crate::events::Event>(&self, event: &E) -> crate::events::EventMeta {
+        publish_event(&self.settings.nats, event).await
+    }
+}
+
+impl std::ops::Deref for ServiceUnderTest {
+    type Target = RunningService;
+    fn deref(&self) -> &RunningService {
+        self.running.as_ref().expect("the service is not running")
+    }
 }

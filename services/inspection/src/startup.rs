@@ -1,5 +1,5 @@
 use opd_shared::config::Settings;
-use opd_shared::service::{Application, Infra};
+use opd_shared::service::{self, Application};
 
 use crate::SERVICE;
 use crate::events::RegistrationHandler;
@@ -11,11 +11,9 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/in
 pub const REGISTRATIONS_CONSUMER: &str = "inspection-patient-register";
 
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let infra = Infra::connect(settings, SERVICE, &MIGRATIONS).await?;
-    let api = routes::router(AppState {
-        pool: infra.pool.clone(),
-    });
-    Ok(Application::build(infra, api)
-        .await?
-        .with_consumer(REGISTRATIONS_CONSUMER, RegistrationHandler))
+    let app = service::build(settings, SERVICE, &MIGRATIONS, |pool| {
+        routes::router(AppState { pool })
+    })
+    .await?;
+    Ok(app.with_consumer(REGISTRATIONS_CONSUMER, RegistrationHandler))
 }

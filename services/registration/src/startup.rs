@@ -1,5 +1,5 @@
 use opd_shared::config::Settings;
-use opd_shared::service::{Application, Infra};
+use opd_shared::service::{self, Application};
 
 use crate::SERVICE;
 use crate::routes::{self, AppState};
@@ -9,9 +9,8 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/re
 /// Connects to the database (migrating it) and to NATS, and builds the service. It only
 /// produces events, so it runs no consumer.
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let infra = Infra::connect(settings, SERVICE, &MIGRATIONS).await?;
-    let api = routes::router(AppState {
-        pool: infra.pool.clone(),
-    });
-    Application::build(infra, api).await
+    service::build(settings, SERVICE, &MIGRATIONS, |pool| {
+        routes::router(AppState { pool })
+    })
+    .await
 }

@@ -1,5 +1,5 @@
 use opd_shared::config::Settings;
-use opd_shared::service::{Application, Infra};
+use opd_shared::service::{self, Application};
 
 use crate::SERVICE;
 use crate::events::ReleaseHandler;
@@ -11,11 +11,9 @@ static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/re
 pub const RELEASE_CONSUMER: &str = "release-patient-release";
 
 pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let infra = Infra::connect(settings, SERVICE, &MIGRATIONS).await?;
-    let api = routes::router(AppState {
-        pool: infra.pool.clone(),
-    });
-    Ok(Application::build(infra, api)
-        .await?
-        .with_consumer(RELEASE_CONSUMER, ReleaseHandler))
+    let app = service::build(settings, SERVICE, &MIGRATIONS, |pool| {
+        routes::router(AppState { pool })
+    })
+    .await?;
+    Ok(app.with_consumer(RELEASE_CONSUMER, ReleaseHandler))
 }

@@ -6,95 +6,44 @@
     reason = "a failed step must fail the test"
 )]
 
-use std::time::Duration;
-
 use opd_shared::domain::{Note, PatientId};
 use opd_shared::events::PatientReleaseRequested;
-use opd_shared::testing::{
-    self, NatsCluster, RunningService, TestDatabase, curl_style, eventually, expect_problem,
-};
+use opd_shared::testing::{ServiceUnderTest, curl_style, expect_problem};
 use release::SERVICE;
 use serde_json::{Value, json};
 
-struct TestApp {
-    service: RunningService,
-    settings: opd_shared::config::Settings,
-    http: reqwest::Client,
-    _database: TestDatabase,
-    _nats: NatsCluster,
+async fn spawn() -> ServiceUnderTest {
+    ServiceUnderTest::start(SERVICE.defaults, release::startup::build).await
 }
 
-impl TestApp {
-    async fn spawn() -> Self {
-        let nats = NatsCluster::start().await;
-        let database = TestDatabase::create("release").await;
-        let prefix = format!("{}.", testing::unique_name("t"));
-        let settings = testing::settings(SERVICE.defaults, &database, &nats, &prefix);
-        let service = testing::spawn(release::startup::build, settings.clone()).await;
-        Self {
-            service,
-            settings,
-            http: reqwest::Client::new(),
-            _database: database,
-            _nats: nats,
-        }
-    }
+/// Treatment asks for patient `id` to be released; waits until it is pending.
+async fn release_requested(app: &ServiceUnderTest, id: i64, next_state: &str) {
+    let event = PatientReleaseRequested {
+        id: PatientId::try_from(id).unwrap(),
+        time: "2021 07 12 8:35 PM".into(),
+        next_state: Note::from_stored(Some(next_state.into())),
+        post_medication: Note::from_stored(Some("NM x 10 days".into())),
+        notes: Note::default(),
+    };
+    app.publish(&event).await;
+    app.list_until(
+        "/opd/release/pending",
+        "the patient to be pending",
+        |list| list.iter().any(|entry| entry["id"] == id),
+    )
+    .await;
+}
 
-    /// Treatment asks for patient `id` to be released; waits until it is pending.
-    async fn release_requested(&self, id: i64, next_state: &str) {
-        let event = PatientReleaseRequested {
-            id: PatientId::try_from(id).unwrap(),
-            time: "2021 07 12 8:35 PM".into(),
-            next_state: Note::from_stored(Some(next_state.into())),
-            post_medication: Note::from_stored(Some("NM x 10 days".into())),
-            notes: Note::default(),
-        };
-        testing::publish_event(&self.settings.nats, &event).await;
-        eventually(
-            Duration::from_secs(20),
-            "the patient to be pending",
-            || async {
-                let pending: Value = self.get("/opd/release/pending").await.json().await.unwrap();
-                pending
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|entry| entry["id"] == id)
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.service.url(path)).send().await.unwrap()
-    }
-
-    async fn discharge(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.service.url("/opd/release/discharge"))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn admissions(&self) -> Vec<(async_nats::HeaderMap, Value)> {
-        testing::stream_messages(
-            &self.settings.nats.servers,
-            &self.settings.nats.stream,
-            &format!("{}patient.admission", self.settings.nats.subject_prefix),
-        )
-        .await
-    }
+async fn discharge(app: &ServiceUnderTest, body: &Value) -> reqwest::Response {
+    app.post("/opd/release/discharge", body).await
 }
 
 #[tokio::test]
 async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
-    let app = TestApp::spawn().await;
-    app.release_requested(200, "discharge").await;
-    app.release_requested(300, "admission").await;
-    let pending: Value = app.get("/opd/release/pending").await.json().await.unwrap();
+    let app = spawn().await;
+    release_requested(&app, 200, "discharge").await;
+    release_requested(&app, 300, "admission").await;
+    let pending: Value = app.get_json("/opd/release/pending").await;
     assert_eq!(
         pending,
         json!([
@@ -105,7 +54,7 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
 
     // The book's curl command, as printed.
     let response = curl_style(
-        app.http.post(app.service.url("/opd/release/discharge")),
+        app.http.post(app.url("/opd/release/discharge")),
         r#"{"id":200,"time":"2021 07 12 9:35 PM","state":"discharge","post_medication":"NM x 10 days","next_visit":"2021 08 12 09:00AM"}"#,
     )
     .send()
@@ -116,9 +65,11 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
         response.json::<Value>().await.unwrap(),
         "Patient discharge recorded successfully"
     );
-    let response = app
-        .discharge(&json!({"id": 300, "time": "2021 07 12 9:40 PM", "state": "admission", "notes": "ward 7"}))
-        .await;
+    let response = discharge(
+        &app,
+        &json!({"id": 300, "time": "2021 07 12 9:40 PM", "state": "admission", "notes": "ward 7"}),
+    )
+    .await;
     assert_eq!(response.status(), 201);
 
     assert_eq!(
@@ -131,18 +82,14 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
     );
     let states: Vec<(i64, String)> =
         sqlx::query_as("select patient_id, state from discharges order by patient_id")
-            .fetch_all(&app.service.pool)
+            .fetch_all(&app.pool)
             .await
             .unwrap();
     assert_eq!(
         states,
         vec![(200, "discharge".to_owned()), (300, "admission".to_owned())]
     );
-    let admissions = eventually(Duration::from_secs(10), "patient.admission", || async {
-        let events = app.admissions().await;
-        (!events.is_empty()).then_some(events)
-    })
-    .await;
+    let admissions = app.events_until("patient.admission", 1).await;
     assert_eq!(admissions.len(), 1, "only the admission is announced");
     assert_eq!(
         admissions[0].1,
@@ -152,40 +99,39 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
 
 #[tokio::test]
 async fn discharge_rejects_bad_input_unknown_and_released_patients_with_problems() {
-    let app = TestApp::spawn().await;
-    app.release_requested(200, "discharge").await;
+    let app = spawn().await;
+    release_requested(&app, 200, "discharge").await;
 
-    let response = curl_style(
-        app.http.post(app.service.url("/opd/release/discharge")),
-        "[",
-    )
-    .send()
-    .await
-    .unwrap();
+    let response = curl_style(app.http.post(app.url("/opd/release/discharge")), "[")
+        .send()
+        .await
+        .unwrap();
     expect_problem(response, 400).await;
     let valid = json!({"id": 200, "time": "21:35", "state": "discharge"});
     for field in ["id", "time", "state"] {
         let mut partial = valid.clone();
         partial.as_object_mut().unwrap().remove(field);
-        let problem = expect_problem(app.discharge(&partial).await, 422).await;
+        let problem = expect_problem(discharge(&app, &partial).await, 422).await;
         assert_eq!(problem["field"], field);
     }
     let problem = expect_problem(
-        app.discharge(&json!({"id": 200, "time": "21:35", "state": "home"}))
-            .await,
+        discharge(&app, &json!({"id": 200, "time": "21:35", "state": "home"})).await,
         422,
     )
     .await;
     assert_eq!(problem["field"], "state");
     expect_problem(
-        app.discharge(&json!({"id": 999, "time": "21:35", "state": "discharge"}))
-            .await,
+        discharge(
+            &app,
+            &json!({"id": 999, "time": "21:35", "state": "discharge"}),
+        )
+        .await,
         404,
     )
     .await;
 
-    assert_eq!(app.discharge(&valid).await.status(), 201);
-    let problem = expect_problem(app.discharge(&valid).await, 409).await;
+    assert_eq!(discharge(&app, &valid).await.status(), 201);
+    let problem = expect_problem(discharge(&app, &valid).await, 409).await;
     assert!(
         problem["detail"]
             .as_str()
@@ -193,7 +139,7 @@ async fn discharge_rejects_bad_input_unknown_and_released_patients_with_problems
             .contains("already been released")
     );
     let discharges: i64 = sqlx::query_scalar("select count(*) from discharges")
-        .fetch_one(&app.service.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(discharges, 1);

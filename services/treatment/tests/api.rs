@@ -6,93 +6,42 @@
     reason = "a failed step must fail the test"
 )]
 
-use std::time::Duration;
-
 use opd_shared::domain::{Note, PatientId};
 use opd_shared::events::PatientSentForTreatment;
-use opd_shared::testing::{
-    self, NatsCluster, RunningService, TestDatabase, curl_style, eventually, expect_problem,
-};
+use opd_shared::testing::{ServiceUnderTest, curl_style, expect_problem};
 use serde_json::{Value, json};
 use treatment::SERVICE;
 
-struct TestApp {
-    service: RunningService,
-    settings: opd_shared::config::Settings,
-    http: reqwest::Client,
-    _database: TestDatabase,
-    _nats: NatsCluster,
+async fn spawn() -> ServiceUnderTest {
+    ServiceUnderTest::start(SERVICE.defaults, treatment::startup::build).await
 }
 
-impl TestApp {
-    async fn spawn() -> Self {
-        let nats = NatsCluster::start().await;
-        let database = TestDatabase::create("treatment").await;
-        let prefix = format!("{}.", testing::unique_name("t"));
-        let settings = testing::settings(SERVICE.defaults, &database, &nats, &prefix);
-        let service = testing::spawn(treatment::startup::build, settings.clone()).await;
-        Self {
-            service,
-            settings,
-            http: reqwest::Client::new(),
-            _database: database,
-            _nats: nats,
-        }
-    }
-
-    /// Inspection sends patient `id` for treatment; waits until it is pending.
-    async fn sent_for_treatment(&self, id: i64) {
-        let event = PatientSentForTreatment {
-            id: PatientId::try_from(id).unwrap(),
-            medication: Note::from_stored(Some("XYZ x 3".into())),
-            tests: Note::default(),
-            notes: Note::default(),
-        };
-        testing::publish_event(&self.settings.nats, &event).await;
-        eventually(
-            Duration::from_secs(20),
-            "the patient to be pending",
-            || async {
-                let pending: Value = self
-                    .get("/opd/treatment/pending")
-                    .await
-                    .json()
-                    .await
-                    .unwrap();
-                pending
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|entry| entry["id"] == id)
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(self.service.url(path)).send().await.unwrap()
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.service.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap()
-    }
+/// Inspection sends patient `id` for treatment; waits until it is pending.
+async fn sent_for_treatment(app: &ServiceUnderTest, id: i64) {
+    let event = PatientSentForTreatment {
+        id: PatientId::try_from(id).unwrap(),
+        medication: Note::from_stored(Some("XYZ x 3".into())),
+        tests: Note::default(),
+        notes: Note::default(),
+    };
+    app.publish(&event).await;
+    app.list_until(
+        "/opd/treatment/pending",
+        "the patient to be pending",
+        |list| list.iter().any(|entry| entry["id"] == id),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn medication_keeps_the_dose_and_takes_the_patient_off_the_list() {
-    let app = TestApp::spawn().await;
-    app.sent_for_treatment(200).await;
-    app.sent_for_treatment(300).await;
+    let app = spawn().await;
+    sent_for_treatment(&app, 200).await;
+    sent_for_treatment(&app, 300).await;
 
     // The book's curl command, as printed (form content type, `dose` included).
     let response = curl_style(
-        app.http.post(app.service.url("/opd/treatment/medication")),
+        app.http.post(app.url("/opd/treatment/medication")),
         r#"{"id":200,"time":"2021 07 12 4:35 PM","dose":"xyz x 1, abc x 2","notes":"low fever"}"#,
     )
     .send()
@@ -120,24 +69,15 @@ async fn medication_keeps_the_dose_and_takes_the_patient_off_the_list() {
 
 #[tokio::test]
 async fn release_requests_are_published_as_patient_release() {
-    let app = TestApp::spawn().await;
-    app.sent_for_treatment(200).await;
+    let app = spawn().await;
+    sent_for_treatment(&app, 200).await;
     let release = json!({"id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
                          "post_medication": "NM x 10 days"});
     assert_eq!(
         app.post("/opd/treatment/release", &release).await.status(),
         201
     );
-    let events = eventually(Duration::from_secs(10), "patient.release", || async {
-        let events = testing::stream_messages(
-            &app.settings.nats.servers,
-            &app.settings.nats.stream,
-            &format!("{}patient.release", app.settings.nats.subject_prefix),
-        )
-        .await;
-        (!events.is_empty()).then_some(events)
-    })
-    .await;
+    let events = app.events_until("patient.release", 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].1, release);
     assert_eq!(
@@ -148,8 +88,8 @@ async fn release_requests_are_published_as_patient_release() {
 
 #[tokio::test]
 async fn every_endpoint_rejects_bad_input_and_unknown_patients_with_problems() {
-    let app = TestApp::spawn().await;
-    app.sent_for_treatment(200).await;
+    let app = spawn().await;
+    sent_for_treatment(&app, 200).await;
 
     let valid = [
         (
@@ -167,7 +107,7 @@ async fn every_endpoint_rejects_bad_input_and_unknown_patients_with_problems() {
     ];
     for (path, body) in &valid {
         // Malformed JSON.
-        let response = curl_style(app.http.post(app.service.url(path)), r#"{"id":200,"#)
+        let response = curl_style(app.http.post(app.url(path)), r#"{"id":200,"#)
             .send()
             .await
             .unwrap();
@@ -203,7 +143,7 @@ async fn every_endpoint_rejects_bad_input_and_unknown_patients_with_problems() {
     // None of the rejected requests left a trace.
     for table in ["medications", "test_records", "release_requests", "outbox"] {
         let rows: i64 = sqlx::query_scalar(&format!("select count(*) from {table}"))
-            .fetch_one(&app.service.pool)
+            .fetch_one(&app.pool)
             .await
             .unwrap();
         assert_eq!(rows, 0, "{table}");

@@ -83,7 +83,7 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "select reason, stream_sequence from dead_letters order by stream_sequence",
             )
-            .fetch_all(&app.service.pool)
+            .fetch_all(&app.pool)
             .await
             .unwrap();
             (rows.len() == 3).then_some(rows)

@@ -23,12 +23,7 @@ async fn recording_for_an_unknown_patient_is_404_and_for_one_not_waiting_409() {
     assert_eq!(app.count("select count(*) from inspections").await, 1);
     assert_eq!(app.count("select count(*) from outbox").await, 1);
 
-    let response = app
-        .http
-        .get(app.url("/opd/inspection/history/999"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/inspection/history/999").await;
     expect_problem(response, 404).await;
 }
 
@@ -57,11 +52,6 @@ async fn bad_input_is_400_or_422_with_the_field_named() {
         let problem = expect_problem(response, 422).await;
         assert_eq!(problem["field"], field, "{body}");
     }
-    let response = app
-        .http
-        .get(app.url("/opd/inspection/history/-1"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/inspection/history/-1").await;
     expect_problem(response, 400).await;
 }

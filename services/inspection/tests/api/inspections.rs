@@ -47,7 +47,7 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
         Duration::from_secs(10),
         "patient.treatment on the stream",
         || async {
-            let events = app.treatment_events().await;
+            let events = app.events("patient.treatment").await;
             (!events.is_empty()).then_some(events)
         },
     )
@@ -76,15 +76,7 @@ async fn history_lists_inspections_oldest_first() {
     app.pending_count(1).await;
     assert_eq!(record("2021/07/13 09:00 AM").await.unwrap().status(), 201);
 
-    let history: Value = app
-        .http
-        .get(app.url("/opd/inspection/history/200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = app.get_json("/opd/inspection/history/200").await;
     assert_eq!(
         history,
         json!([
@@ -92,11 +84,6 @@ async fn history_lists_inspections_oldest_first() {
             {"id": 200, "time": "2021/07/13 09:00 AM", "observations": "ABC Syncrome"}
         ])
     );
-    let home = app
-        .http
-        .get(app.url("/opd/inspection/"))
-        .send()
-        .await
-        .unwrap();
+    let home = app.get("/opd/inspection/").await;
     assert_eq!(home.text().await.unwrap(), "Inspection Service v0.1.0\n");
 }

@@ -49,34 +49,13 @@ async fn invalid_or_missing_fields_are_422_and_named() {
 #[tokio::test]
 async fn unknown_patients_are_404() {
     let app = TestApp::spawn().await;
-    let response = app
-        .http
-        .get(app.url("/opd/patient/view/404"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/patient/view/404").await;
     expect_problem(response, 404).await;
-    let response = app
-        .http
-        .put(app.url("/opd/patient/update"))
-        .json(&patient(404))
-        .send()
-        .await
-        .unwrap();
+    let response = app.put("/opd/patient/update", &patient(404)).await;
     expect_problem(response, 404).await;
-    let response = app
-        .http
-        .get(app.url("/opd/patient/view/abc"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/patient/view/abc").await;
     expect_problem(response, 400).await;
-    let response = app
-        .http
-        .get(app.url("/opd/no/such/route"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/no/such/route").await;
     expect_problem(response, 404).await;
     let response = app
         .http
@@ -95,19 +74,11 @@ async fn a_second_registration_of_the_same_patient_is_409_and_changes_nothing() 
     changed["full_name"] = json!("someone else");
     let problem = expect_problem(app.register(&changed).await, 409).await;
     assert!(problem["detail"].as_str().unwrap().contains("200"));
-    let view: serde_json::Value = app
-        .http
-        .get(app.url("/opd/patient/view/200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: serde_json::Value = app.get_json("/opd/patient/view/200").await;
     assert_eq!(view["full_name"], "chanaka fernando");
     // Only the first registration produced an event.
     let outbox: i64 = sqlx::query_scalar("select count(*) from outbox")
-        .fetch_one(&app.service.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(outbox, 1);
@@ -126,7 +97,7 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
     let app = TestApp::spawn().await;
     app.database.take_offline().await;
     expect_problem(app.register(&patient(1)).await, 503).await;
-    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let response = app.get("/readyz").await;
     expect_problem(response, 503).await;
 
     app.database.bring_online().await;
@@ -140,71 +111,35 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
     )
     .await;
     assert_eq!(status, 201);
-    assert_eq!(
-        app.http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/readyz").await.status(), 200);
 }
 
 #[tokio::test]
 async fn readiness_reports_nats_down_and_recovers() {
     let mut app = TestApp::spawn().await;
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
     eventually(Duration::from_secs(10), "ready", || async {
-        let status = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = app.get("/readyz").await.status();
         (status == 200).then_some(())
     })
     .await;
 
-    app.nats.kill_all();
+    app.nats().kill_all();
     eventually(
         Duration::from_secs(10),
         "not ready without NATS",
         || async {
-            let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+            let response = app.get("/readyz").await;
             (response.status() == 503).then_some(())
         },
     )
     .await;
     // Liveness does not depend on NATS: restarting the process would not help.
-    assert_eq!(
-        app.http
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
 
-    app.nats.restart_all().await;
+    app.nats().restart_all().await;
     eventually(Duration::from_secs(20), "ready again", || async {
-        let status = app
-            .http
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let status = app.get("/readyz").await.status();
         (status == 200).then_some(())
     })
     .await;

@@ -1,55 +1,39 @@
-use opd_shared::testing::{self, NatsCluster, RunningService, TestDatabase};
+use std::ops::Deref;
+
+use opd_shared::testing::ServiceUnderTest;
 use registration::SERVICE;
 use serde_json::{Value, json};
 
-pub struct TestApp {
-    pub service: RunningService,
-    pub database: TestDatabase,
-    pub nats: NatsCluster,
-    pub prefix: String,
-    pub http: reqwest::Client,
-}
+/// The registration service with its own database and NATS cluster.
+pub struct TestApp(ServiceUnderTest);
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        let nats = NatsCluster::start().await;
-        let database = TestDatabase::create("registration").await;
-        let prefix = format!("{}.", testing::unique_name("t"));
-        let service = testing::spawn(
-            registration::startup::build,
-            testing::settings(SERVICE.defaults, &database, &nats, &prefix),
-        )
-        .await;
-        Self {
-            service,
-            database,
-            nats,
-            prefix,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        self.service.url(path)
+        Self(ServiceUnderTest::start(SERVICE.defaults, registration::startup::build).await)
     }
 
     pub async fn register(&self, body: &Value) -> reqwest::Response {
-        self.http
-            .post(self.url("/opd/patient/register"))
-            .json(body)
-            .send()
-            .await
-            .expect("request failed")
+        self.post("/opd/patient/register", body).await
     }
 
     /// The `patient.register` events on the stream, as (headers, payload).
     pub async fn register_events(&self) -> Vec<(async_nats::HeaderMap, Value)> {
-        testing::stream_messages(
-            &self.nats.urls(),
-            "PATIENT",
-            &format!("{}patient.register", self.prefix),
-        )
-        .await
+        self.events("patient.register").await
+    }
+
+    pub async fn restart(&mut self) {
+        self.0.restart(registration::startup::build).await;
+    }
+
+    pub fn nats(&mut self) -> &mut opd_shared::testing::NatsCluster {
+        &mut self.0.nats
+    }
+}
+
+impl Deref for TestApp {
+    type Target = ServiceUnderTest;
+    fn deref(&self) -> &ServiceUnderTest {
+        &self.0
     }
 }
 

@@ -15,14 +15,14 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
     )
     .await;
 
-    app.nats.kill_all();
+    app.nats().kill_all();
     for id in 2..=11 {
         // Registration only needs the database: it keeps working without NATS.
         assert_eq!(app.register(&patient(id)).await.status(), 201);
     }
     assert_eq!(unpublished(&app).await, 10);
 
-    app.nats.restart_all().await;
+    app.nats().restart_all().await;
     let events = eventually(Duration::from_secs(30), "all eleven events", || async {
         let events = app.register_events().await;
         (events.len() >= 11).then_some(events)
@@ -52,11 +52,11 @@ async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
     .await;
     // As if the relay had crashed after the publish but before stamping the row.
     sqlx::query("update outbox set published_at = null")
-        .execute(&app.service.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     sqlx::query("select pg_notify('opd_outbox', '')")
-        .execute(&app.service.pool)
+        .execute(&app.pool)
         .await
         .unwrap();
     eventually(
@@ -70,7 +70,7 @@ async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
 
 async fn unpublished(app: &TestApp) -> i64 {
     sqlx::query_scalar("select count(*) from outbox where published_at is null")
-        .fetch_one(&app.service.pool)
+        .fetch_one(&app.pool)
         .await
         .unwrap()
 }

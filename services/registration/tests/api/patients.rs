@@ -21,15 +21,7 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
         json!({"id": 200, "token": 1})
     );
 
-    let view: Value = app
-        .http
-        .get(app.url("/opd/patient/view/200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.get_json("/opd/patient/view/200").await;
     assert_eq!(
         view,
         json!({"full_name":"chanaka fernando","address":"44, sw19, london","id":200,"sex":"male","phone":222222222})
@@ -47,30 +39,17 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
         response.json::<Value>().await.unwrap(),
         json!("Record for Patient updated successfully")
     );
-    let view: Value = app
-        .http
-        .get(app.url("/opd/patient/view/200"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.get_json("/opd/patient/view/200").await;
     assert_eq!(view["address"], "667/280/6, liyanagemulla, seeduwa");
 
-    let response = app
-        .http
-        .get(app.url("/opd/patient/token/200"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/patient/token/200").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
         json!({"id": 200, "token": 2})
     );
 
-    let home = app.http.get(app.url("/opd/patient/")).send().await.unwrap();
+    let home = app.get("/opd/patient/").await;
     assert_eq!(home.text().await.unwrap(), "Registration Service v0.1.0\n");
 }
 
@@ -124,15 +103,7 @@ async fn optional_fields_round_trip_and_absent_ones_are_left_out() {
         }))
         .await;
     assert_eq!(response.status(), 201);
-    let view: Value = app
-        .http
-        .get(app.url("/opd/patient/view/7"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.get_json("/opd/patient/view/7").await;
     assert_eq!(
         view,
         json!({"id": 7, "full_name": "Nimali Perera", "email": "nimali@example.lk",

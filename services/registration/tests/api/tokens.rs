@@ -28,41 +28,17 @@ async fn two_hundred_concurrent_registrations_get_two_hundred_distinct_tokens() 
 
 #[tokio::test]
 async fn tokens_survive_a_restart_of_the_service() {
-    let app = TestApp::spawn().await;
+    let mut app = TestApp::spawn().await;
     assert_eq!(app.register(&patient(1)).await.status(), 201);
-    let TestApp {
-        service,
-        database,
-        nats,
-        prefix,
-        http,
-    } = app;
-    service.stop().await;
-    let service = opd_shared::testing::spawn(
-        registration::startup::build,
-        opd_shared::testing::settings(registration::SERVICE.defaults, &database, &nats, &prefix),
-    )
-    .await;
-    let token: Value = http
-        .get(service.url("/opd/patient/token/1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    app.restart().await;
+    let token = app.get_json("/opd/patient/token/1").await;
     assert_eq!(token["token"], 2);
 }
 
 #[tokio::test]
 async fn a_token_is_only_issued_to_a_registered_patient() {
     let app = TestApp::spawn().await;
-    let response = app
-        .http
-        .get(app.url("/opd/patient/token/300"))
-        .send()
-        .await
-        .unwrap();
+    let response = app.get("/opd/patient/token/300").await;
     let problem = expect_problem(response, 404).await;
     assert!(problem["detail"].as_str().unwrap().contains("300"));
     // No token was consumed and nothing was published.
