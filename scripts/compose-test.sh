@@ -20,6 +20,7 @@ BASE_IMAGE="opd-ci/debian-base:bookworm"
 PROJECT="opdcomposetest"
 
 docker info >/dev/null 2>&1 || die "no Docker daemon answers"
+ensure_rust_toolchain
 ensure_tool curl curl
 ensure_tool debootstrap debootstrap
 if command -v docker-compose >/dev/null 2>&1; then

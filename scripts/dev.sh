@@ -129,6 +129,7 @@ wait_service() {
 # --- commands ---------------------------------------------------------------------------------
 
 cmd_up() {
+    ensure_rust_toolchain
     ensure_tool curl curl
     ensure_tool psql postgresql-client
     NATS_SERVER_BIN="$(ensure_nats_server)"

@@ -11,6 +11,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (rust-toolchain.toml pins the version)"
+ensure_rust_toolchain
 ensure_tool psql postgresql-client
 NATS_SERVER_BIN="$(ensure_nats_server)"
 export NATS_SERVER_BIN

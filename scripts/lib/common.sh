@@ -57,6 +57,26 @@ ensure_postgres() {
     echo "$dir"
 }
 
+# The toolchain rust-toolchain.toml pins. Where rustup has it under another name (the machine's
+# `stable` is that very version), link it under the pinned name instead of downloading it.
+ensure_rust_toolchain() {
+    command -v rustup >/dev/null 2>&1 || { command -v cargo >/dev/null || die "Rust is missing: install it with rustup"; return 0; }
+    local want sysroot
+    want="$(sed -n 's/^channel = "\(.*\)"$/\1/p' "$ROOT/rust-toolchain.toml")"
+    if (cd / && rustup toolchain list) | grep -q "^${want}"; then return 0; fi
+    if (cd / && rustup run stable rustc --version 2>/dev/null) | grep -q "^rustc ${want} "; then
+        # rustup refuses `toolchain link` with a release's name, so link the directory itself.
+        local host
+        sysroot="$(cd / && rustup run stable rustc --print sysroot)"
+        host="$(cd / && rustup run stable rustc -vV | sed -n 's/^host: //p')"
+        log "using the installed stable toolchain as Rust ${want}"
+        ln -sfn "$sysroot" "$(cd / && rustup show home)/toolchains/${want}-${host}"
+    else
+        log "installing Rust ${want}"
+        (cd / && rustup toolchain install "$want" --profile minimal --component rustfmt,clippy)
+    fi
+}
+
 ensure_tool() { # ensure_tool COMMAND DEBIAN_PACKAGE
     command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
