@@ -5,10 +5,12 @@
 # Builds with the committed sqlx offline data (.sqlx/), so no database is needed, and caches the
 # dependencies in their own layer with cargo-chef, so a code change rebuilds only our crates.
 
-ARG RUST_VERSION=1.95.0
-ARG DEBIAN_RELEASE=bookworm
+# The build and runtime images; both Debian 12 (bookworm), so the binaries find the same glibc.
+# Override them to build from a mirror: --build-arg RUST_IMAGE=… --build-arg RUNTIME_IMAGE=…
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS chef
+FROM ${RUST_IMAGE} AS chef
 RUN cargo install cargo-chef --locked --version 0.1.78
 WORKDIR /app
 
@@ -26,7 +28,7 @@ RUN cargo build --release --locked --bins \
     && cp target/release/registration target/release/inspection \
           target/release/treatment target/release/release /out/
 
-FROM debian:${DEBIAN_RELEASE}-slim AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 # curl answers the container healthcheck (GET /readyz).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \

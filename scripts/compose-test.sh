@@ -11,6 +11,9 @@
 #   OPD_COMPOSE_PROFILE=release scripts/compose-test.sh
 #       build the binaries with the release profile (the default, dev, reuses what
 #       scripts/test.sh already compiled; the real Dockerfile builds release)
+#   OPD_COMPOSE_FROM_DOCKERFILE=1 scripts/compose-test.sh
+#       build the services' image with the real Dockerfile (on stand-ins for its rust and
+#       debian base images) instead of from host-built binaries: proves the Dockerfile too
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -81,15 +84,30 @@ docker build -q -f "$STANDINS/nats.Dockerfile" -t "opd-ci/nats:${NATS_SERVER_VER
 log "building opd-ci/postgres:${POSTGRES_MAJOR}"
 docker build -q -f "$STANDINS/postgres.Dockerfile" -t "opd-ci/postgres:${POSTGRES_MAJOR}" "$STANDINS" >/dev/null
 
-PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
-log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
-SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked --bins --quiet
-TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
-mkdir -p "$WORK/platform/bin"
-for service in registration inspection treatment release; do
-    cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
-done
-docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
+if [ -n "${OPD_COMPOSE_FROM_DOCKERFILE:-}" ]; then
+    RUST_VERSION="$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)"
+    log "building opd-ci/rust:${RUST_VERSION} from the host's toolchain"
+    mkdir -p "$WORK/rust"
+    cp -a "$(rustc --print sysroot)/." "$WORK/rust/rust"
+    rm -rf "$WORK/rust/rust/share/doc" "$WORK/rust/rust/lib/rustlib/src"
+    cp /etc/ssl/certs/ca-certificates.crt "$WORK/rust/"
+    docker build -q -f "$STANDINS/rust.Dockerfile" -t "opd-ci/rust:${RUST_VERSION}" "$WORK/rust" >/dev/null
+    rm -rf "$WORK/rust"
+    log "building opd-ci/platform:local with the real Dockerfile (takes a while the first time)"
+    docker build -q -f "$ROOT/Dockerfile" -t opd-ci/platform:local \
+        --build-arg "RUST_IMAGE=opd-ci/rust:${RUST_VERSION}" \
+        --build-arg "RUNTIME_IMAGE=$BASE_IMAGE" "$ROOT" >/dev/null
+else
+    PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
+    log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
+    SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked --bins --quiet
+    TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
+    mkdir -p "$WORK/platform/bin"
+    for service in registration inspection treatment release; do
+        cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
+    done
+    docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
+fi
 
 # --- the platform -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, AckKind, consumer::pull};
 use futures::StreamExt;
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta, subject_with_prefix};
@@ -142,7 +143,17 @@ impl<H: EventHandler> Consumer<H> {
             }
         };
         let outcome = match decode::<H::Event>(&message) {
-            Ok((meta, event)) => self.apply(event, &meta).await,
+            Ok((meta, event)) => {
+                // The request id ties this handling to the HTTP call that caused the event,
+                // in another service's log.
+                let span = tracing::info_span!(
+                    "event",
+                    event_id = %meta.id,
+                    request_id = meta.request_id.as_deref().unwrap_or(""),
+                    stream_sequence,
+                );
+                self.apply(event, &meta).instrument(span).await
+            }
             Err(reason) => Outcome::Parked(reason),
         };
         let ack = match outcome {
