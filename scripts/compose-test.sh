@@ -142,7 +142,7 @@ import json, sys
 sys.exit(0 if json.loads(sys.argv[1]) == json.loads(sys.argv[2]) else 1)
 PY
     then
-        printf '  ok    %s\n' "$title"
+        printf '  ok    %s\n' "$title" | tee -a "$WORK/checks.log"
     else
         printf '  FAIL  %s\n        expected %s %s\n        got      %s %s\n' \
             "$title" "$want_status" "$want_body" "$status" "$body"
@@ -163,7 +163,7 @@ try:
 except ValueError:
     sys.exit(1)
 PY
-        then printf '  ok    %s\n' "$title"; return 0; fi
+        then printf '  ok    %s\n' "$title" | tee -a "$WORK/checks.log"; return 0; fi
         sleep 0.5
     done
     printf '  FAIL  %s\n        expected %s\n        got      %s\n' "$title" "$want" "$got"
@@ -216,6 +216,7 @@ until_json "nobody waits for release" '[]' "http://localhost:9093/opd/release/pe
 
 # --- a NATS node fails mid-batch --------------------------------------------------------------
 
+FAILURES_BEFORE_FAILOVER="$FAILURES"
 log "registering 40 patients, stopping nats-2 after the 20th"
 for id in $(seq 1001 1040); do
     status="$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:9090/opd/patient/register" \
@@ -248,11 +249,17 @@ if missing or repeated:
     sys.exit(1)
 print("  ok    all 40 patients reached inspection exactly once")
 PY
+if [ "$FAILURES" = "$FAILURES_BEFORE_FAILOVER" ]; then
+    echo "  ok    40 registrations across the loss of nats-2, each at inspection once" >> "$WORK/checks.log"
+fi
 
 "${COMPOSE[@]}" start nats-2 >/dev/null 2>&1
 log "nats-2 started again"
 
+PASSED="$(grep -c '^  ok ' "$WORK/checks.log" || true)"
 if [ "$FAILURES" != 0 ]; then
+    echo "compose-test: $PASSED passed, $FAILURES failed"
     die "$FAILURES check(s) failed"
 fi
 log "compose test passed"
+echo "compose-test: $PASSED passed, 0 failed"

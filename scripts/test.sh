@@ -40,4 +40,7 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (nats-server $("$NATS_SERVER_BIN" --version | awk '{print $2}'), PostgreSQL ${POSTGRES_MAJOR})"
-cargo test --workspace --all-features "$@"
+cargo test --workspace --all-features "$@" 2>&1 | tee "$WORK/cargo-test.log"
+# One closing line for the whole suite (cargo prints one per test binary).
+awk '/^test result:/ { passed += $4; failed += $6 }
+     END { printf "cargo-test: %d passed, %d failed\n", passed, failed }' "$WORK/cargo-test.log"

@@ -698,10 +698,24 @@ impl ServiceUnderTest {
         F: FnOnce(Settings) -> Fut,
         Fut: Future<Output = anyhow::Result<Application>>,
     {
+        Self::start_with(service, build, |_| {}).await
+    }
+
+    /// Like [`ServiceUnderTest::start`], with the test settings changed by `adjust` first.
+    pub async fn start_with<F, Fut>(
+        service: ServiceDefaults,
+        build: F,
+        adjust: impl FnOnce(&mut Settings),
+    ) -> Self
+    where
+        F: FnOnce(Settings) -> Fut,
+        Fut: Future<Output = anyhow::Result<Application>>,
+    {
         let nats = NatsCluster::start().await;
         let database = TestDatabase::create(service.name).await;
         let prefix = format!("{}.", unique_name("t"));
-        let settings = self::settings(service, &database, &nats, &prefix);
+        let mut settings = self::settings(service, &database, &nats, &prefix);
+        adjust(&mut settings);
         let running = Some(spawn(build, settings.clone()).await);
         Self {
             settings,

@@ -131,3 +131,34 @@ async fn events_arriving_while_the_database_is_down_are_applied_when_it_returns(
     assert_eq!(pending.len(), 3);
     assert_eq!(app.count("select count(*) from dead_letters").await, 0);
 }
+
+#[tokio::test]
+async fn replicas_share_one_durable_consumer_and_each_event_is_handled_once() {
+    let app = TestApp::spawn().await;
+    // A second replica: same database, same stream, same durable consumer name.
+    let second = opd_shared::testing::spawn(inspection::startup::build, app.settings.clone()).await;
+    for token in 1..=30 {
+        app.registered(1000 + token, token).await;
+    }
+    let pending = app.pending_count(30).await;
+    assert_eq!(pending.len(), 30);
+    assert_eq!(
+        second
+            .get_json("/opd/inspection/pending")
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(30)
+    );
+    assert_eq!(app.count("select count(*) from processed_events").await, 30);
+    eventually(
+        Duration::from_secs(10),
+        "no backlog on the shared consumer",
+        || async {
+            let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;
+            (backlog == Some((0, 0))).then_some(())
+        },
+    )
+    .await;
+    second.stop().await;
+}

@@ -1,5 +1,6 @@
 use std::ops::Deref;
 
+use opd_shared::config::Settings;
 use opd_shared::testing::ServiceUnderTest;
 use registration::SERVICE;
 use serde_json::{Value, json};
@@ -9,7 +10,30 @@ pub struct TestApp(ServiceUnderTest);
 
 impl TestApp {
     pub async fn spawn() -> Self {
-        Self(ServiceUnderTest::start(SERVICE.defaults, registration::startup::build).await)
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with settings changed by `adjust`.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
+        Self(
+            ServiceUnderTest::start_with(SERVICE.defaults, registration::startup::build, adjust)
+                .await,
+        )
+    }
+
+    /// The stream's current information, once it exists.
+    pub async fn stream_info(&self) -> Option<async_nats::jetstream::stream::Info> {
+        let servers: Vec<async_nats::ServerAddr> = self
+            .settings
+            .nats
+            .servers
+            .iter()
+            .filter_map(|url| url.parse().ok())
+            .collect();
+        let client = async_nats::connect(servers).await.ok()?;
+        let js = async_nats::jetstream::new(client);
+        let mut stream = js.get_stream(&self.settings.nats.stream).await.ok()?;
+        stream.info().await.ok().cloned()
     }
 
     pub async fn register(&self, body: &Value) -> reqwest::Response {

@@ -74,3 +74,44 @@ async fn unpublished(app: &TestApp) -> i64 {
         .await
         .unwrap()
 }
+
+#[tokio::test]
+async fn the_relay_is_woken_by_the_commit_not_by_its_polling_tick() {
+    // With a one-minute polling tick, only the notification can publish the event in time.
+    let app = TestApp::spawn_with(|settings| settings.outbox.poll_interval_ms = 60_000).await;
+    // The first pass of the relay creates the stream; wait for it to settle.
+    eventually(Duration::from_secs(10), "the stream", || async {
+        app.stream_info().await.map(|_| ())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    assert_eq!(app.register(&patient(1)).await.status(), 201);
+    let started = std::time::Instant::now();
+    eventually(
+        Duration::from_secs(5),
+        "the event within seconds",
+        || async { (unpublished(&app).await == 0).then_some(()) },
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_stream_is_replicated_on_all_three_nodes() {
+    let app = TestApp::spawn().await;
+    assert_eq!(app.register(&patient(1)).await.status(), 201);
+    let info = eventually(Duration::from_secs(10), "the stream", || app.stream_info()).await;
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(
+        info.config.subjects,
+        vec![format!("{}patient.>", app.settings.nats.subject_prefix)]
+    );
+    assert_eq!(
+        info.config.storage,
+        async_nats::jetstream::stream::StorageType::File
+    );
+    let cluster = info.cluster.expect("a clustered stream");
+    assert!(cluster.leader.is_some());
+    assert_eq!(cluster.replicas.len(), 2, "a leader and two followers");
+}
