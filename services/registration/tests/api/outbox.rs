@@ -101,7 +101,17 @@ async fn the_relay_is_woken_by_the_commit_not_by_its_polling_tick() {
 async fn the_stream_is_replicated_on_all_three_nodes() {
     let app = TestApp::spawn().await;
     assert_eq!(app.register(&patient(1)).await.status(), 201);
-    let info = eventually(Duration::from_secs(10), "the stream", || app.stream_info()).await;
+    // A new replicated stream elects its leader a moment after it is created.
+    let info = eventually(
+        Duration::from_secs(15),
+        "a stream with an elected leader",
+        || async {
+            app.stream_info()
+                .await
+                .filter(|info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some()))
+        },
+    )
+    .await;
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(
         info.config.subjects,
@@ -112,6 +122,5 @@ async fn the_stream_is_replicated_on_all_three_nodes() {
         async_nats::jetstream::stream::StorageType::File
     );
     let cluster = info.cluster.expect("a clustered stream");
-    assert!(cluster.leader.is_some());
     assert_eq!(cluster.replicas.len(), 2, "a leader and two followers");
 }
