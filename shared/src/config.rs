@@ -54,6 +54,9 @@ pub struct DatabaseSettings {
     pub acquire_timeout_ms: u64,
     /// At start-up, keep trying to reach the database for this long before giving up.
     pub startup_timeout_secs: u64,
+    /// A statement running longer is cancelled, so a stuck database answers 503 instead of
+    /// holding requests and connections for ever.
+    pub statement_timeout_ms: u64,
 }
 
 // The URL carries a password: never print it.
@@ -64,6 +67,7 @@ impl fmt::Debug for DatabaseSettings {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("startup_timeout_secs", &self.startup_timeout_secs)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
             .finish()
     }
 }
@@ -177,6 +181,7 @@ impl Settings {
                 max_connections: 10,
                 acquire_timeout_ms: 3_000,
                 startup_timeout_secs: 60,
+                statement_timeout_ms: 10_000,
             },
             nats: NatsSettings {
                 servers: vec![

@@ -32,7 +32,11 @@ pub async fn connect_and_migrate(
     settings: &DatabaseSettings,
     service_migrations: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = settings.url.parse()?;
+    let statement_timeout = format!("{}ms", settings.statement_timeout_ms);
+    let options = settings
+        .url
+        .parse::<PgConnectOptions>()?
+        .options([("statement_timeout", statement_timeout.as_str())]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))

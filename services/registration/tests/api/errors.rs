@@ -144,3 +144,26 @@ async fn readiness_reports_nats_down_and_recovers() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_stuck_database_is_503_not_a_hung_request() {
+    let app = TestApp::spawn_with(|settings| settings.database.statement_timeout_ms = 500).await;
+    // Another session holds the table: every insert into it waits.
+    let blocker_pool = app.database.pool().await;
+    let mut blocker = blocker_pool.begin().await.unwrap();
+    sqlx::query("lock table patients in access exclusive mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    expect_problem(app.register(&patient(1)).await, 503).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    blocker.rollback().await.unwrap();
+    assert_eq!(app.register(&patient(1)).await.status(), 201);
+}
