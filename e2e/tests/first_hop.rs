@@ -56,7 +56,7 @@ async fn a_registered_patient_is_inspected_and_sent_for_treatment() {
             .await,
         json!([])
     );
-    let treatment = eventually(Duration::from_secs(10), "patient.treatment", || async {
+    let treatment = eventually(Duration::from_secs(30), "patient.treatment", || async {
         let events = platform.events("patient.treatment").await;
         (!events.is_empty()).then_some(events)
     })

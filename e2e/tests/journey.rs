@@ -146,7 +146,7 @@ async fn several_patients_walk_the_whole_journey_at_once() {
         assert_eq!(platform.get(service, path).await, json!([]), "{path}");
     }
     // Admissions, and only admissions, were announced: once each, with the book's fields.
-    let admissions = eventually(Duration::from_secs(10), "three admissions", || async {
+    let admissions = eventually(Duration::from_secs(30), "three admissions", || async {
         let events = platform.events("patient.admission").await;
         (events.len() >= 3).then_some(events)
     })

@@ -79,7 +79,7 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
         ]
     );
     let parked: Vec<(String, i64)> =
-        eventually(Duration::from_secs(10), "three dead letters", || async {
+        eventually(Duration::from_secs(30), "three dead letters", || async {
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "select reason, stream_sequence from dead_letters order by stream_sequence",
             )
@@ -104,7 +104,7 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
     assert_eq!(headers_kept, 2);
     // Parked messages are acknowledged: nothing is left for the consumer to redeliver.
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the consumer to have no backlog",
         || async {
             let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;
@@ -152,7 +152,7 @@ async fn replicas_share_one_durable_consumer_and_each_event_is_handled_once() {
     );
     assert_eq!(app.count("select count(*) from processed_events").await, 30);
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "no backlog on the shared consumer",
         || async {
             let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;

@@ -44,7 +44,7 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
     );
 
     let events = eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "patient.treatment on the stream",
         || async {
             let events = app.events("patient.treatment").await;

@@ -102,7 +102,7 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
 
     app.database.bring_online().await;
     let status = eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         "registration to work again",
         || async {
             let status = app.register(&patient(1)).await.status();
@@ -118,7 +118,7 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
 async fn readiness_reports_nats_down_and_recovers() {
     let mut app = TestApp::spawn().await;
     assert_eq!(app.get("/healthz").await.status(), 200);
-    eventually(Duration::from_secs(10), "ready", || async {
+    eventually(Duration::from_secs(30), "ready", || async {
         let status = app.get("/readyz").await.status();
         (status == 200).then_some(())
     })
@@ -126,7 +126,7 @@ async fn readiness_reports_nats_down_and_recovers() {
 
     app.nats().kill_all();
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "not ready without NATS",
         || async {
             let response = app.get("/readyz").await;
@@ -138,7 +138,7 @@ async fn readiness_reports_nats_down_and_recovers() {
     assert_eq!(app.get("/healthz").await.status(), 200);
 
     app.nats().restart_all().await;
-    eventually(Duration::from_secs(20), "ready again", || async {
+    eventually(Duration::from_secs(30), "ready again", || async {
         let status = app.get("/readyz").await.status();
         (status == 200).then_some(())
     })

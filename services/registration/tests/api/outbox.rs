@@ -9,7 +9,7 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
     // Let the relay publish once, so the outage below is one of a running system.
     assert_eq!(app.register(&patient(1)).await.status(), 201);
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the first event to be published",
         || async { (unpublished(&app).await == 0).then_some(()) },
     )
@@ -35,7 +35,7 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
     ids.sort_unstable();
     assert_eq!(ids, (1..=11).collect::<Vec<_>>(), "each event exactly once");
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the outbox to be drained",
         || async { (unpublished(&app).await == 0).then_some(()) },
     )
@@ -46,7 +46,7 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
 async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
     let app = TestApp::spawn().await;
     assert_eq!(app.register(&patient(1)).await.status(), 201);
-    eventually(Duration::from_secs(10), "the event", || async {
+    eventually(Duration::from_secs(30), "the event", || async {
         (app.register_events().await.len() == 1).then_some(())
     })
     .await;
@@ -60,7 +60,7 @@ async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
         .await
         .unwrap();
     eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the row to be stamped again",
         || async { (unpublished(&app).await == 0).then_some(()) },
     )
@@ -80,7 +80,7 @@ async fn the_relay_is_woken_by_the_commit_not_by_its_polling_tick() {
     // With a one-minute polling tick, only the notification can publish the event in time.
     let app = TestApp::spawn_with(|settings| settings.outbox.poll_interval_ms = 60_000).await;
     // The first pass of the relay creates the stream; wait for it to settle.
-    eventually(Duration::from_secs(10), "the stream", || async {
+    eventually(Duration::from_secs(30), "the stream", || async {
         app.stream_info().await.map(|_| ())
     })
     .await;
@@ -89,12 +89,17 @@ async fn the_relay_is_woken_by_the_commit_not_by_its_polling_tick() {
     assert_eq!(app.register(&patient(1)).await.status(), 201);
     let started = std::time::Instant::now();
     eventually(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         "the event within seconds",
         || async { (unpublished(&app).await == 0).then_some(()) },
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Far below the polling tick: the notification did it.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -103,7 +108,7 @@ async fn the_stream_is_replicated_on_all_three_nodes() {
     assert_eq!(app.register(&patient(1)).await.status(), 201);
     // A new replicated stream elects its leader a moment after it is created.
     let info = eventually(
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         "a stream with an elected leader",
         || async {
             app.stream_info()

@@ -68,7 +68,7 @@ async fn registering_publishes_patient_register_with_cloudevents_headers() {
     assert_eq!(response.headers()["x-request-id"], "walkthrough-1");
 
     let events = opd_shared::testing::eventually(
-        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(30),
         "the registration event on the stream",
         || async {
             let events = app.register_events().await;
