@@ -50,14 +50,12 @@ impl Service {
 
 struct Slot {
     service: Service,
-    database: TestDatabase,
     settings: Settings,
     running: Option<RunningService>,
 }
 
 pub struct Platform {
     pub nats: NatsCluster,
-    pub prefix: String,
     slots: Vec<Slot>,
 }
 
@@ -72,16 +70,11 @@ impl Platform {
             let running = service.start(settings.clone()).await;
             slots.push(Slot {
                 service,
-                database,
                 settings,
                 running: Some(running),
             });
         }
-        Self {
-            nats,
-            prefix,
-            slots,
-        }
+        Self { nats, slots }
     }
 
     fn slot(&self, service: Service) -> &Slot {
@@ -108,14 +101,6 @@ impl Platform {
 
     pub fn url(&self, service: Service, path: &str) -> String {
         self.running(service).url(path)
-    }
-
-    pub fn settings(&self, service: Service) -> &Settings {
-        &self.slot(service).settings
-    }
-
-    pub fn database(&self, service: Service) -> &TestDatabase {
-        &self.slot(service).database
     }
 
     /// Stops a service as SIGTERM would.
@@ -153,14 +138,11 @@ impl Platform {
 
     /// Messages of `subject` (without prefix) on the stream.
     pub async fn events(&self, subject: &str) -> Vec<Value> {
-        testing::stream_messages(
-            &self.nats.urls(),
-            "PATIENT",
-            &format!("{}{subject}", self.prefix),
-        )
-        .await
-        .into_iter()
-        .map(|(_, payload)| payload)
-        .collect()
+        let any = self.slots.first().expect("a platform has services");
+        testing::events(&any.settings.nats, subject)
+            .await
+            .into_iter()
+            .map(|(_, payload)| payload)
+            .collect()
     }
 }

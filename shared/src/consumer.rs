@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta, subject_with_prefix};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, sleep_or_cancel};
 
 /// How a handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -280,11 +280,4 @@ fn decode<E: Event>(message: &jetstream::Message) -> Result<(EventMeta, E), Stri
     let event = serde_json::from_slice(&message.payload)
         .map_err(|e| format!("payload is not a valid {}: {e}", E::SUBJECT))?;
     Ok((meta, event))
-}
-
-async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
-    tokio::select! {
-        () = shutdown.cancelled() => {}
-        () = tokio::time::sleep(delay) => {}
-    }
 }

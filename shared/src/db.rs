@@ -7,6 +7,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::config::{DatabaseSettings, redact_url};
+use crate::retry::Backoff;
 
 /// The outbox and consumer tables that every service database holds. Their versions (1–99) sort
 /// before every service's own migrations (100 and up).
@@ -43,14 +44,13 @@ pub async fn connect_and_migrate(
         .connect_lazy_with(options);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(settings.startup_timeout_secs);
-    let mut delay = Duration::from_millis(200);
+    let mut backoff = Backoff::from_millis(200, 5_000);
     loop {
         match sqlx::query("select 1").execute(&pool).await {
             Ok(_) => break,
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!(%error, url = %redact_url(&settings.url), "database not reachable yet; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(error) => {
                 return Err(anyhow::Error::new(error).context(format!(

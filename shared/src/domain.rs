@@ -50,6 +50,16 @@ impl std::str::FromStr for PatientId {
     }
 }
 
+/// PostgreSQL text cannot hold NUL characters; catching them here makes them a 422 naming the
+/// field instead of a failed insert.
+pub fn reject_nul(text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        Err("must not contain NUL characters (\\u0000)".into())
+    } else {
+        Ok(())
+    }
+}
+
 /// Free text that must be present and not blank, at most `MAX` characters. Surrounding white
 /// space is dropped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +82,7 @@ impl<const MAX: usize> TryFrom<String> for Text<MAX> {
         if trimmed.is_empty() {
             return Err("must not be empty".into());
         }
+        reject_nul(trimmed)?;
         let length = trimmed.chars().count();
         if length > MAX {
             return Err(format!("must be at most {MAX} characters, got {length}"));
@@ -107,6 +118,7 @@ impl<const MAX: usize> TryFrom<Option<String>> for Note<MAX> {
         match value.as_deref().map(str::trim) {
             None | Some("") => Ok(Self(None)),
             Some(text) => {
+                reject_nul(text)?;
                 let length = text.chars().count();
                 if length > MAX {
                     Err(format!("must be at most {MAX} characters, got {length}"))
@@ -151,6 +163,12 @@ mod tests {
         );
         assert!(Text::<5>::try_from("   ".to_owned()).is_err());
         assert!(Text::<2>::try_from("abc".to_owned()).is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        assert!(Text::<5>::try_from("a\0b".to_owned()).is_err());
+        assert!(Note::<5>::try_from(Some("a\0b".to_owned())).is_err());
     }
 
     #[test]

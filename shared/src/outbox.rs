@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::config::{NatsSettings, OutboxSettings};
 use crate::events::{Event, EventMeta, subject_with_prefix};
-use crate::retry::Backoff;
+use crate::retry::{Backoff, sleep_or_cancel};
 
 /// The PostgreSQL channel that the outbox trigger notifies (see migrations/shared).
 const NOTIFY_CHANNEL: &str = "opd_outbox";
@@ -93,6 +93,8 @@ impl Relay {
         let mut backoff =
             Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
         let mut listener = None;
+        // A producer may start before any consumer: until the stream is known to exist,
+        // make sure of it first, or JetStream has nowhere to store what we publish.
         let mut stream_ready = false;
         while !shutdown.is_cancelled() {
             if listener.is_none() {
@@ -101,34 +103,30 @@ impl Relay {
             let result = if stream_ready {
                 self.publish_batch().await
             } else {
-                // A producer may start before any consumer: make sure the stream exists, or
-                // JetStream has nowhere to store what we publish.
-                crate::nats::ensure_stream(&self.jetstream, &self.nats)
-                    .await
-                    .map(|_| 0)
-                    .map_err(RelayError::Stream)
+                match crate::nats::ensure_stream(&self.jetstream, &self.nats).await {
+                    Ok(_) => {
+                        stream_ready = true;
+                        continue;
+                    }
+                    Err(error) => Err(RelayError::Stream(error)),
+                }
             };
             match result {
-                Ok(_) if !stream_ready => stream_ready = true,
                 Ok(published) => {
                     backoff.reset();
-                    if published > 0 {
-                        tracing::debug!(published, "outbox events published");
-                    }
                     // A full batch means more may be waiting: go again at once.
                     if published < self.settings.batch_size as usize {
                         self.wait_for_work(&mut listener, &shutdown).await;
                     }
                 }
                 Err(error) => {
-                    stream_ready =
-                        !matches!(error, RelayError::Publish { .. } | RelayError::Stream(_));
+                    // The stream may be what is missing (deleted, or a new cluster).
+                    if matches!(error, RelayError::Publish { .. }) {
+                        stream_ready = false;
+                    }
                     let delay = backoff.next_delay();
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay failed; will retry");
-                    tokio::select! {
-                        () = shutdown.cancelled() => {}
-                        () = tokio::time::sleep(delay) => {}
-                    }
+                    sleep_or_cancel(delay, &shutdown).await;
                 }
             }
         }

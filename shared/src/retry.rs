@@ -2,6 +2,16 @@
 
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
+/// Sleeps for `delay`, or less if `shutdown` is cancelled first.
+pub async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,

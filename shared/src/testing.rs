@@ -211,15 +211,9 @@ impl NatsCluster {
     /// be created and removed.
     async fn jetstream_usable_within(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let servers: Vec<async_nats::ServerAddr> = self
-            .urls()
-            .iter()
-            .filter_map(|url| url.parse().ok())
-            .collect();
-        let Ok(client) = async_nats::connect(servers).await else {
+        let Ok(js) = jetstream(&self.urls()).await else {
             return false;
         };
-        let js = async_nats::jetstream::new(client);
         let probe = async_nats::jetstream::stream::Config {
             name: "PROBE".into(),
             subjects: vec!["probe.>".into()],
@@ -513,19 +507,28 @@ pub async fn stream_messages(
     }
 }
 
+/// The messages of the book's `subject` in the deployment `nats` describes (its stream and
+/// subject prefix), as (headers, payload).
+pub async fn events(
+    nats: &crate::config::NatsSettings,
+    subject: &str,
+) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
+    stream_messages(
+        &nats.servers,
+        &nats.stream,
+        &crate::events::subject_with_prefix(&nats.subject_prefix, subject),
+    )
+    .await
+}
+
 async fn read_stream(
     nats_urls: &[String],
     stream: &str,
     subject: &str,
 ) -> Result<Vec<(async_nats::HeaderMap, serde_json::Value)>, async_nats::Error> {
     use futures::StreamExt;
-    let servers = nats_urls
-        .iter()
-        .map(|url| url.parse::<async_nats::ServerAddr>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let client = async_nats::connect(servers).await?;
-    let js = async_nats::jetstream::new(client);
-    let consumer = js
+    let consumer = jetstream(nats_urls)
+        .await?
         .get_stream(stream)
         .await?
         .create_consumer(async_nats::jetstream::consumer::pull::Config {
@@ -601,15 +604,9 @@ pub async fn publish_raw(
     headers: async_nats::HeaderMap,
     payload: Vec<u8>,
 ) {
-    let servers: Vec<async_nats::ServerAddr> = nats
-        .servers
-        .iter()
-        .map(|url| url.parse().expect("invalid NATS URL"))
-        .collect();
-    let client = async_nats::connect(servers)
+    let js = jetstream(&nats.servers)
         .await
         .expect("cannot connect to NATS");
-    let js = async_nats::jetstream::new(client);
     let subject = crate::events::subject_with_prefix(&nats.subject_prefix, subject);
     // A cluster that has just started, or lost a node, may need a moment to elect leaders.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -671,16 +668,32 @@ pub async fn consumer_backlog(
     nats: &crate::config::NatsSettings,
     durable: &str,
 ) -> Option<(u64, usize)> {
-    let servers: Vec<async_nats::ServerAddr> = nats
-        .servers
-        .iter()
-        .filter_map(|url| url.parse().ok())
-        .collect();
-    let client = async_nats::connect(servers).await.ok()?;
-    let js = async_nats::jetstream::new(client);
+    let js = jetstream(&nats.servers).await.ok()?;
     let stream = js.get_stream(&nats.stream).await.ok()?;
     let info = stream.consumer_info(durable).await.ok()?;
     Some((info.num_pending, info.num_ack_pending))
+}
+
+/// The stream's information once it exists (None until then).
+pub async fn stream_info(
+    nats: &crate::config::NatsSettings,
+) -> Option<async_nats::jetstream::stream::Info> {
+    let js = jetstream(&nats.servers).await.ok()?;
+    let mut stream = js.get_stream(&nats.stream).await.ok()?;
+    stream.info().await.ok().cloned()
+}
+
+/// A JetStream context on a fresh connection to `servers`, for a test's own look at the cluster.
+pub async fn jetstream(
+    servers: &[String],
+) -> Result<async_nats::jetstream::Context, async_nats::Error> {
+    let addresses = servers
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(async_nats::jetstream::new(
+        async_nats::connect(addresses).await?,
+    ))
 }
 
 /// One service under test with everything it needs of its own: a three-node NATS cluster, a
@@ -739,12 +752,7 @@ impl ServiceUnderTest {
 
     /// The messages of `subject` (without prefix) on the stream, as (headers, payload).
     pub async fn events(&self, subject: &str) -> Vec<(async_nats::HeaderMap, serde_json::Value)> {
-        stream_messages(
-            &self.settings.nats.servers,
-            &self.settings.nats.stream,
-            &crate::events::subject_with_prefix(&self.settings.nats.subject_prefix, subject),
-        )
-        .await
+        events(&self.settings.nats, subject).await
     }
 
     /// Waits until `count` messages of `subject` are on the stream, and returns them.

@@ -75,6 +75,7 @@ impl TryFrom<String> for Email {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         let value = value.trim().to_owned();
+        opd_shared::domain::reject_nul(&value)?;
         let valid = value.len() <= 254
             && !value.contains(char::is_whitespace)
             && matches!(value.split_once('@'), Some((local, domain))

@@ -35,6 +35,16 @@ async fn invalid_or_missing_fields_are_422_and_named() {
         (json!({"id": 1, "full_name": "a", "email": "nope"}), "email"),
         (json!({"id": 1, "full_name": "a", "phone": -1}), "phone"),
         (json!({"id": 1, "full_name": "x".repeat(101)}), "full_name"),
+        // PostgreSQL text cannot store NUL: refused up front, not a failed insert (500).
+        (json!({"id": 1, "full_name": "a\u{0}b"}), "full_name"),
+        (
+            json!({"id": 1, "full_name": "a", "address": "x\u{0}"}),
+            "address",
+        ),
+        (
+            json!({"id": 1, "full_name": "a", "email": "a\u{0}@b.lk"}),
+            "email",
+        ),
     ];
     for (body, field) in cases {
         let problem = expect_problem(app.register(&body).await, 422).await;

@@ -23,17 +23,7 @@ impl TestApp {
 
     /// The stream's current information, once it exists.
     pub async fn stream_info(&self) -> Option<async_nats::jetstream::stream::Info> {
-        let servers: Vec<async_nats::ServerAddr> = self
-            .settings
-            .nats
-            .servers
-            .iter()
-            .filter_map(|url| url.parse().ok())
-            .collect();
-        let client = async_nats::connect(servers).await.ok()?;
-        let js = async_nats::jetstream::new(client);
-        let mut stream = js.get_stream(&self.settings.nats.stream).await.ok()?;
-        stream.info().await.ok().cloned()
+        opd_shared::testing::stream_info(&self.settings.nats).await
     }
 
     pub async fn register(&self, body: &Value) -> reqwest::Response {

@@ -129,3 +129,46 @@ async fn the_stream_is_replicated_on_all_three_nodes() {
     let cluster = info.cluster.expect("a clustered stream");
     assert_eq!(cluster.replicas.len(), 2, "a leader and two followers");
 }
+
+#[tokio::test]
+async fn two_replicas_relay_side_by_side_without_publishing_a_row_twice() {
+    // A long publish timeout, so that a slow acknowledgement under load is not a retry.
+    let app = TestApp::spawn_with(|settings| settings.outbox.publish_timeout_ms = 20_000).await;
+    eventually(
+        Duration::from_secs(30),
+        "a stream with an elected leader",
+        || async {
+            app.stream_info()
+                .await
+                .filter(|info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some()))
+        },
+    )
+    .await;
+    let second =
+        opd_shared::testing::spawn(registration::startup::build, app.settings.clone()).await;
+    for id in 1..=40 {
+        // Alternate between the replicas: both relays are woken by every commit.
+        let replica = if id % 2 == 0 { &second } else { &**app };
+        assert_eq!(
+            replica
+                .post("/opd/patient/register", &patient(id))
+                .await
+                .status(),
+            201
+        );
+    }
+    eventually(
+        Duration::from_secs(30),
+        "the outbox to be drained",
+        || async { (unpublished(&app).await == 0).then_some(()) },
+    )
+    .await;
+    // Each row was claimed by one relay and published once.
+    assert_eq!(
+        app.count("select count(*) from outbox where attempts <> 1")
+            .await,
+        0
+    );
+    assert_eq!(app.register_events().await.len(), 40);
+    second.stop().await;
+}

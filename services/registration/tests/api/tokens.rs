@@ -42,6 +42,8 @@ async fn a_token_is_only_issued_to_a_registered_patient() {
     let problem = expect_problem(response, 404).await;
     assert!(problem["detail"].as_str().unwrap().contains("300"));
     // No token was consumed and nothing was published.
+    assert_eq!(app.count("select count(*) from outbox").await, 0);
+    assert_eq!(app.count("select count(*) from token_counters").await, 0);
     assert_eq!(
         app.register(&patient(300))
             .await
