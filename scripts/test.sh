@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. Installs what is missing (nats-server, PostgreSQL), starts a throwaway
 # PostgreSQL server, runs cargo fmt --check, clippy with warnings as errors and the whole test
-# suite, and cleans up after itself, also on failure. The tests start their own three-node NATS
-# clusters (see shared/src/testing.rs).
+# suite, and cleans up after itself, also on failure. The tests start their own NATS servers
+# (one node each, three where clustering is tested; see testing/src/nats.rs).
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -p inspection   extra arguments go to `cargo test`
@@ -19,10 +19,21 @@ export NATS_SERVER_BIN
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/opd-test.XXXXXX")"
 chmod 755 "$WORK"
 PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# The test helpers record each nats-server they start by pid here, and forget it when they stop
+# it; whatever is left belongs to a test process that died without unwinding. Only those pids are
+# stopped, so that other test runs on the machine keep their servers.
+export OPD_TEST_PIDS_DIR="$WORK/pids"
 cleanup() {
     pg_stop "$WORK/pg"
-    # Clusters of a test process that died without unwinding (the helper kills them on drop).
-    pkill -f "shared/../nats/cluster.conf" 2>/dev/null || true
+    local file pid
+    for file in "$OPD_TEST_PIDS_DIR"/*; do
+        [ -e "$file" ] || continue
+        pid="$(basename "$file")"
+        # A recorded pid that has since been reused by another program is left alone.
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nats-server ]; then
+            kill -9 "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -40,7 +51,9 @@ cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (nats-server $("$NATS_SERVER_BIN" --version | awk '{print $2}'), PostgreSQL ${POSTGRES_MAJOR})"
+started=$SECONDS
 cargo test --workspace --all-features "$@" 2>&1 | tee "$WORK/cargo-test.log"
+log "cargo test took $((SECONDS - started)) s (build included)"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 }
      END { printf "cargo-test: %d passed, %d failed\n", passed, failed }' "$WORK/cargo-test.log"

@@ -1,4 +1,4 @@
-//! Registration → inspection, through HTTP and the JetStream cluster.
+//! Registration → inspection, through HTTP and JetStream.
 
 #![allow(clippy::unwrap_used, reason = "a failed step must fail the test")]
 
@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use opd_e2e::{Platform, Service};
-use opd_shared::testing::eventually;
+use inspection::SERVICE as INSPECTION;
+use opd_testing::{Platform, eventually};
+use registration::SERVICE as REGISTRATION;
 use serde_json::{Value, json};
 
 fn patient(id: i64) -> Value {
@@ -16,47 +17,38 @@ fn patient(id: i64) -> Value {
 
 #[tokio::test]
 async fn a_registered_patient_is_inspected_and_sent_for_treatment() {
-    let platform = Platform::start(&[Service::Registration, Service::Inspection]).await;
-
-    let response = platform
-        .post(
-            Service::Registration,
-            "/opd/patient/register",
-            &patient(200),
-        )
-        .await;
-    assert_eq!(response.status(), 201);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"id": 200, "token": 1})
-    );
-
-    let pending = platform
-        .list_until(
-            Service::Inspection,
-            "/opd/inspection/pending",
-            "patient 200 pending",
-            |list| !list.is_empty(),
-        )
-        .await;
-    assert_eq!(pending, vec![json!({"id": 200, "token": 1})]);
-
-    let inspection = json!({"id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
-                            "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
-    let response = platform
-        .post(Service::Inspection, "/opd/inspection/record", &inspection)
-        .await;
-    assert_eq!(response.status(), 201);
-    let expected = json!({"id": 200, "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
-    assert_eq!(response.json::<Value>().await.unwrap(), expected);
+    let platform = Platform::start(&[&REGISTRATION, &INSPECTION]).await;
+    let inspection = platform.app(&INSPECTION);
 
     assert_eq!(
         platform
-            .get(Service::Inspection, "/opd/inspection/pending")
+            .app(&REGISTRATION)
+            .post_expect("/opd/patient/register", &patient(200), 201)
+            .await["id"],
+        200
+    );
+    let pending = inspection
+        .list_until("/opd/inspection/pending", "patient 200 pending", |list| {
+            !list.is_empty()
+        })
+        .await;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0]["id"], 200);
+
+    let record = json!({"id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
+                        "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
+    let expected = json!({"id": 200, "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
+    assert_eq!(
+        inspection
+            .post_expect("/opd/inspection/record", &record, 201)
             .await,
+        expected
+    );
+    assert_eq!(
+        inspection.get_expect("/opd/inspection/pending", 200).await,
         json!([])
     );
-    let treatment = eventually(Duration::from_secs(30), "patient.treatment", || async {
+    let treatment = eventually("patient.treatment", || async {
         let events = platform.events("patient.treatment").await;
         (!events.is_empty()).then_some(events)
     })
@@ -66,36 +58,31 @@ async fn a_registered_patient_is_inspected_and_sent_for_treatment() {
 
 #[tokio::test]
 async fn registrations_made_while_inspection_is_down_all_arrive_exactly_once() {
-    let mut platform = Platform::start(&[Service::Registration, Service::Inspection]).await;
-    platform.stop(Service::Inspection).await;
+    let mut platform = Platform::start(&[&REGISTRATION, &INSPECTION]).await;
+    // Tokens restart at midnight (UTC): pin the day so that the count cannot split.
+    platform
+        .app(&REGISTRATION)
+        .execute(
+            "create or replace function token_day() returns date
+                 language sql stable as $$ select date '2021-07-12' $$",
+        )
+        .await;
+    platform.app_mut(&INSPECTION).stop().await;
 
-    let tokens: Vec<i64> = join_all((1..=40).map(|id| {
-        let platform = &platform;
-        async move {
-            let response = platform
-                .post(Service::Registration, "/opd/patient/register", &patient(id))
-                .await;
-            assert_eq!(
-                response.status(),
-                201,
-                "registration {id} while inspection is down"
-            );
-            response.json::<Value>().await.unwrap()["token"]
-                .as_i64()
-                .unwrap()
-        }
+    let registration = platform.app(&REGISTRATION);
+    join_all((1..=40).map(|id| async move {
+        registration
+            .post_expect("/opd/patient/register", &patient(id), 201)
+            .await
     }))
     .await;
-    assert_eq!(tokens.len(), 40);
 
-    platform.restart(Service::Inspection).await;
+    platform.app_mut(&INSPECTION).restart().await;
     let pending = platform
-        .list_until(
-            Service::Inspection,
-            "/opd/inspection/pending",
-            "all 40 patients",
-            |list| list.len() >= 40,
-        )
+        .app(&INSPECTION)
+        .list_until("/opd/inspection/pending", "all 40 patients", |list| {
+            list.len() >= 40
+        })
         .await;
     // Exactly once each, in token order.
     let mut seen: HashMap<i64, usize> = HashMap::new();
@@ -112,37 +99,35 @@ async fn registrations_made_while_inspection_is_down_all_arrive_exactly_once() {
     // And it stays that way: nothing is applied a second time later.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let again = platform
-        .get(Service::Inspection, "/opd/inspection/pending")
+        .app(&INSPECTION)
+        .get_expect("/opd/inspection/pending", 200)
         .await;
     assert_eq!(again.as_array().map(Vec::len), Some(40));
 }
 
 #[tokio::test]
 async fn losing_a_nats_node_mid_stream_loses_nothing_and_duplicates_nothing() {
-    let mut platform = Platform::start(&[Service::Registration, Service::Inspection]).await;
+    let platform = Platform::start_clustered(&[&REGISTRATION, &INSPECTION]).await;
+    let registration = platform.app(&REGISTRATION);
     for id in 1..=20 {
-        let response = platform
-            .post(Service::Registration, "/opd/patient/register", &patient(id))
+        registration
+            .post_expect("/opd/patient/register", &patient(id), 201)
             .await;
-        assert_eq!(response.status(), 201);
         if id == 10 {
             platform.nats.kill_node(0);
         }
     }
     for id in 21..=30 {
-        let response = platform
-            .post(Service::Registration, "/opd/patient/register", &patient(id))
+        registration
+            .post_expect("/opd/patient/register", &patient(id), 201)
             .await;
-        assert_eq!(response.status(), 201);
     }
     platform.nats.restart_node(0).await;
     let pending = platform
-        .list_until(
-            Service::Inspection,
-            "/opd/inspection/pending",
-            "all 30 patients",
-            |list| list.len() >= 30,
-        )
+        .app(&INSPECTION)
+        .list_until("/opd/inspection/pending", "all 30 patients", |list| {
+            list.len() >= 30
+        })
         .await;
     let ids: std::collections::BTreeSet<i64> = pending
         .iter()

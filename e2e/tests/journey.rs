@@ -6,9 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use opd_e2e::{ALL, Platform, Service};
-use opd_shared::testing::eventually;
+use inspection::SERVICE as INSPECTION;
+use opd_testing::{Platform, TestApp, eventually};
+use registration::SERVICE as REGISTRATION;
+use release::SERVICE as RELEASE;
 use serde_json::{Value, json};
+use treatment::SERVICE as TREATMENT;
 
 const PATIENTS: i64 = 6;
 
@@ -26,127 +29,104 @@ fn disposition(id: i64) -> &'static str {
     }
 }
 
+/// Waits until patient `id` is on the list at `path`, and returns the patient's entry.
+async fn arrives(app: &TestApp, path: &str, id: i64) -> Value {
+    let list = app
+        .list_until(path, &format!("patient {id} at {path}"), |list| {
+            list.iter().any(|entry| entry["id"] == id)
+        })
+        .await;
+    list.into_iter().find(|entry| entry["id"] == id).unwrap()
+}
+
 async fn walk_one_patient(platform: &Platform, id: i64) {
-    use Service::*;
-    let token = platform
-        .post(Registration, "/opd/patient/register", &registration(id))
+    let registration_app = platform.app(&REGISTRATION);
+    let inspection = platform.app(&INSPECTION);
+    let treatment = platform.app(&TREATMENT);
+    let release = platform.app(&RELEASE);
+    registration_app
+        .post_expect("/opd/patient/register", &registration(id), 201)
         .await;
-    assert_eq!(token.status(), 201);
 
-    platform
-        .list_until(
-            Inspection,
-            "/opd/inspection/pending",
-            "the patient at inspection",
-            |list| list.iter().any(|entry| entry["id"] == id),
-        )
+    arrives(inspection, "/opd/inspection/pending", id).await;
+    let record = json!({"id": id, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
+                        "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
+    inspection
+        .post_expect("/opd/inspection/record", &record, 201)
         .await;
-    let inspection = json!({"id": id, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
-                            "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"});
-    assert_eq!(
-        platform
-            .post(Inspection, "/opd/inspection/record", &inspection)
-            .await
-            .status(),
-        201
-    );
 
-    let pending = platform
-        .list_until(
-            Treatment,
-            "/opd/treatment/pending",
-            "the patient at treatment",
-            |list| list.iter().any(|entry| entry["id"] == id),
-        )
-        .await;
-    let entry = pending.iter().find(|entry| entry["id"] == id).unwrap();
     assert_eq!(
-        entry,
-        &json!({"id": id, "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"})
+        arrives(treatment, "/opd/treatment/pending", id).await,
+        json!({"id": id, "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"})
     );
     let medication = json!({"id": id, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"});
-    let response = platform
-        .post(Treatment, "/opd/treatment/medication", &medication)
-        .await;
-    assert_eq!(response.status(), 201);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
+        treatment
+            .post_expect("/opd/treatment/medication", &medication, 201)
+            .await,
         "Record updated successfully"
     );
     let test = json!({"id": id, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
                       "status": "sample collected", "notes": "possible covid-19"});
-    let response = platform
-        .post(Treatment, "/opd/treatment/tests", &test)
-        .await;
-    assert_eq!(response.status(), 201);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
+        treatment
+            .post_expect("/opd/treatment/tests", &test, 201)
+            .await,
         "Test recorded successfully"
     );
     assert_eq!(
-        platform
-            .get(Treatment, &format!("/opd/treatment/history/{id}"))
+        treatment
+            .get_expect(&format!("/opd/treatment/history/{id}"), 200)
             .await,
-        json!([{"id": id, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"}])
+        json!([medication])
     );
     assert_eq!(
-        platform
-            .get(Treatment, &format!("/opd/treatment/tests/{id}"))
+        treatment
+            .get_expect(&format!("/opd/treatment/tests/{id}"), 200)
             .await,
         json!([test])
     );
 
-    let release = json!({"id": id, "time": "2021 07 12 8:35 PM", "next_state": disposition(id),
+    let request = json!({"id": id, "time": "2021 07 12 8:35 PM", "next_state": disposition(id),
                          "post_medication": "NM x 10 days"});
-    let response = platform
-        .post(Treatment, "/opd/treatment/release", &release)
-        .await;
-    assert_eq!(response.status(), 201);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
+        treatment
+            .post_expect("/opd/treatment/release", &request, 201)
+            .await,
         "Release event published"
     );
 
-    let pending = platform
-        .list_until(
-            Release,
-            "/opd/release/pending",
-            "the patient at release",
-            |list| list.iter().any(|entry| entry["id"] == id),
-        )
-        .await;
-    assert_eq!(
-        pending.iter().find(|entry| entry["id"] == id),
-        Some(&release)
-    );
+    assert_eq!(arrives(release, "/opd/release/pending", id).await, request);
     let discharge = json!({"id": id, "time": "2021 07 12 9:35 PM", "state": disposition(id),
                            "post_medication": "NM x 10 days", "notes": "follow up",
                            "next_visit": "2021 08 12 09:00AM"});
-    let response = platform
-        .post(Release, "/opd/release/discharge", &discharge)
-        .await;
-    assert_eq!(response.status(), 201);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
+        release
+            .post_expect("/opd/release/discharge", &discharge, 201)
+            .await,
         "Patient discharge recorded successfully"
     );
 }
 
 #[tokio::test]
 async fn several_patients_walk_the_whole_journey_at_once() {
-    let platform = Platform::start(&ALL).await;
+    let platform = Platform::start(&[&REGISTRATION, &INSPECTION, &TREATMENT, &RELEASE]).await;
     join_all((1..=PATIENTS).map(|id| walk_one_patient(&platform, id))).await;
 
     // Every queue is empty again.
     for (service, path) in [
-        (Service::Inspection, "/opd/inspection/pending"),
-        (Service::Treatment, "/opd/treatment/pending"),
-        (Service::Release, "/opd/release/pending"),
+        (&INSPECTION, "/opd/inspection/pending"),
+        (&TREATMENT, "/opd/treatment/pending"),
+        (&RELEASE, "/opd/release/pending"),
     ] {
-        assert_eq!(platform.get(service, path).await, json!([]), "{path}");
+        assert_eq!(
+            platform.app(service).get_expect(path, 200).await,
+            json!([]),
+            "{path}"
+        );
     }
     // Admissions, and only admissions, were announced: once each, with the book's fields.
-    let admissions = eventually(Duration::from_secs(30), "three admissions", || async {
+    let admissions = eventually("three admissions", || async {
         let events = platform.events("patient.admission").await;
         (events.len() >= 3).then_some(events)
     })
@@ -164,41 +144,21 @@ async fn several_patients_walk_the_whole_journey_at_once() {
                 && event["notes"] == "follow up"
                 && event.as_object().unwrap().len() == 3)
     );
-    // The services' home links answer with the book's names.
-    for (service, path, title) in [
-        (
-            Service::Treatment,
-            "/opd/treatment/",
-            "Treatment Service v0.1.0\n",
-        ),
-        (
-            Service::Release,
-            "/opd/release/",
-            "Release Service v0.1.0\n",
-        ),
-    ] {
-        let text = platform.running(service).get(path).await.text().await;
-        assert_eq!(text.unwrap(), title);
-    }
 }
 
 #[tokio::test]
 async fn stopping_treatment_and_release_mid_journey_loses_and_repeats_nothing() {
-    use Service::*;
-    let mut platform = Platform::start(&ALL).await;
+    let mut platform = Platform::start(&[&REGISTRATION, &INSPECTION, &TREATMENT, &RELEASE]).await;
     let ids: Vec<i64> = (1..=12).collect();
     for &id in &ids {
-        assert_eq!(
-            platform
-                .post(Registration, "/opd/patient/register", &registration(id))
-                .await
-                .status(),
-            201
-        );
+        platform
+            .app(&REGISTRATION)
+            .post_expect("/opd/patient/register", &registration(id), 201)
+            .await;
     }
     platform
+        .app(&INSPECTION)
         .list_until(
-            Inspection,
             "/opd/inspection/pending",
             "12 patients at inspection",
             |list| list.len() == 12,
@@ -206,23 +166,20 @@ async fn stopping_treatment_and_release_mid_journey_loses_and_repeats_nothing() 
         .await;
 
     // Treatment goes down while inspection sends half of the patients its way.
-    platform.stop(Treatment).await;
+    platform.app_mut(&TREATMENT).stop().await;
     for &id in &ids {
         let body = json!({"id": id, "time": "10:21", "medication": format!("dose for {id}")});
-        assert_eq!(
-            platform
-                .post(Inspection, "/opd/inspection/record", &body)
-                .await
-                .status(),
-            201
-        );
+        platform
+            .app(&INSPECTION)
+            .post_expect("/opd/inspection/record", &body, 201)
+            .await;
         if id == 6 {
-            platform.restart(Treatment).await;
+            platform.app_mut(&TREATMENT).restart().await;
         }
     }
     let pending = platform
+        .app(&TREATMENT)
         .list_until(
-            Treatment,
             "/opd/treatment/pending",
             "12 patients at treatment",
             |list| list.len() >= 12,
@@ -231,46 +188,32 @@ async fn stopping_treatment_and_release_mid_journey_loses_and_repeats_nothing() 
     assert_exactly_once(&pending, &ids);
 
     // Release goes down while treatment asks for the releases.
-    platform.stop(Release).await;
+    platform.app_mut(&RELEASE).stop().await;
     for &id in &ids {
         let body = json!({"id": id, "time": "20:35", "next_state": disposition(id)});
-        assert_eq!(
-            platform
-                .post(Treatment, "/opd/treatment/release", &body)
-                .await
-                .status(),
-            201
-        );
+        platform
+            .app(&TREATMENT)
+            .post_expect("/opd/treatment/release", &body, 201)
+            .await;
     }
-    platform.restart(Release).await;
+    platform.app_mut(&RELEASE).restart().await;
     let pending = platform
-        .list_until(
-            Release,
-            "/opd/release/pending",
-            "12 patients at release",
-            |list| list.len() >= 12,
-        )
+        .app(&RELEASE)
+        .list_until("/opd/release/pending", "12 patients at release", |list| {
+            list.len() >= 12
+        })
         .await;
     assert_exactly_once(&pending, &ids);
 
     // Nothing arrives a second time later on either.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        platform
-            .get(Treatment, "/opd/treatment/pending")
-            .await
-            .as_array()
-            .map(Vec::len),
-        Some(12)
-    );
-    assert_eq!(
-        platform
-            .get(Release, "/opd/release/pending")
-            .await
-            .as_array()
-            .map(Vec::len),
-        Some(12)
-    );
+    for (service, path) in [
+        (&TREATMENT, "/opd/treatment/pending"),
+        (&RELEASE, "/opd/release/pending"),
+    ] {
+        let list = platform.app(service).get_expect(path, 200).await;
+        assert_eq!(list.as_array().map(Vec::len), Some(12), "{path}");
+    }
 }
 
 fn assert_exactly_once(list: &[Value], ids: &[i64]) {

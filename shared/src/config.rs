@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "OPD";
 
 /// Names a configuration file to read after the defaults (TOML). Without it, `opd.toml` in the
-/// working directory is read if it exists.
+/// working directory is read if there is one.
 pub const CONFIG_FILE_ENV: &str = "OPD_CONFIG_FILE";
 
 /// What a service contributes to its own defaults.
@@ -41,8 +42,10 @@ pub struct HttpSettings {
     pub port: u16,
     /// Requests with a larger body are answered with 413.
     pub body_limit_bytes: usize,
-    /// How long in-flight requests may take to finish once shutdown has begun.
-    pub shutdown_grace_secs: u64,
+    /// How long in-flight requests and background tasks may take to finish once shutdown has
+    /// begun.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -51,12 +54,15 @@ pub struct DatabaseSettings {
     pub url: String,
     pub max_connections: u32,
     /// A request waits at most this long for a connection before it is answered with 503.
-    pub acquire_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
     /// At start-up, keep trying to reach the database for this long before giving up.
-    pub startup_timeout_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
     /// A statement running longer is cancelled, so a stuck database answers 503 instead of
     /// holding requests and connections for ever.
-    pub statement_timeout_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 // The URL carries a password: never print it.
@@ -65,9 +71,9 @@ impl fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(&self.url))
             .field("max_connections", &self.max_connections)
-            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
-            .field("startup_timeout_secs", &self.startup_timeout_secs)
-            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("statement_timeout", &self.statement_timeout)
             .finish()
     }
 }
@@ -99,14 +105,14 @@ pub struct NatsSettings {
     pub password: Option<String>,
     /// The JetStream stream that carries every `patient.*` event.
     pub stream: String,
-    /// Put in front of every subject. Empty in production; the tests give each test its own.
-    pub subject_prefix: String,
     /// Replicas of the stream. Three on the three-node cluster.
     pub replicas: usize,
     /// JetStream drops a second message with the same `Nats-Msg-Id` inside this window.
-    pub duplicate_window_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
     /// Events older than this are removed from the stream.
-    pub max_age_days: u64,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
 }
 
 impl fmt::Debug for NatsSettings {
@@ -116,12 +122,20 @@ impl fmt::Debug for NatsSettings {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("stream", &self.stream)
-            .field("subject_prefix", &self.subject_prefix)
             .field("replicas", &self.replicas)
-            .field("duplicate_window_secs", &self.duplicate_window_secs)
-            .field("max_age_days", &self.max_age_days)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("max_age", &self.max_age)
             .finish()
     }
+}
+
+/// Growing delays while a dependency is away: from `initial`, doubling, up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrySettings {
+    #[serde(with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,22 +143,26 @@ pub struct OutboxSettings {
     /// Rows published per database transaction.
     pub batch_size: i64,
     /// The relay is woken by a notification when an event is written; this tick is the fallback.
-    pub poll_interval_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
     /// How long to wait for JetStream to acknowledge one publish.
-    pub publish_timeout_ms: u64,
-    /// Backoff while NATS or the database is unreachable: from the first value up to the second.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    #[serde(with = "humantime_serde")]
+    pub publish_timeout: Duration,
+    /// Backoff while NATS or the database is unreachable.
+    pub retry: RetrySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerSettings {
     /// JetStream redelivers a message that is not acknowledged within this time.
-    pub ack_wait_secs: u64,
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Messages pulled from JetStream in one request.
+    pub batch_size: usize,
     /// A message that failed for a passing reason (database down) is redelivered after a delay
-    /// that grows from the first value to the second.
-    pub retry_initial_ms: u64,
-    pub retry_max_ms: u64,
+    /// that grows with each delivery; binding the consumer again after NATS was lost backs off
+    /// the same way.
+    pub retry: RetrySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +180,9 @@ pub enum LogFormat {
     Json,
 }
 
+/// The configuration file read when `OPD_CONFIG_FILE` is not set, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "opd.toml";
+
 impl Settings {
     /// The defaults run against the local stack that `scripts/dev.sh up` starts.
     pub fn defaults(service: ServiceDefaults) -> Self {
@@ -170,7 +191,7 @@ impl Settings {
                 host: "0.0.0.0".into(),
                 port: service.port,
                 body_limit_bytes: 64 * 1024,
-                shutdown_grace_secs: 20,
+                shutdown_grace: Duration::from_secs(20),
             },
             database: DatabaseSettings {
                 // Development default only: scripts/dev.sh creates this role with this password.
@@ -179,9 +200,9 @@ impl Settings {
                     name = service.name
                 ),
                 max_connections: 10,
-                acquire_timeout_ms: 3_000,
-                startup_timeout_secs: 60,
-                statement_timeout_ms: 10_000,
+                acquire_timeout: Duration::from_secs(3),
+                startup_timeout: Duration::from_secs(60),
+                statement_timeout: Duration::from_secs(10),
             },
             nats: NatsSettings {
                 servers: vec![
@@ -192,22 +213,26 @@ impl Settings {
                 user: None,
                 password: None,
                 stream: "PATIENT".into(),
-                subject_prefix: String::new(),
                 replicas: 3,
-                duplicate_window_secs: 600,
-                max_age_days: 30,
+                duplicate_window: Duration::from_secs(10 * 60),
+                max_age: Duration::from_secs(30 * 24 * 60 * 60),
             },
             outbox: OutboxSettings {
                 batch_size: 100,
-                poll_interval_ms: 5_000,
-                publish_timeout_ms: 5_000,
-                retry_initial_ms: 200,
-                retry_max_ms: 10_000,
+                poll_interval: Duration::from_secs(5),
+                publish_timeout: Duration::from_secs(5),
+                retry: RetrySettings {
+                    initial: Duration::from_millis(200),
+                    max: Duration::from_secs(10),
+                },
             },
             consumer: ConsumerSettings {
-                ack_wait_secs: 30,
-                retry_initial_ms: 500,
-                retry_max_ms: 30_000,
+                ack_wait: Duration::from_secs(30),
+                batch_size: 50,
+                retry: RetrySettings {
+                    initial: Duration::from_millis(500),
+                    max: Duration::from_secs(30),
+                },
             },
             log: LogSettings {
                 filter: "info,sqlx=warn,async_nats=info".into(),
@@ -216,26 +241,29 @@ impl Settings {
         }
     }
 
-    /// Defaults, then the configuration file, then `OPD_*` environment variables.
+    /// Defaults, then the configuration file (`OPD_CONFIG_FILE`, else `opd.toml` in the working
+    /// directory if there is one), then `OPD_*` environment variables.
     pub fn load(service: ServiceDefaults) -> Result<Self, config::ConfigError> {
-        let file = std::env::var(CONFIG_FILE_ENV).ok();
+        let file = match std::env::var_os(CONFIG_FILE_ENV) {
+            Some(path) => Some(PathBuf::from(path)),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
+        };
         Self::layered(service, file.as_deref(), None)
     }
 
-    /// The layering behind [`Settings::load`]; `environment` replaces the process environment
-    /// (for tests).
+    /// The layering behind [`Settings::load`]: `file` is read only when given (and must exist),
+    /// and `environment` replaces the process environment (for tests).
     pub fn layered(
         service: ServiceDefaults,
-        file: Option<&str>,
+        file: Option<&Path>,
         environment: Option<HashMap<String, String>>,
     ) -> Result<Self, config::ConfigError> {
-        let file_source = match file {
-            Some(path) => config::File::with_name(path).required(true),
-            None => config::File::with_name("opd").required(false),
-        };
-        config::Config::builder()
-            .add_source(config::Config::try_from(&Self::defaults(service))?)
-            .add_source(file_source)
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&Self::defaults(service))?);
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        builder
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator("_")
@@ -247,15 +275,6 @@ impl Settings {
             )
             .build()?
             .try_deserialize()
-    }
-}
-
-impl OutboxSettings {
-    pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.poll_interval_ms)
-    }
-    pub fn publish_timeout(&self) -> Duration {
-        Duration::from_millis(self.publish_timeout_ms)
     }
 }
 
@@ -285,7 +304,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("opd-config-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir)?;
         let file = dir.join("opd.toml");
-        std::fs::write(&file, "[http]\nport = 7000\nbody_limit_bytes = 1024\n")?;
+        std::fs::write(
+            &file,
+            "[http]\nport = 7000\nbody_limit_bytes = 1024\n[outbox.retry]\nmax = \"2m\"\n",
+        )?;
         let environment = HashMap::from([
             ("OPD_HTTP__PORT".to_owned(), "8000".to_owned()),
             (
@@ -293,8 +315,9 @@ mod tests {
                 "nats://a:4222,nats://b:4222".to_owned(),
             ),
             ("OPD_LOG__FORMAT".to_owned(), "json".to_owned()),
+            ("OPD_CONSUMER__ACK_WAIT".to_owned(), "1m 30s".to_owned()),
         ]);
-        let settings = Settings::layered(REGISTRATION, file.to_str(), Some(environment))?;
+        let settings = Settings::layered(REGISTRATION, Some(&file), Some(environment))?;
         std::fs::remove_dir_all(&dir)?;
         assert_eq!(settings.http.port, 8000, "environment wins over the file");
         assert_eq!(
@@ -303,6 +326,13 @@ mod tests {
         );
         assert_eq!(settings.nats.servers, ["nats://a:4222", "nats://b:4222"]);
         assert_eq!(settings.log.format, LogFormat::Json);
+        assert_eq!(settings.consumer.ack_wait, Duration::from_secs(90));
+        assert_eq!(settings.outbox.retry.max, Duration::from_secs(120));
+        assert_eq!(
+            settings.outbox.retry.initial,
+            Duration::from_millis(200),
+            "a nested default survives a file that sets its sibling"
+        );
         assert_eq!(settings.nats.replicas, 3, "defaults fill the rest");
         Ok(())
     }
@@ -318,7 +348,22 @@ mod tests {
                 .ends_with("@127.0.0.1:5433/opd_registration")
         );
         assert_eq!(settings.nats.servers.len(), 3);
+        assert_eq!(
+            settings.nats.max_age,
+            Duration::from_secs(30 * 24 * 60 * 60)
+        );
         Ok(())
+    }
+
+    #[test]
+    fn a_duration_that_does_not_parse_is_an_error_naming_the_key() {
+        let environment =
+            HashMap::from([("OPD_OUTBOX__POLL_INTERVAL".to_owned(), "often".to_owned())]);
+        let error = Settings::layered(REGISTRATION, None, Some(environment))
+            .err()
+            .map(|error| error.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("poll_interval"), "{error}");
     }
 
     #[test]

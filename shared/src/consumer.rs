@@ -17,8 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::{ConsumerSettings, NatsSettings};
-use crate::events::{Event, EventMeta, subject_with_prefix};
+use crate::events::{Event, EventMeta};
 use crate::retry::{Backoff, sleep_or_cancel};
+use crate::service::Infra;
 
 /// How a handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,25 +58,63 @@ pub trait EventHandler: Send + Sync + 'static {
 /// Runs a durable pull consumer named `durable` over `H::Event::SUBJECT` until cancelled. Every
 /// replica of a service uses the same durable name, so each event is handled by one of them.
 pub struct Consumer<H> {
-    pub durable: String,
-    pub pool: PgPool,
-    pub jetstream: jetstream::Context,
-    pub nats: NatsSettings,
-    pub settings: ConsumerSettings,
-    pub handler: H,
+    durable: String,
+    pool: PgPool,
+    jetstream: jetstream::Context,
+    nats: NatsSettings,
+    settings: ConsumerSettings,
+    handler: H,
 }
 
-enum Outcome {
+/// What became of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Its effect is committed and it is acknowledged.
     Applied,
+    /// It had been applied before; acknowledged again, nothing changed.
     Duplicate,
+    /// It can never succeed: stored in `dead_letters`, with the reason, and acknowledged.
     Parked(String),
+    /// It failed for a passing reason: JetStream redelivers it after a delay.
     Retry(String),
+    /// It carries no JetStream metadata (not a stream message); ignored.
+    Ignored,
 }
 
 impl<H: EventHandler> Consumer<H> {
+    pub fn new(durable: &str, infra: &Infra, handler: H) -> Self {
+        Self {
+            durable: durable.to_owned(),
+            pool: infra.pool.clone(),
+            jetstream: infra.jetstream.clone(),
+            nats: infra.settings.nats.clone(),
+            settings: infra.settings.consumer.clone(),
+            handler,
+        }
+    }
+
+    /// Handles what is waiting now, up to `max` messages, and returns what became of each. It
+    /// waits up to `wait` for the first one. [`Consumer::run`] does this for ever; tests call it
+    /// to drive the consumer step by step.
+    pub async fn step(&self, max: usize, wait: Duration) -> anyhow::Result<Vec<Outcome>> {
+        let consumer = self.bind().await?;
+        let mut messages = consumer
+            .fetch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await?;
+        let mut outcomes = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|error| anyhow::anyhow!(error))?;
+            outcomes.push(self.process(message).await);
+        }
+        Ok(outcomes)
+    }
+
     #[tracing::instrument(name = "consumer", skip_all, fields(durable = %self.durable))]
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff = Backoff::from_millis(500, 10_000);
+        let mut backoff = Backoff::from_settings(self.settings.retry);
         while !shutdown.is_cancelled() {
             let mut messages = match self.subscribe().await {
                 Ok(messages) => {
@@ -96,7 +135,9 @@ impl<H: EventHandler> Consumer<H> {
                     next = messages.next() => next,
                 };
                 match next {
-                    Some(Ok(message)) => self.process(message).await,
+                    Some(Ok(message)) => {
+                        self.process(message).await;
+                    }
                     Some(Err(error)) => {
                         // Missed heartbeats, a deleted consumer, a lost connection: bind again.
                         tracing::warn!(%error, "consumer stream failed; binding again");
@@ -110,36 +151,41 @@ impl<H: EventHandler> Consumer<H> {
         tracing::info!("consumer stopped");
     }
 
-    async fn subscribe(&self) -> anyhow::Result<pull::Stream> {
+    async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
         let stream = crate::nats::ensure_stream(&self.jetstream, &self.nats).await?;
-        let consumer = stream
+        Ok(stream
             .create_consumer(pull::Config {
                 durable_name: Some(self.durable.clone()),
-                filter_subject: subject_with_prefix(&self.nats.subject_prefix, H::Event::SUBJECT),
+                filter_subject: H::Event::SUBJECT.to_owned(),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(self.settings.ack_wait_secs),
+                ack_wait: self.settings.ack_wait,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 // Redeliver for as long as it takes: failures that can never succeed are parked
                 // by us, not dropped by the server.
                 max_deliver: -1,
                 ..Default::default()
             })
-            .await?;
-        Ok(consumer
+            .await?)
+    }
+
+    async fn subscribe(&self) -> anyhow::Result<pull::Stream> {
+        Ok(self
+            .bind()
+            .await?
             .stream()
-            .max_messages_per_batch(50)
+            .max_messages_per_batch(self.settings.batch_size)
             .heartbeat(Duration::from_secs(5))
             .expires(Duration::from_secs(30))
             .messages()
             .await?)
     }
 
-    async fn process(&self, message: jetstream::Message) {
+    async fn process(&self, message: jetstream::Message) -> Outcome {
         let (stream_sequence, delivered) = match message.info() {
             Ok(info) => (info.stream_sequence, info.delivered),
             Err(error) => {
                 tracing::warn!(%error, "message without JetStream metadata; ignored");
-                return;
+                return Outcome::Ignored;
             }
         };
         let outcome = match decode::<H::Event>(&message) {
@@ -156,8 +202,21 @@ impl<H: EventHandler> Consumer<H> {
             }
             Err(reason) => Outcome::Parked(reason),
         };
-        let ack = match outcome {
-            Outcome::Applied => message.ack().await,
+        // Parking is a write of its own: if it fails, the message is retried instead.
+        let outcome = match outcome {
+            Outcome::Parked(reason) => match self.park(&message, stream_sequence, &reason).await {
+                Ok(()) => {
+                    tracing::error!(stream_sequence, %reason, "message parked in dead_letters");
+                    Outcome::Parked(reason)
+                }
+                Err(error) => {
+                    Outcome::Retry(format!("cannot park the message ({reason}): {error}"))
+                }
+            },
+            other => other,
+        };
+        let ack = match &outcome {
+            Outcome::Applied | Outcome::Parked(_) => message.ack().await,
             Outcome::Duplicate => {
                 tracing::info!(
                     stream_sequence,
@@ -165,22 +224,14 @@ impl<H: EventHandler> Consumer<H> {
                 );
                 message.ack().await
             }
-            Outcome::Parked(reason) => match self.park(&message, stream_sequence, &reason).await {
-                Ok(()) => {
-                    tracing::error!(stream_sequence, %reason, "message parked in dead_letters");
-                    message.ack().await
-                }
-                Err(error) => {
-                    self.retry_later(&message, delivered, &error.to_string())
-                        .await
-                }
-            },
-            Outcome::Retry(reason) => self.retry_later(&message, delivered, &reason).await,
+            Outcome::Retry(reason) => self.retry_later(&message, delivered, reason).await,
+            Outcome::Ignored => Ok(()),
         };
         if let Err(error) = ack {
             // The effect is committed; JetStream will redeliver and the duplicate is skipped.
             tracing::warn!(%error, stream_sequence, "acknowledgement not sent");
         }
+        outcome
     }
 
     async fn retry_later(
@@ -189,8 +240,7 @@ impl<H: EventHandler> Consumer<H> {
         delivered: i64,
         reason: &str,
     ) -> Result<(), async_nats::Error> {
-        let backoff =
-            Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
+        let backoff = Backoff::from_settings(self.settings.retry);
         let delay = backoff.delay_for_attempt(u32::try_from(delivered).unwrap_or(u32::MAX));
         tracing::warn!(%reason, delivered, retry_in_ms = delay.as_millis() as u64, "event not handled yet; will retry");
         message.ack_with(AckKind::Nak(Some(delay))).await

@@ -33,18 +33,18 @@ pub async fn connect_and_migrate(
     settings: &DatabaseSettings,
     service_migrations: &Migrator,
 ) -> anyhow::Result<PgPool> {
-    let statement_timeout = format!("{}ms", settings.statement_timeout_ms);
+    let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
     let options = settings
         .url
         .parse::<PgConnectOptions>()?
         .options([("statement_timeout", statement_timeout.as_str())]);
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
-        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options);
 
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(settings.startup_timeout_secs);
-    let mut backoff = Backoff::from_millis(200, 5_000);
+    let deadline = tokio::time::Instant::now() + settings.startup_timeout;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         match sqlx::query("select 1").execute(&pool).await {
             Ok(_) => break,

@@ -136,13 +136,6 @@ impl<const MAX: usize> From<Note<MAX>> for Option<String> {
     }
 }
 
-impl<const MAX: usize> Note<MAX> {
-    /// For values read back from our own database, which were parsed on the way in.
-    pub fn from_stored(value: Option<String>) -> Self {
-        Self(value)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Note, PatientId};
+use crate::domain::{Disposition, Note, PatientId, Text};
 
 /// A message on the `patient.*` stream.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -53,9 +53,8 @@ impl Event for PatientSentForTreatment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientReleaseRequested {
     pub id: PatientId,
-    pub time: String,
-    #[serde(default, skip_serializing_if = "is_absent")]
-    pub next_state: Note<50>,
+    pub time: Text<100>,
+    pub next_state: Disposition,
     #[serde(default, skip_serializing_if = "is_absent")]
     pub post_medication: Note<1000>,
     #[serde(default, skip_serializing_if = "is_absent")]
@@ -71,8 +70,7 @@ impl Event for PatientReleaseRequested {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientAdmissionRequested {
     pub id: PatientId,
-    #[serde(default, skip_serializing_if = "is_absent")]
-    pub time: Note<100>,
+    pub time: Text<100>,
     #[serde(default, skip_serializing_if = "is_absent")]
     pub notes: Note<2000>,
 }
@@ -155,11 +153,6 @@ impl EventMeta {
     }
 }
 
-/// The subject an event is published on in a deployment with `prefix`.
-pub fn subject_with_prefix(prefix: &str, subject: &str) -> String {
-    format!("{prefix}{subject}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +196,17 @@ mod tests {
             serde_json::json!({"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"})
         );
         assert!(serde_json::from_str::<PatientRegistered>(r#"{"id":-1,"token":1}"#).is_err());
+        let release: PatientReleaseRequested = serde_json::from_str(
+            r#"{"id":200,"time":"2021 07 12 8:35 PM","next_state":"discharge"}"#,
+        )?;
+        assert_eq!(release.next_state, Disposition::Discharge);
+        assert!(
+            serde_json::from_str::<PatientReleaseRequested>(
+                r#"{"id":200,"time":"2021 07 12 8:35 PM","next_state":"home"}"#
+            )
+            .is_err(),
+            "a consumer never stores a disposition the producer could not have sent"
+        );
         Ok(())
     }
 }

@@ -20,6 +20,4 @@ pub mod retry;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
-
-#[cfg(feature = "testing")]
-pub mod testing;
+pub mod waiting_list;

@@ -6,7 +6,6 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
 use crate::config::NatsSettings;
-use crate::events::subject_with_prefix;
 
 /// Connects to the cluster. The client keeps reconnecting for ever, to whichever node answers,
 /// and the call returns at once even when no node is up yet: the relay and the consumers wait
@@ -50,12 +49,12 @@ pub fn stream_config(settings: &NatsSettings) -> stream::Config {
     stream::Config {
         name: settings.stream.clone(),
         description: Some("OPD patient events".into()),
-        subjects: vec![subject_with_prefix(&settings.subject_prefix, "patient.>")],
+        subjects: vec!["patient.>".into()],
         storage: stream::StorageType::File,
         retention: stream::RetentionPolicy::Limits,
         num_replicas: settings.replicas,
-        duplicate_window: Duration::from_secs(settings.duplicate_window_secs),
-        max_age: Duration::from_secs(settings.max_age_days * 24 * 60 * 60),
+        duplicate_window: settings.duplicate_window,
+        max_age: settings.max_age,
         ..Default::default()
     }
 }

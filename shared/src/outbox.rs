@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::{NatsSettings, OutboxSettings};
-use crate::events::{Event, EventMeta, subject_with_prefix};
+use crate::events::{Event, EventMeta};
 use crate::retry::{Backoff, sleep_or_cancel};
+use crate::service::Infra;
 
 /// The PostgreSQL channel that the outbox trigger notifies (see migrations/shared).
 const NOTIFY_CHANNEL: &str = "opd_outbox";
@@ -60,7 +61,7 @@ pub struct Relay {
 }
 
 #[derive(Debug, thiserror::Error)]
-enum RelayError {
+pub enum RelayError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("creating the stream: {0}")]
@@ -74,24 +75,28 @@ enum RelayError {
 }
 
 impl Relay {
-    pub fn new(
-        pool: PgPool,
-        jetstream: jetstream::Context,
-        settings: OutboxSettings,
-        nats: NatsSettings,
-    ) -> Self {
+    pub fn new(infra: &Infra) -> Self {
         Self {
-            pool,
-            jetstream,
-            settings,
-            nats,
+            pool: infra.pool.clone(),
+            jetstream: infra.jetstream.clone(),
+            settings: infra.settings.outbox.clone(),
+            nats: infra.settings.nats.clone(),
         }
+    }
+
+    /// One pass of the relay: makes sure of the stream, then publishes up to one batch of
+    /// unpublished rows, oldest first. Returns how many it published. [`Relay::run`] repeats
+    /// it; tests call it to drive the relay step by step.
+    pub async fn step(&self) -> Result<usize, RelayError> {
+        crate::nats::ensure_stream(&self.jetstream, &self.nats)
+            .await
+            .map_err(RelayError::Stream)?;
+        self.publish_batch().await
     }
 
     #[tracing::instrument(name = "outbox_relay", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut backoff =
-            Backoff::from_millis(self.settings.retry_initial_ms, self.settings.retry_max_ms);
+        let mut backoff = Backoff::from_settings(self.settings.retry);
         let mut listener = None;
         // A producer may start before any consumer: until the stream is known to exist,
         // make sure of it first, or JetStream has nowhere to store what we publish.
@@ -141,7 +146,7 @@ impl Relay {
 
     /// Sleeps until an event is written, the polling tick passes, or shutdown.
     async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
-        let tick = tokio::time::sleep(self.settings.poll_interval());
+        let tick = tokio::time::sleep(self.settings.poll_interval);
         match listener {
             Some(active) => {
                 tokio::select! {
@@ -189,7 +194,7 @@ impl Relay {
                 time: row.created_at,
                 request_id: row.request_id,
             };
-            let subject = subject_with_prefix(&self.nats.subject_prefix, &row.subject);
+            let subject = row.subject;
             match self.publish(&subject, &meta, &row.payload).await {
                 Ok(()) => {
                     sqlx::query!(
@@ -241,7 +246,7 @@ impl Relay {
                 .map_err(|e| e.to_string())?;
             ack.await.map_err(|e| e.to_string())
         };
-        match tokio::time::timeout(self.settings.publish_timeout(), publish).await {
+        match tokio::time::timeout(self.settings.publish_timeout, publish).await {
             Ok(Ok(ack)) => {
                 if ack.duplicate {
                     tracing::debug!(event_id = %meta.id, "JetStream already had this event");
@@ -251,7 +256,7 @@ impl Relay {
             Ok(Err(reason)) => Err(reason),
             Err(_) => Err(format!(
                 "no acknowledgement within {:?}",
-                self.settings.publish_timeout()
+                self.settings.publish_timeout
             )),
         }
     }

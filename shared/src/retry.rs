@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::config::RetrySettings;
+
 /// Sleeps for `delay`, or less if `shutdown` is cancelled first.
 pub async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
     tokio::select! {
@@ -30,6 +32,10 @@ impl Backoff {
 
     pub fn from_millis(initial: u64, max: u64) -> Self {
         Self::new(Duration::from_millis(initial), Duration::from_millis(max))
+    }
+
+    pub fn from_settings(settings: RetrySettings) -> Self {
+        Self::new(settings.initial, settings.max)
     }
 
     /// The delay to wait now; the next one is twice as long, up to the maximum.

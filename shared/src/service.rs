@@ -1,11 +1,12 @@
 //! The life cycle every service shares: connect, migrate, serve, relay, consume, stop.
-
-use std::future::Future;
-use std::time::Duration;
+//!
+//! A service crate describes itself once, as a [`Service`]: its name and port, its migrations,
+//! its routes and the events it consumes. Everything else (configuration, connections, the HTTP
+//! stack, the outbox relay, the consumers, shutdown) is built here from that description.
 
 use async_nats::jetstream;
 use axum::Router;
-use axum::routing::get;
+use axum::extract::State;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
@@ -17,29 +18,87 @@ use crate::consumer::{Consumer, EventHandler};
 use crate::health::{self, Readiness};
 use crate::outbox::{EventContext, Relay};
 
-/// What identifies a service.
-#[derive(Debug, Clone, Copy)]
-pub struct ServiceInfo {
-    pub defaults: ServiceDefaults,
+/// Everything that makes one service different from the others.
+pub struct Service {
+    /// Short name, also the name of its database and role: `registration` → `opd_registration`.
+    pub name: &'static str,
+    /// The book's port for this service.
+    pub port: u16,
     /// The book's name, shown by `GET /opd/<area>/`.
     pub title: &'static str,
     pub version: &'static str,
     /// CloudEvents `source` of the events it produces.
     pub source: &'static str,
+    /// Its own tables (the shared outbox and inbox tables are added by [`crate::db`]).
+    pub migrations: &'static Migrator,
+    /// Its HTTP API; health routes and middleware are added around it.
+    pub routes: fn() -> Router<AppState>,
+    /// The durable consumers it runs, one per subject it consumes.
+    pub consumers: &'static [Subscription],
 }
 
-impl ServiceInfo {
-    /// The book's `GET /opd/<area>/` answer: name and version.
-    pub fn home_route<S: Clone + Send + Sync + 'static>(self) -> axum::routing::MethodRouter<S> {
-        get(move || async move { format!("{} v{}\n", self.title, self.version) })
+impl Service {
+    pub fn defaults(&self) -> ServiceDefaults {
+        ServiceDefaults {
+            name: self.name,
+            port: self.port,
+        }
     }
 
-    pub fn event_context(self, request_id: Option<String>) -> EventContext {
+    /// The subscription named `durable`, if this service has one.
+    pub fn consumer(&self, durable: &str) -> Option<&Subscription> {
+        self.consumers
+            .iter()
+            .find(|subscription| subscription.durable == durable)
+    }
+}
+
+/// What every handler gets: the service's database and its description.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub service: &'static Service,
+}
+
+impl AppState {
+    /// Who causes the events this request writes to the outbox.
+    pub fn event_context(&self, request_id: Option<String>) -> EventContext {
         EventContext {
-            source: self.source,
+            source: self.service.source,
             request_id,
         }
     }
+}
+
+/// The book's `GET /opd/<area>/` answer: name and version.
+pub async fn home(State(state): State<AppState>) -> String {
+    format!("{} v{}\n", state.service.title, state.service.version)
+}
+
+type Task = BoxFuture<'static, ()>;
+
+/// A durable consumer of one subject, feeding one [`EventHandler`]. Every replica of a service
+/// uses the same durable name, so each event is handled by one of them.
+pub struct Subscription {
+    pub durable: &'static str,
+    start: fn(&'static str, &Infra, CancellationToken) -> Task,
+}
+
+impl Subscription {
+    pub const fn new<H: EventHandler + Default>(durable: &'static str) -> Self {
+        Self {
+            durable,
+            start: start_consumer::<H>,
+        }
+    }
+}
+
+fn start_consumer<H: EventHandler + Default>(
+    durable: &'static str,
+    infra: &Infra,
+    shutdown: CancellationToken,
+) -> Task {
+    Box::pin(Consumer::new(durable, infra, H::default()).run(shutdown))
 }
 
 /// Connections a service holds for its whole life.
@@ -52,13 +111,9 @@ pub struct Infra {
 }
 
 impl Infra {
-    pub async fn connect(
-        settings: Settings,
-        info: ServiceInfo,
-        migrations: &Migrator,
-    ) -> anyhow::Result<Self> {
-        let pool = crate::db::connect_and_migrate(&settings.database, migrations).await?;
-        let nats = crate::nats::connect(&settings.nats, info.defaults.name).await?;
+    pub async fn connect(settings: Settings, service: &Service) -> anyhow::Result<Self> {
+        let pool = crate::db::connect_and_migrate(&settings.database, service.migrations).await?;
+        let nats = crate::nats::connect(&settings.nats, service.name).await?;
         let jetstream = crate::nats::jetstream(nats.clone());
         Ok(Self {
             settings,
@@ -69,9 +124,15 @@ impl Infra {
     }
 }
 
-type Task = BoxFuture<'static, ()>;
-/// A background task, started when the service runs, stopped by the shutdown token.
-type StartTask = Box<dyn FnOnce(CancellationToken) -> Task + Send>;
+/// The service's HTTP API with its state and the common middleware, without health routes:
+/// what a request meets after the health checks.
+pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
+    crate::http::with_common_layers(routes_with_state(service, pool), &settings.http)
+}
+
+fn routes_with_state(service: &'static Service, pool: PgPool) -> Router {
+    (service.routes)().with_state(AppState { pool, service })
+}
 
 /// A built service: a bound listener, its router and background tasks, not yet running.
 pub struct Application {
@@ -80,60 +141,44 @@ pub struct Application {
     router: Router,
     infra: Infra,
     shutdown: CancellationToken,
-    tasks: Vec<(String, StartTask)>,
+    relay: bool,
+    consumers: &'static [Subscription],
 }
 
 impl Application {
-    /// Binds the HTTP port (0 picks a free one) and adds the health routes, the common
-    /// middleware and the outbox relay to the service's own `api`.
-    pub async fn build(infra: Infra, api: Router) -> anyhow::Result<Self> {
+    /// Connects (migrating the database), binds the HTTP port (0 picks a free one) and adds the
+    /// health routes and the common middleware to the service's routes.
+    pub async fn build(service: &'static Service, settings: Settings) -> anyhow::Result<Self> {
+        let infra = Infra::connect(settings, service).await?;
         let http = &infra.settings.http;
         let listener = TcpListener::bind((http.host.as_str(), http.port)).await?;
         let port = listener.local_addr()?.port();
+        let readiness = Readiness {
+            pool: infra.pool.clone(),
+            nats: infra.nats.clone(),
+        };
         let router = crate::http::with_common_layers(
-            api.merge(health::routes(Readiness {
-                pool: infra.pool.clone(),
-                nats: infra.nats.clone(),
-            })),
+            routes_with_state(service, infra.pool.clone()).merge(health::routes(readiness)),
             http,
         );
-        let relay = Relay::new(
-            infra.pool.clone(),
-            infra.jetstream.clone(),
-            infra.settings.outbox.clone(),
-            infra.settings.nats.clone(),
-        );
-        let mut app = Self {
+        Ok(Self {
             port,
             listener,
             router,
             infra,
             shutdown: CancellationToken::new(),
-            tasks: Vec::new(),
-        };
-        app.spawn_on_run("outbox relay", move |token| Box::pin(relay.run(token)));
-        Ok(app)
+            relay: true,
+            consumers: service.consumers,
+        })
     }
 
-    /// Adds a durable consumer named `durable` that feeds `handler`.
-    pub fn with_consumer<H: EventHandler>(mut self, durable: &str, handler: H) -> Self {
-        let consumer = Consumer {
-            durable: durable.to_owned(),
-            pool: self.infra.pool.clone(),
-            jetstream: self.infra.jetstream.clone(),
-            nats: self.infra.settings.nats.clone(),
-            settings: self.infra.settings.consumer.clone(),
-            handler,
-        };
-        self.spawn_on_run(durable, move |token| Box::pin(consumer.run(token)));
+    /// Serves the API only: no outbox relay and no consumers. Events written by this instance
+    /// wait in the outbox for an instance that relays. Tests use it to drive the relay and the
+    /// consumers one step at a time.
+    pub fn without_background_tasks(mut self) -> Self {
+        self.relay = false;
+        self.consumers = &[];
         self
-    }
-
-    fn spawn_on_run<F>(&mut self, name: &str, task: F)
-    where
-        F: FnOnce(CancellationToken) -> Task + Send + 'static,
-    {
-        self.tasks.push((name.to_owned(), Box::new(task)));
     }
 
     pub fn port(&self) -> u16 {
@@ -145,8 +190,8 @@ impl Application {
         self.shutdown.clone()
     }
 
-    pub fn pool(&self) -> &PgPool {
-        &self.infra.pool
+    pub fn infra(&self) -> &Infra {
+        &self.infra
     }
 
     /// Serves until the shutdown token is cancelled, then stops in order: no new requests,
@@ -159,14 +204,23 @@ impl Application {
             router,
             infra,
             shutdown,
-            tasks,
+            relay,
+            consumers,
         } = self;
-        let handles: Vec<_> = tasks
-            .into_iter()
-            .map(|(name, task)| (name, tokio::spawn(task(shutdown.clone()))))
-            .collect();
+        let mut handles = Vec::new();
+        if relay {
+            let relay = Relay::new(&infra);
+            handles.push((
+                "outbox relay",
+                tokio::spawn(relay.run(shutdown.child_token())),
+            ));
+        }
+        for subscription in consumers {
+            let task = (subscription.start)(subscription.durable, &infra, shutdown.child_token());
+            handles.push((subscription.durable, tokio::spawn(task)));
+        }
         tracing::info!(port, "listening for HTTP requests");
-        let grace = Duration::from_secs(infra.settings.http.shutdown_grace_secs);
+        let grace = infra.settings.http.shutdown_grace;
         let served = crate::http::serve(listener, router, shutdown.clone(), grace).await;
         shutdown.cancel();
         for (name, handle) in handles {
@@ -185,37 +239,17 @@ impl Application {
     }
 }
 
-/// Connects (migrating the database), builds the service's API from its pool with `api`, and
-/// wraps it in an [`Application`]. A service's `startup::build` is this, plus its consumers.
-pub async fn build<A>(
-    settings: Settings,
-    info: ServiceInfo,
-    migrations: &Migrator,
-    api: A,
-) -> anyhow::Result<Application>
-where
-    A: FnOnce(PgPool) -> Router,
-{
-    let infra = Infra::connect(settings, info, migrations).await?;
-    let router = api(infra.pool.clone());
-    Application::build(infra, router).await
-}
-
 /// The whole `main` of a service: configuration, logging, build, run until SIGTERM or Ctrl-C.
-pub async fn run<F, Fut>(info: ServiceInfo, build: F) -> anyhow::Result<()>
-where
-    F: FnOnce(Settings) -> Fut,
-    Fut: Future<Output = anyhow::Result<Application>>,
-{
-    let settings = Settings::load(info.defaults)?;
+pub async fn run(service: &'static Service) -> anyhow::Result<()> {
+    let settings = Settings::load(service.defaults())?;
     crate::telemetry::init(&settings.log);
     tracing::info!(
-        service = info.defaults.name,
-        version = info.version,
+        service = service.name,
+        version = service.version,
         ?settings,
         "starting"
     );
-    let app = build(settings).await?;
+    let app = Application::build(service, settings).await?;
     crate::shutdown::cancel_on_signal(app.shutdown_token());
     app.run_until_stopped().await
 }

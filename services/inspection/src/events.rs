@@ -7,6 +7,7 @@ use opd_shared::events::{EventMeta, PatientRegistered};
 
 /// `patient.register` puts the patient in the queue for inspection. The day of the token is the
 /// UTC day of the event, the same day registration counted it in.
+#[derive(Default)]
 pub struct RegistrationHandler;
 
 impl EventHandler for RegistrationHandler {

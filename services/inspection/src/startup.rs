@@ -1,19 +1,23 @@
-use opd_shared::config::Settings;
-use opd_shared::service::{self, Application};
+use opd_shared::service::{Service, Subscription};
+use sqlx::migrate::Migrator;
 
-use crate::SERVICE;
 use crate::events::RegistrationHandler;
-use crate::routes::{self, AppState};
+use crate::routes;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/inspection");
+static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/inspection");
 
 /// The durable consumer of `patient.register`, shared by every replica of this service.
 pub const REGISTRATIONS_CONSUMER: &str = "inspection-patient-register";
 
-pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let app = service::build(settings, SERVICE, &MIGRATIONS, |pool| {
-        routes::router(AppState { pool })
-    })
-    .await?;
-    Ok(app.with_consumer(REGISTRATIONS_CONSUMER, RegistrationHandler))
-}
+pub static SERVICE: Service = Service {
+    name: "inspection",
+    port: 9091,
+    title: "Inspection Service",
+    version: env!("CARGO_PKG_VERSION"),
+    source: "/opd/inspection",
+    migrations: &MIGRATIONS,
+    routes: routes::router,
+    consumers: &[Subscription::new::<RegistrationHandler>(
+        REGISTRATIONS_CONSUMER,
+    )],
+};

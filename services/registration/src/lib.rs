@@ -3,17 +3,6 @@
 pub mod domain;
 pub mod routes;
 pub mod startup;
-pub mod tokens;
+pub mod token_counter;
 
-use opd_shared::config::ServiceDefaults;
-use opd_shared::service::ServiceInfo;
-
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    defaults: ServiceDefaults {
-        name: "registration",
-        port: 9090,
-    },
-    title: "Registration Service",
-    version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/registration",
-};
+pub use startup::SERVICE;

@@ -1,16 +1,18 @@
-use opd_shared::config::Settings;
-use opd_shared::service::{self, Application};
+use opd_shared::service::Service;
+use sqlx::migrate::Migrator;
 
-use crate::SERVICE;
-use crate::routes::{self, AppState};
+use crate::routes;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/registration");
+static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/registration");
 
-/// Connects to the database (migrating it) and to NATS, and builds the service. It only
-/// produces events, so it runs no consumer.
-pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    service::build(settings, SERVICE, &MIGRATIONS, |pool| {
-        routes::router(AppState { pool })
-    })
-    .await
-}
+/// The registration service. It only produces events, so it runs no consumer.
+pub static SERVICE: Service = Service {
+    name: "registration",
+    port: 9090,
+    title: "Registration Service",
+    version: env!("CARGO_PKG_VERSION"),
+    source: "/opd/registration",
+    migrations: &MIGRATIONS,
+    routes: routes::router,
+    consumers: &[],
+};

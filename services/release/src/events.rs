@@ -6,6 +6,7 @@ use opd_shared::consumer::{EventHandler, HandlerError};
 use opd_shared::events::{EventMeta, PatientReleaseRequested};
 
 /// `patient.release` puts the patient in the queue for discharge.
+#[derive(Default)]
 pub struct ReleaseHandler;
 
 impl EventHandler for ReleaseHandler {
@@ -22,8 +23,8 @@ impl EventHandler for ReleaseHandler {
                  (patient_id, time, next_state, post_medication, notes, received_at)
              values ($1, $2, $3, $4, $5, $6)",
             event.id.get(),
-            event.time,
-            event.next_state.as_deref(),
+            event.time.as_str(),
+            event.next_state.as_str(),
             event.post_medication.as_deref(),
             event.notes.as_deref(),
             meta.time,

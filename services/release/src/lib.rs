@@ -4,15 +4,4 @@ pub mod events;
 pub mod routes;
 pub mod startup;
 
-use opd_shared::config::ServiceDefaults;
-use opd_shared::service::ServiceInfo;
-
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    defaults: ServiceDefaults {
-        name: "release",
-        port: 9093,
-    },
-    title: "Release Service",
-    version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/release",
-};
+pub use startup::{RELEASE_CONSUMER, SERVICE};

@@ -1,19 +1,21 @@
-use opd_shared::config::Settings;
-use opd_shared::service::{self, Application};
+use opd_shared::service::{Service, Subscription};
+use sqlx::migrate::Migrator;
 
-use crate::SERVICE;
 use crate::events::ReleaseHandler;
-use crate::routes::{self, AppState};
+use crate::routes;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/release");
+static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/release");
 
 /// The durable consumer of `patient.release`, shared by every replica of this service.
 pub const RELEASE_CONSUMER: &str = "release-patient-release";
 
-pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let app = service::build(settings, SERVICE, &MIGRATIONS, |pool| {
-        routes::router(AppState { pool })
-    })
-    .await?;
-    Ok(app.with_consumer(RELEASE_CONSUMER, ReleaseHandler))
-}
+pub static SERVICE: Service = Service {
+    name: "release",
+    port: 9093,
+    title: "Release Service",
+    version: env!("CARGO_PKG_VERSION"),
+    source: "/opd/release",
+    migrations: &MIGRATIONS,
+    routes: routes::router,
+    consumers: &[Subscription::new::<ReleaseHandler>(RELEASE_CONSUMER)],
+};

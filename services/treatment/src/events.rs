@@ -6,6 +6,7 @@ use opd_shared::consumer::{EventHandler, HandlerError};
 use opd_shared::events::{EventMeta, PatientSentForTreatment};
 
 /// `patient.treatment` puts the patient in the treatment queue with inspection's instructions.
+#[derive(Default)]
 pub struct TreatmentHandler;
 
 impl EventHandler for TreatmentHandler {

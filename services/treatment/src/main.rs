@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    opd_shared::service::run(treatment::SERVICE, treatment::startup::build).await
+    opd_shared::service::run(&treatment::SERVICE).await
 }

@@ -1,19 +1,21 @@
-use opd_shared::config::Settings;
-use opd_shared::service::{self, Application};
+use opd_shared::service::{Service, Subscription};
+use sqlx::migrate::Migrator;
 
-use crate::SERVICE;
 use crate::events::TreatmentHandler;
-use crate::routes::{self, AppState};
+use crate::routes;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/treatment");
+static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/treatment");
 
 /// The durable consumer of `patient.treatment`, shared by every replica of this service.
 pub const TREATMENT_CONSUMER: &str = "treatment-patient-treatment";
 
-pub async fn build(settings: Settings) -> anyhow::Result<Application> {
-    let app = service::build(settings, SERVICE, &MIGRATIONS, |pool| {
-        routes::router(AppState { pool })
-    })
-    .await?;
-    Ok(app.with_consumer(TREATMENT_CONSUMER, TreatmentHandler))
-}
+pub static SERVICE: Service = Service {
+    name: "treatment",
+    port: 9092,
+    title: "Treatment Service",
+    version: env!("CARGO_PKG_VERSION"),
+    source: "/opd/treatment",
+    migrations: &MIGRATIONS,
+    routes: routes::router,
+    consumers: &[Subscription::new::<TreatmentHandler>(TREATMENT_CONSUMER)],
+};

@@ -11,9 +11,9 @@ use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
 use opd_shared::outbox;
+use opd_shared::service::AppState;
 
-use super::AppState;
-use crate::SERVICE;
+use super::WAITING;
 
 #[derive(Debug, Serialize)]
 pub struct PendingVisit {
@@ -60,17 +60,19 @@ pub async fn record(
     JsonBody(form): JsonBody<InspectionForm>,
 ) -> Result<(StatusCode, Json<PatientSentForTreatment>), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let waiting = sqlx::query!(
-        "update visits set inspected_at = now()
-         where patient_id = $1 and inspected_at is null",
+    let visit = sqlx::query!(
+        r#"with taken as (
+               update visits set inspected_at = now()
+               where patient_id = $1 and inspected_at is null
+               returning 1
+           )
+           select exists (select 1 from taken) as "taken!",
+                  exists (select 1 from visits where patient_id = $1) as "known!""#,
         form.id.get(),
     )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if waiting == 0 {
-        return Err(not_waiting(&mut tx, form.id).await);
-    }
+    .fetch_one(&mut *tx)
+    .await?;
+    WAITING.take_off(form.id, visit.taken, visit.known)?;
     sqlx::query!(
         "insert into inspections (patient_id, time, observations, medication, tests, notes)
          values ($1, $2, $3, $4, $5, $6)",
@@ -89,22 +91,10 @@ pub async fn record(
         tests: form.tests,
         notes: form.notes,
     };
-    outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     tx.commit().await?;
     tracing::info!("inspection recorded; patient sent for treatment");
     Ok((StatusCode::CREATED, Json(event)))
-}
-
-/// 404 for a patient this service has never seen, 409 for one who is not in the queue now.
-async fn not_waiting(tx: &mut PgConnection, id: PatientId) -> ApiError {
-    match known_patient(tx, id).await {
-        Ok(true) => ApiError::Conflict(format!(
-            "patient {id} is not waiting for inspection; a new visit needs a new token \
-             (GET /opd/patient/token/{id} on the registration service)"
-        )),
-        Ok(false) => unknown_patient(id),
-        Err(error) => error.into(),
-    }
 }
 
 async fn known_patient(conn: &mut PgConnection, id: PatientId) -> Result<bool, sqlx::Error> {
@@ -115,12 +105,6 @@ async fn known_patient(conn: &mut PgConnection, id: PatientId) -> Result<bool, s
     .fetch_one(conn)
     .await?;
     Ok(known)
-}
-
-fn unknown_patient(id: PatientId) -> ApiError {
-    ApiError::NotFound(format!(
-        "patient {id} has never been queued for inspection; register the patient first"
-    ))
 }
 
 #[derive(Debug, Serialize)]
@@ -154,8 +138,8 @@ pub async fn history(
     )
     .fetch_all(&mut *conn)
     .await?;
-    if inspections.is_empty() && !known_patient(&mut conn, id).await? {
-        return Err(unknown_patient(id));
+    if inspections.is_empty() {
+        WAITING.require_known(id, known_patient(&mut conn, id).await?)?;
     }
     Ok(Json(inspections))
 }

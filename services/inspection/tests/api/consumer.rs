@@ -1,30 +1,33 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use inspection::REGISTRATIONS_CONSUMER;
+use inspection::events::RegistrationHandler;
+use opd_shared::consumer::Outcome;
+use opd_shared::events::{PatientRegistered, headers};
+use opd_testing::stream::{new_meta, publish_meta, publish_raw};
 use serde_json::json;
 
-use crate::helpers::TestApp;
-use inspection::startup::REGISTRATIONS_CONSUMER;
-use opd_shared::domain::PatientId;
-use opd_shared::events::{EventMeta, PatientRegistered, headers};
-use opd_shared::testing::{consumer_backlog, eventually, publish_meta, publish_raw};
+use crate::helpers::{builder, pending_count, registered, registration, spawn_app};
+
+/// Long enough for every message a test published to be fetched in one step.
+const STEP_WAIT: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn the_same_event_delivered_twice_has_one_effect() {
-    let app = TestApp::spawn().await;
-    let meta = app.registered(200, 1).await;
-    app.pending_count(1).await;
-
+    let app = builder().without_background_tasks().spawn().await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    let meta = registered(&app, 200, 1).await;
     // The same event again, under a new Nats-Msg-Id so that JetStream stores it: only the
     // consumer's own record of handled event ids stands between it and a second visit.
-    let event = PatientRegistered {
-        id: PatientId::try_from(200).unwrap(),
-        token: 1,
-    };
-    publish_meta(&app.settings.nats, &event, &meta).await;
-    app.registered(201, 2).await;
-    app.pending_count(2).await;
+    publish_meta(&app.settings.nats, &registration(200, 1), &meta).await;
+    registered(&app, 201, 2).await;
 
+    let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();
+    assert_eq!(
+        outcomes,
+        [Outcome::Applied, Outcome::Duplicate, Outcome::Applied]
+    );
     assert_eq!(app.count("select count(*) from visits").await, 2);
     assert_eq!(app.count("select count(*) from processed_events").await, 2);
     assert_eq!(app.count("select count(*) from dead_letters").await, 0);
@@ -32,133 +35,93 @@ async fn the_same_event_delivered_twice_has_one_effect() {
 
 #[tokio::test]
 async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
-    let app = TestApp::spawn().await;
+    let app = builder().without_background_tasks().spawn().await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
     let nats = &app.settings.nats;
-    let good_headers = || {
-        EventMeta {
-            id: uuid::Uuid::now_v7(),
-            event_type: "opd.patient.registered.v1".into(),
-            source: "/opd/tests".into(),
-            time: chrono::Utc::now(),
-            request_id: None,
-        }
-        .to_headers()
-    };
-
+    let good_headers = || new_meta::<PatientRegistered>().to_headers();
     // Not JSON, an invalid patient id, and no metadata at all.
-    publish_raw(
-        nats,
-        "patient.register",
-        good_headers(),
-        b"{not json".to_vec(),
-    )
-    .await;
-    publish_raw(
-        nats,
-        "patient.register",
-        good_headers(),
-        br#"{"id":-1,"token":1}"#.to_vec(),
-    )
-    .await;
-    publish_raw(
-        nats,
-        "patient.register",
-        HeaderMap::new(),
-        br#"{"id":5,"token":1}"#.to_vec(),
-    )
-    .await;
-    app.registered(200, 1).await;
-    app.registered(300, 2).await;
+    for (headers, payload) in [
+        (good_headers(), &b"{not json"[..]),
+        (good_headers(), br#"{"id":-1,"token":1}"#),
+        (HeaderMap::new(), br#"{"id":5,"token":1}"#),
+    ] {
+        publish_raw(nats, "patient.register", headers, payload.to_vec()).await;
+    }
+    registered(&app, 200, 1).await;
+    registered(&app, 300, 2).await;
 
-    let pending = app.pending_count(2).await;
-    assert_eq!(
-        pending,
-        vec![
-            json!({"id": 200, "token": 1}),
-            json!({"id": 300, "token": 2})
-        ]
-    );
-    let parked: Vec<(String, i64)> =
-        eventually(Duration::from_secs(30), "three dead letters", || async {
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "select reason, stream_sequence from dead_letters order by stream_sequence",
-            )
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
-            (rows.len() == 3).then_some(rows)
+    let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();
+    let parked: Vec<&str> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Parked(reason) => Some(reason.as_str()),
+            _ => None,
         })
-        .await;
+        .collect();
+    assert_eq!(parked.len(), 3, "{outcomes:?}");
     assert!(
-        parked[0].0.contains("not a valid patient.register"),
+        parked[0].contains("not a valid patient.register"),
         "{parked:?}"
     );
-    assert!(parked[1].0.contains("positive integer"), "{parked:?}");
-    assert!(parked[2].0.contains(headers::ID), "{parked:?}");
-    assert!(parked.iter().all(|(_, sequence)| *sequence > 0));
+    assert!(parked[1].contains("positive integer"), "{parked:?}");
+    assert!(parked[2].contains(headers::ID), "{parked:?}");
+    assert_eq!(outcomes[3..], [Outcome::Applied, Outcome::Applied]);
+    assert_eq!(
+        app.get_expect("/opd/inspection/pending", 200).await,
+        json!([{"id": 200, "token": 1}, {"id": 300, "token": 2}])
+    );
 
     // What was received is kept for the operator: headers and payload as they came.
-    let headers_kept: i64 = app
-        .count("select count(*) from dead_letters where headers ? 'ce-id' and length(payload) > 0")
-        .await;
-    assert_eq!(headers_kept, 2);
+    assert_eq!(app.count("select count(*) from dead_letters").await, 3);
+    assert_eq!(
+        app.count(
+            "select count(*) from dead_letters where headers ? 'ce-id' and length(payload) > 0"
+        )
+        .await,
+        2
+    );
     // Parked messages are acknowledged: nothing is left for the consumer to redeliver.
-    eventually(
-        Duration::from_secs(30),
-        "the consumer to have no backlog",
-        || async {
-            let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;
-            (backlog == Some((0, 0))).then_some(())
-        },
-    )
-    .await;
+    app.caught_up(REGISTRATIONS_CONSUMER).await;
+    assert_eq!(consumer.step(10, STEP_WAIT).await.unwrap(), []);
 }
 
 #[tokio::test]
 async fn events_arriving_while_the_database_is_down_are_applied_when_it_returns() {
-    let app = TestApp::spawn().await;
-    app.registered(100, 1).await;
-    app.pending_count(1).await;
+    let app = spawn_app().await;
+    registered(&app, 100, 1).await;
+    pending_count(&app, 1).await;
 
     app.database.take_offline().await;
-    app.registered(200, 2).await;
-    app.registered(300, 3).await;
+    registered(&app, 200, 2).await;
+    registered(&app, 300, 3).await;
     // Give the consumer time to fail on them at least once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     app.database.bring_online().await;
 
-    let pending = app.pending_count(3).await;
-    assert_eq!(pending.len(), 3);
+    assert_eq!(pending_count(&app, 3).await.len(), 3);
     assert_eq!(app.count("select count(*) from dead_letters").await, 0);
 }
 
 #[tokio::test]
 async fn replicas_share_one_durable_consumer_and_each_event_is_handled_once() {
-    let app = TestApp::spawn().await;
+    let app = spawn_app().await;
     // A second replica: same database, same stream, same durable consumer name.
-    let second = opd_shared::testing::spawn(inspection::startup::build, app.settings.clone()).await;
+    let second = app.spawn_replica().await;
     for token in 1..=30 {
-        app.registered(1000 + token, token).await;
+        registered(&app, 1000 + token, token).await;
     }
-    let pending = app.pending_count(30).await;
-    assert_eq!(pending.len(), 30);
-    assert_eq!(
-        second
-            .get_json("/opd/inspection/pending")
-            .await
-            .as_array()
-            .map(Vec::len),
-        Some(30)
-    );
+    assert_eq!(pending_count(&app, 30).await.len(), 30);
+    let from_second: Vec<serde_json::Value> = app
+        .client
+        .get(second.url("/opd/inspection/pending"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(from_second.len(), 30);
     assert_eq!(app.count("select count(*) from processed_events").await, 30);
-    eventually(
-        Duration::from_secs(30),
-        "no backlog on the shared consumer",
-        || async {
-            let backlog = consumer_backlog(&app.settings.nats, REGISTRATIONS_CONSUMER).await;
-            (backlog == Some((0, 0))).then_some(())
-        },
-    )
-    .await;
+    app.caught_up(REGISTRATIONS_CONSUMER).await;
     second.stop().await;
 }

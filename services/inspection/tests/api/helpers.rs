@@ -1,47 +1,42 @@
-use std::ops::Deref;
-
-use inspection::SERVICE;
 use opd_shared::domain::PatientId;
 use opd_shared::events::{EventMeta, PatientRegistered};
-use opd_shared::testing::ServiceUnderTest;
-use serde_json::Value;
+use opd_testing::{TestApp, TestAppBuilder};
+use serde_json::{Value, json};
 
-/// The inspection service with its own database and NATS cluster.
-pub struct TestApp(ServiceUnderTest);
+pub const PENDING: &str = "/opd/inspection/pending";
+pub const RECORD: &str = "/opd/inspection/record";
 
-impl TestApp {
-    pub async fn spawn() -> Self {
-        Self(ServiceUnderTest::start(SERVICE.defaults, inspection::startup::build).await)
-    }
+/// The inspection service under test, consuming on its own.
+pub async fn spawn_app() -> TestApp {
+    TestApp::spawn(&inspection::SERVICE).await
+}
 
-    /// Announces a registration as the registration service would.
-    pub async fn registered(&self, id: i64, token: i64) -> EventMeta {
-        let event = PatientRegistered {
-            id: PatientId::try_from(id).unwrap(),
-            token,
-        };
-        self.publish(&event).await
-    }
+pub fn builder() -> TestAppBuilder {
+    TestApp::builder(&inspection::SERVICE)
+}
 
-    pub async fn pending(&self) -> Vec<Value> {
-        let pending = self.get_json("/opd/inspection/pending").await;
-        pending.as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until the pending list has `count` entries, and returns it.
-    pub async fn pending_count(&self, count: usize) -> Vec<Value> {
-        self.list_until(
-            "/opd/inspection/pending",
-            &format!("{count} patients pending"),
-            |list| list.len() == count,
-        )
-        .await
+pub fn registration(id: i64, token: i64) -> PatientRegistered {
+    PatientRegistered {
+        id: PatientId::try_from(id).unwrap(),
+        token,
     }
 }
 
-impl Deref for TestApp {
-    type Target = ServiceUnderTest;
-    fn deref(&self) -> &ServiceUnderTest {
-        &self.0
-    }
+/// Announces a registration as the registration service would.
+pub async fn registered(app: &TestApp, id: i64, token: i64) -> EventMeta {
+    app.publish(&registration(id, token)).await
+}
+
+/// Waits until the pending list has `count` entries, and returns it.
+pub async fn pending_count(app: &TestApp, count: usize) -> Vec<Value> {
+    app.list_until(PENDING, &format!("{count} patients pending"), |list| {
+        list.len() == count
+    })
+    .await
+}
+
+/// The book's inspection of patient `id`.
+pub fn inspection(id: i64) -> Value {
+    json!({"id": id, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
+           "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"})
 }

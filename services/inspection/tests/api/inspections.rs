@@ -1,17 +1,15 @@
-use std::time::Duration;
-
+use opd_testing::curl_style;
 use serde_json::{Value, json};
 
-use crate::helpers::TestApp;
-use opd_shared::testing::{curl_style, eventually};
+use crate::helpers::{PENDING, RECORD, pending_count, registered, spawn_app};
 
 #[tokio::test]
 async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
-    let app = TestApp::spawn().await;
-    app.registered(300, 2).await;
-    app.registered(200, 1).await;
-    app.registered(400, 3).await;
-    let pending = app.pending_count(3).await;
+    let app = spawn_app().await;
+    registered(&app, 300, 2).await;
+    registered(&app, 200, 1).await;
+    registered(&app, 400, 3).await;
+    let pending = pending_count(&app, 3).await;
     assert_eq!(
         pending,
         vec![
@@ -23,7 +21,7 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
 
     // The book's curl command, as printed.
     let response = curl_style(
-        app.http.post(app.url("/opd/inspection/record")),
+        app.client.post(app.url(RECORD)),
         r#"{"id":200, "time":"2021/07/12 10:21 AM", "observations":"ABC Syncrome", "medication":"XYZ x 3", "tests":"FBT, UC", "notes":"possible Covid-19"}"#,
     )
     .send()
@@ -34,24 +32,12 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
         json!({"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"});
     assert_eq!(response.json::<Value>().await.unwrap(), sent);
 
-    let pending = app.pending().await;
     assert_eq!(
-        pending,
-        vec![
-            json!({"id": 300, "token": 2}),
-            json!({"id": 400, "token": 3})
-        ]
+        app.get_expect(PENDING, 200).await,
+        json!([{"id": 300, "token": 2}, {"id": 400, "token": 3}])
     );
 
-    let events = eventually(
-        Duration::from_secs(30),
-        "patient.treatment on the stream",
-        || async {
-            let events = app.events("patient.treatment").await;
-            (!events.is_empty()).then_some(events)
-        },
-    )
-    .await;
+    let events = app.events_until("patient.treatment", 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].1, sent);
     assert_eq!(
@@ -62,23 +48,19 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
 
 #[tokio::test]
 async fn history_lists_inspections_oldest_first() {
-    let app = TestApp::spawn().await;
-    app.registered(200, 1).await;
-    app.pending_count(1).await;
-    let record = |time: &str| {
-        app.http
-            .post(app.url("/opd/inspection/record"))
-            .json(&json!({"id": 200, "time": time, "observations": "ABC Syncrome"}))
-            .send()
-    };
-    assert_eq!(record("2021/07/12 10:21 AM").await.unwrap().status(), 201);
-    app.registered(200, 2).await;
-    app.pending_count(1).await;
-    assert_eq!(record("2021/07/13 09:00 AM").await.unwrap().status(), 201);
+    let app = spawn_app().await;
+    let record = |time: &str| json!({"id": 200, "time": time, "observations": "ABC Syncrome"});
+    registered(&app, 200, 1).await;
+    pending_count(&app, 1).await;
+    app.post_expect(RECORD, &record("2021/07/12 10:21 AM"), 201)
+        .await;
+    registered(&app, 200, 2).await;
+    pending_count(&app, 1).await;
+    app.post_expect(RECORD, &record("2021/07/13 09:00 AM"), 201)
+        .await;
 
-    let history: Value = app.get_json("/opd/inspection/history/200").await;
     assert_eq!(
-        history,
+        app.get_expect("/opd/inspection/history/200", 200).await,
         json!([
             {"id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome"},
             {"id": 200, "time": "2021/07/13 09:00 AM", "observations": "ABC Syncrome"}

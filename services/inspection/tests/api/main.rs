@@ -1,13 +1,13 @@
-//! API and consumer tests of the inspection service: the real service, a real PostgreSQL
-//! database and a real three-node NATS cluster per test.
+//! API tests of the inspection service: the real service on a real PostgreSQL database and a
+//! real NATS server of its own, plus in-process tests of request validation.
 
 #![allow(
     clippy::expect_used,
     clippy::unwrap_used,
     reason = "a failed step must fail the test"
 )]
-
 mod consumer;
 mod errors;
 mod helpers;
 mod inspections;
+mod validation;

@@ -1,26 +1,27 @@
 //! The HTTP API, as in the book: everything under `/opd/patient/`.
 
 mod patients;
-mod tokens;
+mod visits;
 
 use axum::Router;
 use axum::routing::{get, post, put};
-use sqlx::PgPool;
+use opd_shared::domain::PatientId;
+use opd_shared::error::ApiError;
+use opd_shared::service::{AppState, home};
 
-use crate::SERVICE;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-}
-
-pub fn router(state: AppState) -> Router {
+pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/opd/patient/", SERVICE.home_route())
+        .route("/opd/patient/", get(home))
         .route("/opd/patient/register", post(patients::register))
         .route("/opd/patient/update", put(patients::update))
         .route("/opd/patient/view/{id}", get(patients::view))
-        .route("/opd/patient/token/{id}", get(tokens::next_visit))
-        .route("/opd/patient/token/reset/{n}", get(tokens::reset))
-        .with_state(state)
+        .route("/opd/patient/token/{id}", get(visits::next_visit))
+        .route("/opd/patient/token/reset/{n}", get(visits::reset))
+}
+
+/// The 404 of every route that names a patient who was never registered.
+fn unknown_patient(id: PatientId) -> ApiError {
+    ApiError::NotFound(format!(
+        "no patient with id {id} is registered; register with POST /opd/patient/register"
+    ))
 }

@@ -10,11 +10,11 @@ use opd_shared::error::ApiError;
 use opd_shared::events::PatientRegistered;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
 use opd_shared::outbox;
+use opd_shared::service::AppState;
 
-use super::AppState;
-use super::tokens::TokenIssued;
+use super::unknown_patient;
 use crate::domain::PatientForm;
-use crate::{SERVICE, tokens};
+use crate::token_counter::{self, IssuedToken};
 
 /// Stores a new patient, hands out today's next token and, in the same transaction, writes the
 /// `patient.register` event to the outbox.
@@ -23,7 +23,7 @@ pub async fn register(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     JsonBody(form): JsonBody<PatientForm>,
-) -> Result<(StatusCode, Json<TokenIssued>), ApiError> {
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let mut tx = state.pool.begin().await?;
     let inserted = sqlx::query!(
         "insert into patients (id, full_name, address, sex, email, phone, remarks)
@@ -47,15 +47,15 @@ pub async fn register(
             form.id, form.id
         )));
     }
-    let token = tokens::issue(&mut tx, form.id).await?;
-    let event = PatientRegistered { id: form.id, token };
-    outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    let issued = token_counter::issue(&mut tx, form.id).await?;
+    let event = PatientRegistered {
+        id: issued.id,
+        token: issued.token,
+    };
+    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     tx.commit().await?;
-    tracing::info!(token, "patient registered");
-    Ok((
-        StatusCode::CREATED,
-        Json(TokenIssued { id: form.id, token }),
-    ))
+    tracing::info!(token = issued.token, "patient registered");
+    Ok((StatusCode::CREATED, Json(issued)))
 }
 
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
@@ -116,10 +116,4 @@ pub async fn view(
     .await?
     .map(Json)
     .ok_or_else(|| unknown_patient(id))
-}
-
-pub(super) fn unknown_patient(id: PatientId) -> ApiError {
-    ApiError::NotFound(format!(
-        "no patient with id {id} is registered; register with POST /opd/patient/register"
-    ))
 }

@@ -1,56 +1,30 @@
-use std::ops::Deref;
-
-use opd_shared::config::Settings;
-use opd_shared::testing::ServiceUnderTest;
-use registration::SERVICE;
+use opd_testing::{TestApp, TestAppBuilder};
 use serde_json::{Value, json};
 
-/// The registration service with its own database and NATS cluster.
-pub struct TestApp(ServiceUnderTest);
+pub const REGISTER: &str = "/opd/patient/register";
 
-impl TestApp {
-    pub async fn spawn() -> Self {
-        Self::spawn_with(|_| {}).await
-    }
-
-    /// Spawns with settings changed by `adjust`.
-    pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> Self {
-        Self(
-            ServiceUnderTest::start_with(SERVICE.defaults, registration::startup::build, adjust)
-                .await,
-        )
-    }
-
-    /// The stream's current information, once it exists.
-    pub async fn stream_info(&self) -> Option<async_nats::jetstream::stream::Info> {
-        opd_shared::testing::stream_info(&self.settings.nats).await
-    }
-
-    pub async fn register(&self, body: &Value) -> reqwest::Response {
-        self.post("/opd/patient/register", body).await
-    }
-
-    /// The `patient.register` events on the stream, as (headers, payload).
-    pub async fn register_events(&self) -> Vec<(async_nats::HeaderMap, Value)> {
-        self.events("patient.register").await
-    }
-
-    pub async fn restart(&mut self) {
-        self.0.restart(registration::startup::build).await;
-    }
-
-    pub fn nats(&mut self) -> &mut opd_shared::testing::NatsCluster {
-        &mut self.0.nats
-    }
+/// The registration service under test, with its token day pinned.
+pub async fn spawn_app() -> TestApp {
+    started(TestApp::builder(&registration::SERVICE)).await
 }
 
-impl Deref for TestApp {
-    type Target = ServiceUnderTest;
-    fn deref(&self) -> &ServiceUnderTest {
-        &self.0
-    }
+/// Starts `builder` and pins the token day, so that a run crossing midnight (UTC) does not
+/// split a count of tokens over two days.
+pub async fn started(builder: TestAppBuilder) -> TestApp {
+    let app = builder.spawn().await;
+    app.execute(
+        "create or replace function token_day() returns date
+             language sql stable as $$ select date '2021-07-12' $$",
+    )
+    .await;
+    app
 }
 
+pub fn builder() -> TestAppBuilder {
+    TestApp::builder(&registration::SERVICE)
+}
+
+/// The book's patient, with the given id.
 pub fn patient(id: i64) -> Value {
     json!({
         "id": id,
@@ -59,4 +33,16 @@ pub fn patient(id: i64) -> Value {
         "sex": "male",
         "phone": 222222222
     })
+}
+
+/// Registers `patient(id)`, which must succeed, and returns the token.
+pub async fn register(app: &TestApp, id: i64) -> i64 {
+    app.post_expect(REGISTER, &patient(id), 201).await["token"]
+        .as_i64()
+        .expect("a token")
+}
+
+pub async fn unpublished(app: &TestApp) -> i64 {
+    app.count("select count(*) from outbox where published_at is null")
+        .await
 }

@@ -1,5 +1,6 @@
-//! API tests of the registration service: the real service, a real PostgreSQL database and a
-//! real three-node NATS cluster per test.
+//! API tests of the registration service: the real service on a real PostgreSQL database and a
+//! real NATS server of its own (three clustered nodes where clustering is tested), plus
+//! in-process tests of request validation.
 
 #![allow(
     clippy::expect_used,
@@ -11,3 +12,4 @@ mod helpers;
 mod outbox;
 mod patients;
 mod tokens;
+mod validation;

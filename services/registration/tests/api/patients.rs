@@ -1,15 +1,15 @@
+use opd_testing::curl_style;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, patient};
-use opd_shared::testing::curl_style;
+use crate::helpers::{REGISTER, patient, spawn_app};
 
 #[tokio::test]
 async fn the_books_curl_walkthrough_gives_the_books_answers() {
-    let app = TestApp::spawn().await;
+    let app = spawn_app().await;
 
     // The book's curl sends JSON with -d and no content type.
     let response = curl_style(
-        app.http.post(app.url("/opd/patient/register")),
+        app.client.post(app.url(REGISTER)),
         r#"{"full_name":"chanaka fernando","address":"44, sw19, london","id":200, "sex":"male", "phone":222222222}"#,
     )
     .send()
@@ -21,14 +21,13 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
         json!({"id": 200, "token": 1})
     );
 
-    let view: Value = app.get_json("/opd/patient/view/200").await;
     assert_eq!(
-        view,
+        app.get_expect("/opd/patient/view/200", 200).await,
         json!({"full_name":"chanaka fernando","address":"44, sw19, london","id":200,"sex":"male","phone":222222222})
     );
 
     let response = curl_style(
-        app.http.put(app.url("/opd/patient/update")),
+        app.client.put(app.url("/opd/patient/update")),
         r#"{"full_name":"chanaka fernando","address":"667/280/6, liyanagemulla, seeduwa","id":200, "sex":"male", "phone":222222222}"#,
     )
     .send()
@@ -39,13 +38,11 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
         response.json::<Value>().await.unwrap(),
         json!("Record for Patient updated successfully")
     );
-    let view: Value = app.get_json("/opd/patient/view/200").await;
+    let view = app.get_expect("/opd/patient/view/200", 200).await;
     assert_eq!(view["address"], "667/280/6, liyanagemulla, seeduwa");
 
-    let response = app.get("/opd/patient/token/200").await;
-    assert_eq!(response.status(), 200);
     assert_eq!(
-        response.json::<Value>().await.unwrap(),
+        app.get_expect("/opd/patient/token/200", 200).await,
         json!({"id": 200, "token": 2})
     );
 
@@ -55,10 +52,10 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
 
 #[tokio::test]
 async fn registering_publishes_patient_register_with_cloudevents_headers() {
-    let app = TestApp::spawn().await;
+    let app = spawn_app().await;
     let response = app
-        .http
-        .post(app.url("/opd/patient/register"))
+        .client
+        .post(app.url(REGISTER))
         .header("x-request-id", "walkthrough-1")
         .json(&patient(200))
         .send()
@@ -67,15 +64,7 @@ async fn registering_publishes_patient_register_with_cloudevents_headers() {
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["x-request-id"], "walkthrough-1");
 
-    let events = opd_shared::testing::eventually(
-        std::time::Duration::from_secs(30),
-        "the registration event on the stream",
-        || async {
-            let events = app.register_events().await;
-            (!events.is_empty()).then_some(events)
-        },
-    )
-    .await;
+    let events = app.events_until("patient.register", 1).await;
     assert_eq!(events.len(), 1);
     let (headers, payload) = &events[0];
     assert_eq!(payload, &json!({"id": 200, "token": 1}));
@@ -90,22 +79,24 @@ async fn registering_publishes_patient_register_with_cloudevents_headers() {
     assert!(header("ce-time").is_some());
     let id = header("ce-id").unwrap();
     assert_eq!(header("Nats-Msg-Id"), Some(id.clone()));
-    assert!(uuid::Uuid::parse_str(&id).is_ok());
+    assert_eq!(
+        app.count(&format!("select count(*) from outbox where id = '{id}'"))
+            .await,
+        1,
+        "the event id is the outbox row's"
+    );
 }
 
 #[tokio::test]
 async fn optional_fields_round_trip_and_absent_ones_are_left_out() {
-    let app = TestApp::spawn().await;
-    let response = app
-        .register(&json!({
-            "id": 7, "full_name": "  Nimali Perera ", "email": "nimali@example.lk",
-            "remarks": "allergic to penicillin", "sex": "Female"
-        }))
-        .await;
-    assert_eq!(response.status(), 201);
-    let view: Value = app.get_json("/opd/patient/view/7").await;
+    let app = spawn_app().await;
+    let body = json!({
+        "id": 7, "full_name": "  Nimali Perera ", "email": "nimali@example.lk",
+        "remarks": "allergic to penicillin", "sex": "Female"
+    });
+    app.post_expect(REGISTER, &body, 201).await;
     assert_eq!(
-        view,
+        app.get_expect("/opd/patient/view/7", 200).await,
         json!({"id": 7, "full_name": "Nimali Perera", "email": "nimali@example.lk",
                "remarks": "allergic to penicillin", "sex": "female"})
     );

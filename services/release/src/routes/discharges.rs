@@ -5,16 +5,15 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use sqlx::PgConnection;
 
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::outbox;
+use opd_shared::service::AppState;
 
-use super::AppState;
-use crate::SERVICE;
+use super::WAITING;
 
 /// The book's pending release entry: treatment's release request.
 #[derive(Debug, Serialize)]
@@ -66,17 +65,19 @@ pub async fn discharge(
     JsonBody(form): JsonBody<DischargeForm>,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
-    let waiting = sqlx::query!(
-        "update release_queue set released_at = now()
-         where patient_id = $1 and released_at is null",
+    let release = sqlx::query!(
+        r#"with taken as (
+               update release_queue set released_at = now()
+               where patient_id = $1 and released_at is null
+               returning 1
+           )
+           select exists (select 1 from taken) as "taken!",
+                  exists (select 1 from release_queue where patient_id = $1) as "known!""#,
         form.id.get(),
     )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if waiting == 0 {
-        return Err(not_waiting(&mut tx, form.id).await);
-    }
+    .fetch_one(&mut *tx)
+    .await?;
+    WAITING.take_off(form.id, release.taken, release.known)?;
     sqlx::query!(
         "insert into discharges (patient_id, time, state, post_medication, notes, next_visit)
          values ($1, $2, $3, $4, $5, $6)",
@@ -92,10 +93,10 @@ pub async fn discharge(
     if form.state == Disposition::Admission {
         let event = PatientAdmissionRequested {
             id: form.id,
-            time: Note::from_stored(Some(form.time.into_inner())),
+            time: form.time,
             notes: form.notes,
         };
-        outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+        outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     }
     tx.commit().await?;
     tracing::info!("patient released");
@@ -103,24 +104,4 @@ pub async fn discharge(
         StatusCode::CREATED,
         Json("Patient discharge recorded successfully"),
     ))
-}
-
-/// 404 for a patient treatment never asked to release, 409 for one already released.
-async fn not_waiting(tx: &mut PgConnection, id: PatientId) -> ApiError {
-    let known = sqlx::query_scalar!(
-        r#"select exists (select 1 from release_queue where patient_id = $1) as "known!""#,
-        id.get()
-    )
-    .fetch_one(tx)
-    .await;
-    match known {
-        Ok(true) => ApiError::Conflict(format!(
-            "patient {id} has already been released; a new release needs a new request from \
-             treatment (POST /opd/treatment/release)"
-        )),
-        Ok(false) => ApiError::NotFound(format!(
-            "treatment has not asked to release patient {id} (POST /opd/treatment/release)"
-        )),
-        Err(error) => error.into(),
-    }
 }

@@ -4,19 +4,19 @@ mod discharges;
 
 use axum::Router;
 use axum::routing::{get, post};
-use sqlx::PgPool;
+use opd_shared::service::{AppState, home};
+use opd_shared::waiting_list::WaitingList;
 
-use crate::SERVICE;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-}
-
-pub fn router(state: AppState) -> Router {
+pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/opd/release/", SERVICE.home_route())
+        .route("/opd/release/", get(home))
         .route("/opd/release/pending", get(discharges::pending))
         .route("/opd/release/discharge", post(discharges::discharge))
-        .with_state(state)
 }
+
+/// Patients treatment asked to release.
+const WAITING: WaitingList = WaitingList {
+    waiting_for: "for release",
+    how_to_join: "treatment asks for a release with POST /opd/treatment/release",
+    how_to_return: "the patient has already been released; a new release needs a new request from treatment (POST /opd/treatment/release)",
+};

@@ -8,7 +8,9 @@ use sqlx::PgConnection;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 
-use super::AppState;
+use opd_shared::service::AppState;
+
+use super::WAITING;
 
 /// The book's pending treatment entry: inspection's instructions.
 #[derive(Debug, Serialize)]
@@ -48,12 +50,5 @@ pub async fn ensure_known(conn: &mut PgConnection, id: PatientId) -> Result<(), 
     )
     .fetch_one(conn)
     .await?;
-    if known {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "patient {id} has not been sent for treatment; record an inspection first \
-             (POST /opd/inspection/record)"
-        )))
-    }
+    WAITING.require_known(id, known)
 }

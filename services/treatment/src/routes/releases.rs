@@ -11,9 +11,9 @@ use opd_shared::events::PatientReleaseRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::outbox;
 
-use super::AppState;
+use opd_shared::service::AppState;
+
 use super::patients::ensure_known;
-use crate::SERVICE;
 
 #[derive(Debug, Deserialize)]
 pub struct ReleaseForm {
@@ -48,12 +48,12 @@ pub async fn request(
     .await?;
     let event = PatientReleaseRequested {
         id: form.id,
-        time: form.time.into_inner(),
-        next_state: Note::from_stored(Some(form.next_state.as_str().to_owned())),
+        time: form.time,
+        next_state: form.next_state,
         post_medication: form.post_medication,
         notes: form.notes,
     };
-    outbox::enqueue(&mut tx, &event, &SERVICE.event_context(request_id)).await?;
+    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     tx.commit().await?;
     tracing::info!("release requested");
     Ok((StatusCode::CREATED, Json("Release event published")))

@@ -9,7 +9,8 @@ use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
-use super::AppState;
+use opd_shared::service::AppState;
+
 use super::patients::ensure_known;
 
 #[derive(Debug, Deserialize)]

@@ -2,25 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientRegistered;
 use opd_shared::http::{PathParam, RequestId};
 use opd_shared::outbox;
+use opd_shared::service::AppState;
 
-use super::AppState;
-use super::patients::unknown_patient;
-use crate::SERVICE;
-use crate::tokens::{self, Reset};
-
-/// The book's `{"id", "token"}` answer.
-#[derive(Debug, Serialize)]
-pub struct TokenIssued {
-    pub id: PatientId,
-    pub token: i64,
-}
+use super::unknown_patient;
+use crate::token_counter::{self, IssuedToken, Reset};
 
 /// A token for a new visit of a registered patient, announced as `patient.register`.
 #[tracing::instrument(skip(state, request_id))]
@@ -28,7 +19,7 @@ pub async fn next_visit(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     PathParam(id): PathParam<PatientId>,
-) -> Result<Json<TokenIssued>, ApiError> {
+) -> Result<Json<IssuedToken>, ApiError> {
     let mut tx = state.pool.begin().await?;
     // `for share` keeps the patient from being deleted under us; tokens reference it.
     let known = sqlx::query_scalar!("select id from patients where id = $1 for share", id.get())
@@ -37,16 +28,15 @@ pub async fn next_visit(
     if known.is_none() {
         return Err(unknown_patient(id));
     }
-    let token = tokens::issue(&mut tx, id).await?;
-    outbox::enqueue(
-        &mut tx,
-        &PatientRegistered { id, token },
-        &SERVICE.event_context(request_id),
-    )
-    .await?;
+    let issued = token_counter::issue(&mut tx, id).await?;
+    let event = PatientRegistered {
+        id: issued.id,
+        token: issued.token,
+    };
+    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     tx.commit().await?;
-    tracing::info!(token, "token issued");
-    Ok(Json(TokenIssued { id, token }))
+    tracing::info!(token = issued.token, "token issued");
+    Ok(Json(issued))
 }
 
 /// Makes today's sequence continue after `n`: the next token is `n + 1`, as in the book. It
@@ -57,7 +47,7 @@ pub async fn reset(
     PathParam(n): PathParam<u32>,
 ) -> Result<Json<&'static str>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    match tokens::reset(&mut conn, i64::from(n)).await? {
+    match token_counter::reset(&mut conn, i64::from(n)).await? {
         Reset::Done => Ok(Json("Token reset successful")),
         Reset::WouldRepeat { last_issued } => Err(ApiError::Conflict(format!(
             "tokens up to {last_issued} have already been handed out today; \

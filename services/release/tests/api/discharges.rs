@@ -1,0 +1,51 @@
+use opd_shared::domain::Disposition;
+use opd_testing::curl_style;
+use serde_json::{Value, json};
+
+use crate::helpers::{DISCHARGE, PENDING, release_requested, spawn_app};
+
+#[tokio::test]
+async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
+    let app = spawn_app().await;
+    release_requested(&app, 200, Disposition::Discharge).await;
+    release_requested(&app, 300, Disposition::Admission).await;
+    assert_eq!(
+        app.get_expect(PENDING, 200).await,
+        json!([
+            {"id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge", "post_medication": "NM x 10 days"},
+            {"id": 300, "time": "2021 07 12 8:35 PM", "next_state": "admission", "post_medication": "NM x 10 days"}
+        ])
+    );
+
+    // The book's curl command, as printed.
+    let response = curl_style(
+        app.client.post(app.url(DISCHARGE)),
+        r#"{"id":200,"time":"2021 07 12 9:35 PM","state":"discharge","post_medication":"NM x 10 days","next_visit":"2021 08 12 09:00AM"}"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        "Patient discharge recorded successfully"
+    );
+    let admission =
+        json!({"id": 300, "time": "2021 07 12 9:40 PM", "state": "admission", "notes": "ward 7"});
+    app.post_expect(DISCHARGE, &admission, 201).await;
+
+    assert_eq!(app.get_expect(PENDING, 200).await, json!([]));
+    assert_eq!(
+        app.count("select count(*) from discharges where (patient_id, state) in ((200, 'discharge'), (300, 'admission'))")
+            .await,
+        2
+    );
+    let admissions = app.events_until("patient.admission", 1).await;
+    assert_eq!(admissions.len(), 1, "only the admission is announced");
+    assert_eq!(
+        admissions[0].1,
+        json!({"id": 300, "time": "2021 07 12 9:40 PM", "notes": "ward 7"})
+    );
+    let home = app.get("/opd/release/").await;
+    assert_eq!(home.text().await.unwrap(), "Release Service v0.1.0\n");
+}

@@ -1,0 +1,13 @@
+//! API tests of the release service: the real service on a real PostgreSQL database and a real
+//! NATS server of its own, plus in-process tests of request validation.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a failed step must fail the test"
+)]
+mod consumer;
+mod discharges;
+mod errors;
+mod helpers;
+mod validation;

@@ -1,0 +1,14 @@
+//! API tests of the treatment service: the real service on a real PostgreSQL database and a
+//! real NATS server of its own, plus in-process tests of request validation.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a failed step must fail the test"
+)]
+mod consumer;
+mod errors;
+mod helpers;
+mod releases;
+mod treatments;
+mod validation;

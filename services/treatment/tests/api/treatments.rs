@@ -1,0 +1,52 @@
+use opd_testing::curl_style;
+use serde_json::{Value, json};
+
+use crate::helpers::{PENDING, sent_for_treatment, spawn_app};
+
+#[tokio::test]
+async fn medication_keeps_the_dose_and_takes_the_patient_off_the_list() {
+    let app = spawn_app().await;
+    sent_for_treatment(&app, 200).await;
+    sent_for_treatment(&app, 300).await;
+
+    // The book's curl command, as printed (form content type, `dose` included).
+    let response = curl_style(
+        app.client.post(app.url("/opd/treatment/medication")),
+        r#"{"id":200,"time":"2021 07 12 4:35 PM","dose":"xyz x 1, abc x 2","notes":"low fever"}"#,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 201);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        "Record updated successfully"
+    );
+    assert_eq!(
+        app.get_expect(PENDING, 200).await,
+        json!([{"id": 300, "medication": "XYZ x 3"}])
+    );
+    assert_eq!(
+        app.get_expect("/opd/treatment/history/200", 200).await,
+        json!([{"id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"}])
+    );
+    let home = app.get("/opd/treatment/").await;
+    assert_eq!(home.text().await.unwrap(), "Treatment Service v0.1.0\n");
+}
+
+#[tokio::test]
+async fn test_records_are_kept_in_order() {
+    let app = spawn_app().await;
+    sent_for_treatment(&app, 200).await;
+    for (time, status) in [("10:00", "sample collected"), ("12:00", "done")] {
+        let test = json!({"id": 200, "time": time, "test_name": "FBC", "status": status});
+        app.post_expect("/opd/treatment/tests", &test, 201).await;
+    }
+    assert_eq!(
+        app.get_expect("/opd/treatment/tests/200", 200).await,
+        json!([
+            {"id": 200, "time": "10:00", "test_name": "FBC", "status": "sample collected"},
+            {"id": 200, "time": "12:00", "test_name": "FBC", "status": "done"}
+        ])
+    );
+}

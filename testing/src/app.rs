@@ -1,0 +1,361 @@
+//! The service under test: the real service running in the test process, on its own database
+//! and its own NATS server, with a typed client for its API and a look at its stream.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opd_shared::config::{LogFormat, LogSettings, Settings};
+use opd_shared::consumer::{Consumer, EventHandler};
+use opd_shared::events::{Event, EventMeta};
+use opd_shared::outbox::Relay;
+use opd_shared::service::{Application, Infra, Service};
+use serde_json::Value;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::stream::{self, Message};
+use crate::{NatsServer, TestDatabase, eventually};
+
+/// One running instance of a service, stopped when dropped.
+pub struct Running {
+    pub base_url: String,
+    infra: Infra,
+    shutdown: CancellationToken,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    async fn start(service: &'static Service, settings: Settings, background: bool) -> Self {
+        opd_shared::telemetry::init(&LogSettings {
+            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            format: LogFormat::Pretty,
+        });
+        let mut app = Application::build(service, settings)
+            .await
+            .expect("the service failed to build");
+        if !background {
+            app = app.without_background_tasks();
+        }
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let infra = app.infra().clone();
+        let shutdown = app.shutdown_token();
+        let handle = tokio::spawn(app.run_until_stopped());
+        Self {
+            base_url,
+            infra,
+            shutdown,
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Stops the instance as SIGTERM would and waits until it has finished.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(handle) = self.handle.take() {
+            handle
+                .await
+                .expect("the service task panicked")
+                .expect("the service stopped with an error");
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A change a test makes to the settings before the service starts.
+type Adjustment = Box<dyn FnOnce(&mut Settings)>;
+
+/// How to start a [`TestApp`]: by default on a single NATS node of its own, with its relay and
+/// consumers running.
+pub struct TestAppBuilder {
+    service: &'static Service,
+    nats: Option<Arc<NatsServer>>,
+    cluster: bool,
+    background: bool,
+    adjustments: Vec<Adjustment>,
+}
+
+impl TestAppBuilder {
+    /// On a three-node cluster: for tests about replication and losing nodes.
+    pub fn cluster(mut self) -> Self {
+        self.cluster = true;
+        self
+    }
+
+    /// On a NATS server that other services share (end-to-end tests).
+    pub fn nats(mut self, nats: Arc<NatsServer>) -> Self {
+        self.nats = Some(nats);
+        self
+    }
+
+    /// Changes the test settings before the service starts.
+    pub fn settings(mut self, adjust: impl FnOnce(&mut Settings) + 'static) -> Self {
+        self.adjustments.push(Box::new(adjust));
+        self
+    }
+
+    /// The API only: the test drives the relay and the consumers with [`TestApp::relay`] and
+    /// [`TestApp::consumer`].
+    pub fn without_background_tasks(mut self) -> Self {
+        self.background = false;
+        self
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let nats = match self.nats {
+            Some(nats) => nats,
+            None if self.cluster => Arc::new(NatsServer::cluster().await),
+            None => Arc::new(NatsServer::single().await),
+        };
+        let database = TestDatabase::create(self.service.name).await;
+        let mut settings = test_settings(self.service, &database, &nats);
+        for adjust in self.adjustments {
+            adjust(&mut settings);
+        }
+        let running = Running::start(self.service, settings.clone(), self.background).await;
+        TestApp {
+            service: self.service,
+            pool: database.pool().await,
+            settings,
+            database,
+            nats,
+            client: reqwest::Client::new(),
+            background: self.background,
+            running: Some(running),
+        }
+    }
+}
+
+/// Settings for a service under test: a free port, its own database and NATS server, and short
+/// retry delays.
+fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) -> Settings {
+    let mut settings = Settings::defaults(service.defaults());
+    settings.http.host = "127.0.0.1".into();
+    settings.http.port = 0;
+    settings.http.shutdown_grace = Duration::from_secs(5);
+    settings.database.url = database.url.clone();
+    settings.database.startup_timeout = Duration::from_secs(10);
+    settings.database.acquire_timeout = Duration::from_secs(1);
+    settings.nats.servers = nats.urls();
+    settings.nats.replicas = nats.node_count();
+    settings.outbox.retry.initial = Duration::from_millis(100);
+    settings.outbox.retry.max = Duration::from_secs(1);
+    settings.outbox.publish_timeout = Duration::from_secs(2);
+    settings.consumer.retry.initial = Duration::from_millis(200);
+    settings.consumer.retry.max = Duration::from_secs(2);
+    settings.log.format = LogFormat::Pretty;
+    settings.log.filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    settings
+}
+
+/// A service under test. It owns everything it runs on, and stops and removes it when dropped.
+pub struct TestApp {
+    pub service: &'static Service,
+    pub settings: Settings,
+    pub database: TestDatabase,
+    pub nats: Arc<NatsServer>,
+    /// The test's own connection to the service's database, for its checks.
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    background: bool,
+    running: Option<Running>,
+}
+
+impl TestApp {
+    /// The service with its relay and consumers, on a NATS node of its own.
+    pub async fn spawn(service: &'static Service) -> Self {
+        Self::builder(service).spawn().await
+    }
+
+    pub fn builder(service: &'static Service) -> TestAppBuilder {
+        TestAppBuilder {
+            service,
+            nats: None,
+            cluster: false,
+            background: true,
+            adjustments: Vec::new(),
+        }
+    }
+
+    fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is stopped", self.service.name))
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.running().url(path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+    }
+
+    /// `GET path`, which must answer `status`; returns the body as JSON.
+    pub async fn get_expect(&self, path: &str, status: u16) -> Value {
+        expect_json(self.get(path).await, status, &format!("GET {path}")).await
+    }
+
+    /// `POST path` with `body`, which must answer `status`; returns the body as JSON.
+    pub async fn post_expect(&self, path: &str, body: &Value, status: u16) -> Value {
+        expect_json(self.post(path, body).await, status, &format!("POST {path}")).await
+    }
+
+    /// `PUT path` with `body`, which must answer `status`; returns the body as JSON.
+    pub async fn put_expect(&self, path: &str, body: &Value, status: u16) -> Value {
+        expect_json(self.put(path, body).await, status, &format!("PUT {path}")).await
+    }
+
+    /// Polls `GET path` until it answers a list that satisfies `done`, and returns it. A failed
+    /// answer (a service still recovering) is polled again, not a failure.
+    pub async fn list_until(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        eventually(what, || async {
+            let response = self.client.get(self.url(path)).send().await.ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
+            let list: Vec<Value> = response.json().await.ok()?;
+            done(&list).then_some(list)
+        })
+        .await
+    }
+
+    /// A single number from the service's database, e.g. `select count(*) from outbox`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Runs `sql` (one or more statements) in the service's database, as its owner.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// The messages of `subject` on the stream now, as (headers, payload).
+    pub async fn events(&self, subject: &str) -> Vec<Message> {
+        stream::events(&self.settings.nats, subject).await
+    }
+
+    /// Waits until at least `count` messages of `subject` are on the stream, and returns them.
+    pub async fn events_until(&self, subject: &str, count: usize) -> Vec<Message> {
+        eventually(&format!("{count} {subject} events"), || async {
+            let events = self.events(subject).await;
+            (events.len() >= count).then_some(events)
+        })
+        .await
+    }
+
+    /// Publishes `event` with fresh metadata, as its producer would; returns the metadata so a
+    /// test can publish the very same event again.
+    pub async fn publish<E: Event>(&self, event: &E) -> EventMeta {
+        let meta = stream::new_meta::<E>();
+        stream::publish_meta(&self.settings.nats, event, &meta).await;
+        meta
+    }
+
+    /// The stream's information once it exists and has a leader.
+    pub async fn stream_info(&self) -> async_nats::jetstream::stream::Info {
+        eventually("a stream with an elected leader", || async {
+            stream::stream_info(&self.settings.nats)
+                .await
+                .filter(|info| info.cluster.as_ref().is_some_and(|c| c.leader.is_some()))
+        })
+        .await
+    }
+
+    /// Waits until the durable consumer `durable` has handled and acknowledged everything.
+    pub async fn caught_up(&self, durable: &str) {
+        eventually(&format!("{durable} to catch up"), || async {
+            let backlog = stream::consumer_backlog(&self.settings.nats, durable).await?;
+            (backlog == (0, 0)).then_some(())
+        })
+        .await;
+    }
+
+    /// A relay over the service's outbox, to drive it one step at a time.
+    pub fn relay(&self) -> Relay {
+        Relay::new(&self.running().infra)
+    }
+
+    /// The service's durable consumer `durable`, to drive it one step at a time.
+    pub fn consumer<H: EventHandler + Default>(&self, durable: &str) -> Consumer<H> {
+        assert!(
+            self.service.consumer(durable).is_some(),
+            "{} has no consumer {durable}",
+            self.service.name
+        );
+        Consumer::new(durable, &self.running().infra, H::default())
+    }
+
+    /// Stops the service as SIGTERM would; its database and NATS server stay.
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
+    /// Stops the service (if it runs) and starts a new instance on the same database.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        self.running =
+            Some(Running::start(self.service, self.settings.clone(), self.background).await);
+    }
+
+    /// A second instance of the service on the same database and NATS server, as a replica in
+    /// production would be.
+    pub async fn spawn_replica(&self) -> Running {
+        Running::start(self.service, self.settings.clone(), self.background).await
+    }
+}
+
+async fn expect_json(response: reqwest::Response, status: u16, what: &str) -> Value {
+    let actual = response.status().as_u16();
+    let body = response.text().await.expect("no response body");
+    assert_eq!(actual, status, "{what}: {body}");
+    if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {body}"))
+    }
+}

@@ -1,0 +1,102 @@
+//! HTTP helpers: problem details, the book's curl style, and requests answered in-process.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use opd_shared::config::Settings;
+use opd_shared::service::Service;
+use serde_json::Value;
+use sqlx::postgres::PgPoolOptions;
+use tower::ServiceExt;
+
+/// Sends `body` as the book's curl commands do: `-d` without a content type, which curl sends
+/// as `application/x-www-form-urlencoded`.
+pub fn curl_style(request: reqwest::RequestBuilder, body: &str) -> reqwest::RequestBuilder {
+    request
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+}
+
+/// Asserts that `response` is a problem details document with `status`, and returns it.
+pub async fn expect_problem(response: reqwest::Response, status: u16) -> Value {
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let actual = response.status().as_u16();
+    let body = response.text().await.expect("no response body");
+    check_problem(actual, &content_type, &body, status)
+}
+
+fn check_problem(actual: u16, content_type: &str, body: &str, status: u16) -> Value {
+    assert_eq!(actual, status, "unexpected status; body: {body}");
+    assert_eq!(content_type, opd_shared::problem::CONTENT_TYPE, "{body}");
+    let problem: Value = serde_json::from_str(body).expect("problem body is not JSON");
+    assert_eq!(problem["status"], status, "{problem}");
+    assert!(
+        problem["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{problem}"
+    );
+    problem
+}
+
+/// An answer of the in-process API.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: String,
+}
+
+impl Answer {
+    /// Asserts a problem details document with `status`, and returns it.
+    pub fn problem(&self, status: u16) -> Value {
+        check_problem(self.status.as_u16(), &self.content_type, &self.body, status)
+    }
+}
+
+/// Answers `method path` with `body` in-process (no socket, no database, no NATS): the service's
+/// API with its middleware, over a pool that never connects. For request validation, which is
+/// decided before a handler touches the database.
+pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: &str) -> Answer {
+    let mut settings = Settings::defaults(service.defaults());
+    // Nothing listens on port 1: a handler that does reach the database fails at once.
+    settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(200))
+        .connect_lazy(&settings.database.url)
+        .expect("a lazy pool needs no server");
+    let router = opd_shared::service::api_router(service, pool, &settings);
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .body(Body::from(body.to_owned()))
+        .expect("a valid request");
+    let response = router.oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a readable body")
+        .to_bytes();
+    Answer {
+        status,
+        content_type,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}

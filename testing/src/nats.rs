@@ -1,0 +1,286 @@
+//! Real `nats-server` processes on loopback ports: one node for most tests, three clustered
+//! nodes for the tests that are about clustering (replication, losing a node).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::unique_name;
+
+const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("no free local port")
+}
+
+struct Node {
+    name: String,
+    client_port: u16,
+    cluster_port: u16,
+    monitor_port: u16,
+    child: Option<Child>,
+}
+
+/// One JetStream server, or a cluster of three. Nodes can be killed and restarted through a
+/// shared reference, so that a test and the services it runs can hold the same server.
+pub struct NatsServer {
+    dir: PathBuf,
+    nodes: Mutex<Vec<Node>>,
+}
+
+impl NatsServer {
+    /// A single JetStream node, configured from `nats/node.conf`.
+    pub async fn single() -> Self {
+        Self::start(1).await
+    }
+
+    /// Three nodes forming one JetStream cluster, configured from `nats/cluster.conf`.
+    pub async fn cluster() -> Self {
+        Self::start(3).await
+    }
+
+    async fn start(size: usize) -> Self {
+        // Free ports are found by binding and releasing them, so a test running beside this
+        // one can take a port in between; a fresh set of ports settles that.
+        for _ in 0..3 {
+            let server = Self::spawn_all(size);
+            if server.healthy_within(Duration::from_secs(20)).await
+                && server
+                    .jetstream_usable_within(Duration::from_secs(20))
+                    .await
+            {
+                return server;
+            }
+            eprintln!(
+                "NATS did not become healthy; retrying with new ports\n{}",
+                server.logs()
+            );
+            server.kill_all();
+        }
+        panic!("could not start a healthy NATS server of {size} node(s)");
+    }
+
+    fn spawn_all(size: usize) -> Self {
+        let dir = std::env::temp_dir().join(unique_name("opd-nats"));
+        std::fs::create_dir_all(&dir).expect("cannot create the server's directory");
+        let nodes = (1..=size)
+            .map(|i| Node {
+                name: format!("nats-{i}"),
+                client_port: free_port(),
+                cluster_port: free_port(),
+                monitor_port: free_port(),
+                child: None,
+            })
+            .collect();
+        let server = Self {
+            dir,
+            nodes: Mutex::new(nodes),
+        };
+        for index in 0..size {
+            server.spawn(index);
+        }
+        server
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, Vec<Node>> {
+        // A test that panicked while holding the lock has failed already; the nodes are intact.
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn spawn(&self, index: usize) {
+        let mut nodes = self.nodes();
+        let clustered = nodes.len() > 1;
+        let routes: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.cluster_port))
+            .collect();
+        let node = &mut nodes[index];
+        let log = std::fs::File::create(self.dir.join(format!("{}.log", node.name)))
+            .expect("cannot create a NATS log file");
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let config = if clustered {
+            "cluster.conf"
+        } else {
+            "node.conf"
+        };
+        let mut command = Command::new(&binary);
+        command
+            .args(["-c", &format!("{CONFIG_DIR}/{config}")])
+            .env("NATS_SERVER_NAME", &node.name)
+            .env("NATS_HOST", "127.0.0.1")
+            .env("NATS_CLIENT_PORT", node.client_port.to_string())
+            .env("NATS_MONITOR_PORT", node.monitor_port.to_string())
+            .env("NATS_STORE_DIR", self.dir.join(&node.name))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if clustered {
+            command.env("NATS_CLUSTER_PORT", node.cluster_port.to_string());
+            for (i, route) in routes.iter().enumerate() {
+                command.env(format!("NATS_ROUTE_{}", i + 1), route);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (is nats-server installed?): {e}"));
+        crate::pids::record(child.id());
+        node.child = Some(child);
+    }
+
+    fn logs(&self) -> String {
+        self.nodes()
+            .iter()
+            .map(|node| {
+                let log = std::fs::read_to_string(self.dir.join(format!("{}.log", node.name)))
+                    .unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                format!(
+                    "--- {} ---\n{}",
+                    node.name,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Client URLs of every node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes()
+            .iter()
+            .map(|node| format!("nats://127.0.0.1:{}", node.client_port))
+            .collect()
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes().len()
+    }
+
+    /// The index of the node whose server name is `name`.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes().iter().position(|node| node.name == name)
+    }
+
+    /// Kills node `index` (0-based) as a crash would, and returns once it is confirmed down:
+    /// the process has exited and its client port refuses connections. Its data stays.
+    pub fn kill_node(&self, index: usize) {
+        let port = {
+            let mut nodes = self.nodes();
+            let node = &mut nodes[index];
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                child.wait().expect("cannot wait for a killed nats-server");
+                crate::pids::forget(child.id());
+            }
+            node.client_port
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "NATS node {index} still accepts connections after being killed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts node `index` again, on its ports and data, and waits until it is healthy.
+    pub async fn restart_node(&self, index: usize) {
+        self.kill_node(index);
+        self.spawn(index);
+        self.wait_until_healthy().await;
+    }
+
+    pub fn kill_all(&self) {
+        for index in 0..self.node_count() {
+            self.kill_node(index);
+        }
+    }
+
+    pub async fn restart_all(&self) {
+        self.kill_all();
+        for index in 0..self.node_count() {
+            self.spawn(index);
+        }
+        self.wait_until_healthy().await;
+    }
+
+    /// Waits until every running node reports JetStream healthy, which includes a meta leader.
+    pub async fn wait_until_healthy(&self) {
+        if !self.healthy_within(Duration::from_secs(30)).await {
+            panic!("NATS did not become healthy\n{}", self.logs());
+        }
+    }
+
+    /// A healthy node may still be electing the meta leader: wait until a stream replicated on
+    /// every node can be created and removed.
+    async fn jetstream_usable_within(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let Ok(js) = crate::stream::jetstream(&self.urls()).await else {
+            return false;
+        };
+        let probe = async_nats::jetstream::stream::Config {
+            name: "PROBE".into(),
+            subjects: vec!["probe.>".into()],
+            num_replicas: self.node_count(),
+            ..Default::default()
+        };
+        while tokio::time::Instant::now() < deadline {
+            if js.create_stream(probe.clone()).await.is_ok()
+                && js.delete_stream("PROBE").await.is_ok()
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    async fn healthy_within(&self, timeout: Duration) -> bool {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let monitors: Vec<u16> = self
+            .nodes()
+            .iter()
+            .filter(|node| node.child.is_some())
+            .map(|node| node.monitor_port)
+            .collect();
+        for port in monitors {
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            loop {
+                let healthy = client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|response| response.status().is_success());
+                if healthy {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        true
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        for node in self.nodes().iter_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+                crate::pids::forget(child.id());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

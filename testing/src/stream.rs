@@ -1,0 +1,146 @@
+//! A test's own look at the stream: reading what was published, publishing as a producer (or a
+//! broken one) would, and the state of consumers.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::GetStreamErrorKind;
+use async_nats::jetstream::{self, ErrorCode, consumer, stream};
+use futures::StreamExt;
+use opd_shared::config::NatsSettings;
+use opd_shared::events::{Event, EventMeta, headers};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::eventually;
+
+/// One message as a test sees it: its headers and its payload as JSON (`Null` if it is not JSON).
+pub type Message = (HeaderMap, Value);
+
+/// A JetStream context on a fresh connection to `servers`.
+pub async fn jetstream(servers: &[String]) -> Result<jetstream::Context, async_nats::Error> {
+    let addresses = servers
+        .iter()
+        .map(|url| url.parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(jetstream::new(async_nats::connect(addresses).await?))
+}
+
+/// Every message of `subject` on the stream now. A stream that does not exist yet holds none;
+/// any other failure (no stream leader while the cluster recovers, say) is an error.
+pub async fn read(nats: &NatsSettings, subject: &str) -> Result<Vec<Message>, async_nats::Error> {
+    let js = jetstream(&nats.servers).await?;
+    let stream = match js.get_stream(&nats.stream).await {
+        Ok(stream) => stream,
+        Err(error)
+            if matches!(error.kind(), GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            return Ok(Vec::new());
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let reader = stream
+        .create_consumer(consumer::pull::Config {
+            filter_subject: subject.to_owned(),
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await?;
+    let expected = reader.cached_info().num_pending;
+    if expected == 0 {
+        return Ok(Vec::new());
+    }
+    let mut messages = reader
+        .fetch()
+        .max_messages(usize::try_from(expected).unwrap_or(usize::MAX))
+        .expires(Duration::from_secs(1))
+        .messages()
+        .await?;
+    let mut found = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        let payload = serde_json::from_slice(&message.payload).unwrap_or(Value::Null);
+        found.push((message.headers.clone().unwrap_or_default(), payload));
+    }
+    if (found.len() as u64) < expected {
+        return Err(format!("read {} of {expected} messages", found.len()).into());
+    }
+    Ok(found)
+}
+
+/// [`read`], retried while it fails.
+pub async fn events(nats: &NatsSettings, subject: &str) -> Vec<Message> {
+    eventually(&format!("a readable stream with {subject}"), || async {
+        match read(nats, subject).await {
+            Ok(found) => Some(found),
+            Err(error) => {
+                eprintln!("cannot read {subject} yet: {error}");
+                None
+            }
+        }
+    })
+    .await
+}
+
+/// Publishes a raw message on the stream, creating the stream first if no service has yet.
+pub async fn publish_raw(nats: &NatsSettings, subject: &str, headers: HeaderMap, payload: Vec<u8>) {
+    let js = jetstream(&nats.servers)
+        .await
+        .expect("cannot connect to NATS");
+    // A cluster that has just started, or lost a node, may need a moment to elect leaders.
+    eventually(&format!("a publish to {subject}"), || async {
+        let attempt = async {
+            opd_shared::nats::ensure_stream(&js, nats).await?;
+            js.publish_with_headers(subject.to_owned(), headers.clone(), payload.clone().into())
+                .await?
+                .await?;
+            Ok::<(), anyhow::Error>(())
+        };
+        match attempt.await {
+            Ok(()) => Some(()),
+            Err(error) => {
+                eprintln!("publish to {subject} failed, retrying: {error}");
+                None
+            }
+        }
+    })
+    .await;
+}
+
+/// Fresh metadata for an event, as the outbox relay would give it.
+pub fn new_meta<E: Event>() -> EventMeta {
+    EventMeta {
+        id: Uuid::now_v7(),
+        event_type: E::TYPE.into(),
+        source: "/opd/tests".into(),
+        time: chrono::Utc::now(),
+        request_id: None,
+    }
+}
+
+/// Publishes `event` with the given metadata. The `Nats-Msg-Id` is always fresh, so JetStream
+/// stores a repeat and the consumer's own de-duplication is what is tested.
+pub async fn publish_meta<E: Event>(nats: &NatsSettings, event: &E, meta: &EventMeta) {
+    let mut headers = meta.to_headers();
+    headers.insert(headers::MESSAGE_ID, Uuid::new_v4().to_string().as_str());
+    let payload = serde_json::to_vec(event).expect("events serialise");
+    publish_raw(nats, E::SUBJECT, headers, payload).await;
+}
+
+/// Messages of the durable consumer `durable` not yet delivered, and delivered but not yet
+/// acknowledged. Both are zero once a consumer has caught up.
+pub async fn consumer_backlog(nats: &NatsSettings, durable: &str) -> Option<(u64, usize)> {
+    let js = jetstream(&nats.servers).await.ok()?;
+    let stream = js.get_stream(&nats.stream).await.ok()?;
+    let info = stream.consumer_info(durable).await.ok()?;
+    Some((info.num_pending, info.num_ack_pending))
+}
+
+/// The stream's information once it exists (None until then).
+pub async fn stream_info(nats: &NatsSettings) -> Option<stream::Info> {
+    let js = jetstream(&nats.servers).await.ok()?;
+    let mut stream = js.get_stream(&nats.stream).await.ok()?;
+    stream.info().await.ok().cloned()
+}
