@@ -23,7 +23,8 @@ COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 ENV SQLX_OFFLINE=true
-RUN cargo build --release --locked --bins \
+# Only the four services: test support (opd-testing) and the end-to-end tests stay out of the image.
+RUN cargo build --release --locked -p registration -p inspection -p treatment -p release \
     && mkdir /out \
     && cp target/release/registration target/release/inspection \
           target/release/treatment target/release/release /out/

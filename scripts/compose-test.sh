@@ -100,7 +100,7 @@ if [ -n "${OPD_COMPOSE_FROM_DOCKERFILE:-}" ]; then
 else
     PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
     log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
-    SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked --bins --quiet
+    SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked $SERVICE_PACKAGES --quiet
     TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
     mkdir -p "$WORK/platform/bin"
     for service in registration inspection treatment release; do

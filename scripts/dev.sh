@@ -110,7 +110,7 @@ wait_node() {
 
 build_services() {
     log "building the services"
-    SQLX_OFFLINE=true cargo build --quiet --bins
+    SQLX_OFFLINE=true cargo build --quiet $SERVICE_PACKAGES
 }
 
 start_service() {

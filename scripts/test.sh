@@ -46,6 +46,16 @@ export OPD_TEST_DATABASE_URL="postgres://postgres:postgres@127.0.0.1:$PG_PORT/po
 export SQLX_OFFLINE=true
 unset DATABASE_URL
 
+log "no test code in the services' binaries"
+# shellcheck disable=SC2086 # SERVICE_PACKAGES is a list of arguments
+leaked="$(cargo tree $SERVICE_PACKAGES -e normal,build --prefix none --target all \
+    | grep -E '^(opd-testing|reqwest) ' | sort -u || true)"
+[ -z "$leaked" ] || die "a service build depends on test support: $leaked"
+
+log "cargo machete (every crate uses every dependency it lists)"
+ensure_cargo_tool cargo-machete cargo-machete "$CARGO_MACHETE_VERSION"
+cargo machete
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"

@@ -5,8 +5,13 @@
 # so that docker-compose.yml runs the same server as the tests and scripts/dev.sh.
 NATS_SERVER_VERSION="2.14.5"
 POSTGRES_MAJOR="15"
+CARGO_MACHETE_VERSION="0.9.1"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+
+# The packages whose binaries make the platform. Builds name them, so that test support never
+# ends up in a service binary.
+SERVICE_PACKAGES="-p registration -p inspection -p treatment -p release"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
@@ -74,6 +79,15 @@ ensure_rust_toolchain() {
     else
         log "installing Rust ${want}"
         (cd / && rustup toolchain install "$want" --profile minimal --component rustfmt,clippy)
+    fi
+}
+
+# ensure_cargo_tool COMMAND CRATE VERSION: installs the crate's binary with cargo unless that
+# version is already on PATH.
+ensure_cargo_tool() {
+    if ! "$1" --version 2>/dev/null | grep -qE "(^| |v)$3\$"; then
+        log "installing $2 $3 (crates.io)"
+        cargo install --quiet --locked "$2" --version "$3" >&2
     fi
 }
 

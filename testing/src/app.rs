@@ -196,30 +196,50 @@ impl TestApp {
         self.running().url(path)
     }
 
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
+    /// Sends `method path` with `body` as JSON (none when `None`).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path, None).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        self.send(reqwest::Method::POST, path, Some(body)).await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .put(self.url(path))
-            .json(body)
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+
+    /// Sends `body` as the book's curl commands do (`-d`, no JSON content type), which must
+    /// answer `status`; returns the body as JSON.
+    pub async fn curl_expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+        status: u16,
+    ) -> Value {
+        let request = self.client.request(method.clone(), self.url(path));
+        let response = crate::curl_style(request, body)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        expect_json(response, status, &format!("{method} {path}")).await
     }
 
     /// `GET path`, which must answer `status`; returns the body as JSON.

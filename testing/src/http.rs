@@ -19,15 +19,18 @@ pub fn curl_style(request: reqwest::RequestBuilder, body: &str) -> reqwest::Requ
 
 /// Asserts that `response` is a problem details document with `status`, and returns it.
 pub async fn expect_problem(response: reqwest::Response, status: u16) -> Value {
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(response.headers());
     let actual = response.status().as_u16();
     let body = response.text().await.expect("no response body");
     check_problem(actual, &content_type, &body, status)
+}
+
+fn content_type(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn check_problem(actual: u16, content_type: &str, body: &str, status: u16) -> Value {
@@ -82,12 +85,7 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
         .expect("a valid request");
     let response = router.oneshot(request).await.expect("infallible");
     let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let content_type = content_type(response.headers());
     let bytes = response
         .into_body()
         .collect()

@@ -35,6 +35,7 @@ pub use database::TestDatabase;
 pub use http::{curl_style, expect_problem, oneshot};
 pub use nats::NatsServer;
 pub use platform::Platform;
+pub use reqwest::Method;
 
 /// How long a test waits for something asynchronous (an event to arrive, a service to recover)
 /// before it fails. Generous: the suite runs on two busy cores.

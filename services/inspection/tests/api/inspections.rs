@@ -1,5 +1,5 @@
-use opd_testing::curl_style;
-use serde_json::{Value, json};
+use opd_testing::Method;
+use serde_json::json;
 
 use crate::helpers::{PENDING, RECORD, pending_count, registered, spawn_app};
 
@@ -20,17 +20,17 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
     );
 
     // The book's curl command, as printed.
-    let response = curl_style(
-        app.client.post(app.url(RECORD)),
-        r#"{"id":200, "time":"2021/07/12 10:21 AM", "observations":"ABC Syncrome", "medication":"XYZ x 3", "tests":"FBT, UC", "notes":"possible Covid-19"}"#,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
+    let answer = app
+        .curl_expect(
+            Method::POST,
+            RECORD,
+            r#"{"id":200, "time":"2021/07/12 10:21 AM", "observations":"ABC Syncrome", "medication":"XYZ x 3", "tests":"FBT, UC", "notes":"possible Covid-19"}"#,
+            201,
+        )
+        .await;
     let sent =
         json!({"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"});
-    assert_eq!(response.json::<Value>().await.unwrap(), sent);
+    assert_eq!(answer, sent);
 
     assert_eq!(
         app.get_expect(PENDING, 200).await,

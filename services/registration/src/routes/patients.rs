@@ -7,14 +7,12 @@ use serde::Serialize;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
-use opd_shared::events::PatientRegistered;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
-use opd_shared::outbox;
 use opd_shared::service::AppState;
 
-use super::unknown_patient;
+use super::{issue_token, unknown_patient};
 use crate::domain::PatientForm;
-use crate::token_counter::{self, IssuedToken};
+use crate::token_counter::IssuedToken;
 
 /// Stores a new patient, hands out today's next token and, in the same transaction, writes the
 /// `patient.register` event to the outbox.
@@ -47,12 +45,7 @@ pub async fn register(
             form.id, form.id
         )));
     }
-    let issued = token_counter::issue(&mut tx, form.id).await?;
-    let event = PatientRegistered {
-        id: issued.id,
-        token: issued.token,
-    };
-    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
+    let issued = issue_token(&mut tx, form.id, &state.event_context(request_id)).await?;
     tx.commit().await?;
     tracing::info!(token = issued.token, "patient registered");
     Ok((StatusCode::CREATED, Json(issued)))

@@ -5,12 +5,10 @@ use axum::extract::State;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
-use opd_shared::events::PatientRegistered;
 use opd_shared::http::{PathParam, RequestId};
-use opd_shared::outbox;
 use opd_shared::service::AppState;
 
-use super::unknown_patient;
+use super::{issue_token, unknown_patient};
 use crate::token_counter::{self, IssuedToken, Reset};
 
 /// A token for a new visit of a registered patient, announced as `patient.register`.
@@ -28,12 +26,7 @@ pub async fn next_visit(
     if known.is_none() {
         return Err(unknown_patient(id));
     }
-    let issued = token_counter::issue(&mut tx, id).await?;
-    let event = PatientRegistered {
-        id: issued.id,
-        token: issued.token,
-    };
-    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
+    let issued = issue_token(&mut tx, id, &state.event_context(request_id)).await?;
     tx.commit().await?;
     tracing::info!(token = issued.token, "token issued");
     Ok(Json(issued))

@@ -1,5 +1,5 @@
-use opd_testing::curl_style;
-use serde_json::{Value, json};
+use opd_testing::Method;
+use serde_json::json;
 
 use crate::helpers::{REGISTER, patient, spawn_app};
 
@@ -8,36 +8,30 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
     let app = spawn_app().await;
 
     // The book's curl sends JSON with -d and no content type.
-    let response = curl_style(
-        app.client.post(app.url(REGISTER)),
-        r#"{"full_name":"chanaka fernando","address":"44, sw19, london","id":200, "sex":"male", "phone":222222222}"#,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"id": 200, "token": 1})
-    );
+    let answer = app
+        .curl_expect(
+            Method::POST,
+            REGISTER,
+            r#"{"full_name":"chanaka fernando","address":"44, sw19, london","id":200, "sex":"male", "phone":222222222}"#,
+            201,
+        )
+        .await;
+    assert_eq!(answer, json!({"id": 200, "token": 1}));
 
     assert_eq!(
         app.get_expect("/opd/patient/view/200", 200).await,
         json!({"full_name":"chanaka fernando","address":"44, sw19, london","id":200,"sex":"male","phone":222222222})
     );
 
-    let response = curl_style(
-        app.client.put(app.url("/opd/patient/update")),
-        r#"{"full_name":"chanaka fernando","address":"667/280/6, liyanagemulla, seeduwa","id":200, "sex":"male", "phone":222222222}"#,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!("Record for Patient updated successfully")
-    );
+    let answer = app
+        .curl_expect(
+            Method::PUT,
+            "/opd/patient/update",
+            r#"{"full_name":"chanaka fernando","address":"667/280/6, liyanagemulla, seeduwa","id":200, "sex":"male", "phone":222222222}"#,
+            200,
+        )
+        .await;
+    assert_eq!(answer, json!("Record for Patient updated successfully"));
     let view = app.get_expect("/opd/patient/view/200", 200).await;
     assert_eq!(view["address"], "667/280/6, liyanagemulla, seeduwa");
 

@@ -1,6 +1,6 @@
 use opd_shared::domain::Disposition;
-use opd_testing::curl_style;
-use serde_json::{Value, json};
+use opd_testing::Method;
+use serde_json::json;
 
 use crate::helpers::{DISCHARGE, PENDING, release_requested, spawn_app};
 
@@ -18,18 +18,15 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
     );
 
     // The book's curl command, as printed.
-    let response = curl_style(
-        app.client.post(app.url(DISCHARGE)),
-        r#"{"id":200,"time":"2021 07 12 9:35 PM","state":"discharge","post_medication":"NM x 10 days","next_visit":"2021 08 12 09:00AM"}"#,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        "Patient discharge recorded successfully"
-    );
+    let answer = app
+        .curl_expect(
+            Method::POST,
+            DISCHARGE,
+            r#"{"id":200,"time":"2021 07 12 9:35 PM","state":"discharge","post_medication":"NM x 10 days","next_visit":"2021 08 12 09:00AM"}"#,
+            201,
+        )
+        .await;
+    assert_eq!(answer, "Patient discharge recorded successfully");
     let admission =
         json!({"id": 300, "time": "2021 07 12 9:40 PM", "state": "admission", "notes": "ward 7"});
     app.post_expect(DISCHARGE, &admission, 201).await;

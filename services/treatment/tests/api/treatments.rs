@@ -1,5 +1,5 @@
-use opd_testing::curl_style;
-use serde_json::{Value, json};
+use opd_testing::Method;
+use serde_json::json;
 
 use crate::helpers::{PENDING, sent_for_treatment, spawn_app};
 
@@ -10,18 +10,15 @@ async fn medication_keeps_the_dose_and_takes_the_patient_off_the_list() {
     sent_for_treatment(&app, 300).await;
 
     // The book's curl command, as printed (form content type, `dose` included).
-    let response = curl_style(
-        app.client.post(app.url("/opd/treatment/medication")),
-        r#"{"id":200,"time":"2021 07 12 4:35 PM","dose":"xyz x 1, abc x 2","notes":"low fever"}"#,
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(response.status(), 201);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        "Record updated successfully"
-    );
+    let answer = app
+        .curl_expect(
+            Method::POST,
+            "/opd/treatment/medication",
+            r#"{"id":200,"time":"2021 07 12 4:35 PM","dose":"xyz x 1, abc x 2","notes":"low fever"}"#,
+            201,
+        )
+        .await;
+    assert_eq!(answer, "Record updated successfully");
     assert_eq!(
         app.get_expect(PENDING, 200).await,
         json!([{"id": 300, "medication": "XYZ x 3"}])
