@@ -10,11 +10,20 @@
 #   scripts/dev.sh stop NAME        stop one piece: a service (registration, inspection, …),
 #   scripts/dev.sh start NAME         a NATS node (nats-1, nats-2, nats-3) or postgres
 #   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
+#
+# OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
+# (scripts/bench.sh uses both).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
-DEV="$ROOT/.dev"
+DEV="${OPD_DEV_DIR:-$ROOT/.dev}"
+PROFILE="${OPD_DEV_PROFILE:-debug}"
+case "$PROFILE" in
+    debug) PROFILE_FLAG="" ;;
+    release) PROFILE_FLAG="--release" ;;
+    *) die "OPD_DEV_PROFILE must be debug or release, not '$PROFILE'" ;;
+esac
 PG_PORT=5433
 SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
 NODES=(nats-1 nats-2 nats-3)
@@ -109,17 +118,18 @@ wait_node() {
 # --- services ---------------------------------------------------------------------------------
 
 build_services() {
-    log "building the services"
-    SQLX_OFFLINE=true cargo build --quiet $SERVICE_PACKAGES
+    log "building the services ($PROFILE)"
+    # shellcheck disable=SC2086 # both are lists of arguments
+    SQLX_OFFLINE=true cargo build --quiet $PROFILE_FLAG $SERVICE_PACKAGES
 }
 
 start_service() {
     local name="$1" port
     running "$name" && return 0
     port="$(port_of_service "$name")"
-    [ -x "$ROOT/target/debug/$name" ] || build_services
+    [ -x "$ROOT/target/$PROFILE/$name" ] || build_services
     log "starting $name on port $port"
-    OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" spawn "$name" "$ROOT/target/debug/$name"
+    OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" spawn "$name" "$ROOT/target/$PROFILE/$name"
 }
 
 wait_service() {

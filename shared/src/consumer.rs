@@ -263,12 +263,13 @@ impl<H: EventHandler> Consumer<H> {
     ) -> Result<bool, HandlerError> {
         let mut tx = self.pool.begin().await?;
         let first_time = sqlx::query!(
-            "insert into processed_events (consumer, event_id, subject)
-             values ($1, $2, $3)
+            "insert into processed_events (consumer, event_id, subject, event_time)
+             values ($1, $2, $3, $4)
              on conflict do nothing",
             self.durable,
             meta.id,
             H::Event::SUBJECT,
+            meta.time,
         )
         .execute(&mut *tx)
         .await?

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The benchmark: a release build of the native stack (scripts/dev.sh, with its state in
+# target/bench/dev), loaded with wrk from this machine, compared with pgbench on the same
+# PostgreSQL instance. Unattended and bounded (about four minutes after the build); prints a
+# table and writes target/bench/results.json. docs/benchmarks.md explains every figure.
+#
+#   scripts/bench.sh                   everything, 10 s per point
+#   BENCH_DURATION=5 scripts/bench.sh  shorter points
+#
+# It uses the ports of scripts/dev.sh, so stop a running dev stack first.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+ensure_rust_toolchain
+ensure_tool wrk wrk
+ensure_tool curl curl
+ensure_tool psql postgresql-client
+PATH="$(ensure_postgres):$PATH"   # pgbench ships with the server
+export OPD_DEV_DIR="$ROOT/target/bench/dev" OPD_DEV_PROFILE=release
+# Every request would otherwise write a log line: the figures are for the services, not the disk.
+export OPD_LOG__FILTER="${OPD_LOG__FILTER:-warn}"
+
+if curl -fsS -o /dev/null http://127.0.0.1:9090/healthz 2>/dev/null; then
+    die "something already answers on port 9090 (scripts/dev.sh up?): stop it first"
+fi
+trap 'scripts/dev.sh clean >/dev/null 2>&1 || true' EXIT
+scripts/dev.sh clean >/dev/null 2>&1 || true
+scripts/dev.sh up >/dev/null
+log "platform up (release build); benchmarking"
+timeout 1200 python3 scripts/bench/bench.py

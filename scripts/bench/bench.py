@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""The benchmark behind scripts/bench.sh. Expects the native stack of scripts/dev.sh to be up
+(release build, state in OPD_DEV_DIR) and wrk and pgbench on PATH; prints a table and writes
+target/bench/results.json.
+
+Every figure comes from this run on this machine: throughput and latency from wrk, hop latency
+from what the services record (processed_events: ce-time of the event against the time it was
+handled), CPU time from /proc, database floors from pgbench on the same PostgreSQL instance.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = Path(os.environ["OPD_DEV_DIR"])
+OUT = ROOT / "target" / "bench"
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+PG = "postgres://postgres:postgres@127.0.0.1:5433"
+REGISTRATION = "http://127.0.0.1:9090"
+INSPECTION_CONSUMER = "inspection-patient-register"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Measured in issue 8 on this kind of machine (the book's Go sample, one NATS node, MariaDB,
+# fire-and-forget): the sample cannot be run here, so its figures are the published ones.
+BOOK = {"register_1": 3170, "register_8": 4000, "register_64": 3900, "view_64": 6800}
+# Every run registers new patients: ids of one run never meet another's.
+RUN_BASE = int(time.time()) % 10_000 * 10**12
+
+
+def log(message):
+    print(f"\033[1;34m==>\033[0m {message}", file=sys.stderr, flush=True)
+
+
+def psql(database, sql):
+    result = subprocess.run(
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", f"{PG}/{database}", "-c", sql],
+        check=True, capture_output=True, text=True)
+    return result.stdout.strip()
+
+
+def scalar(database, sql):
+    value = psql(database, sql)
+    return float(value) if value else 0.0
+
+
+def dev(*args):
+    subprocess.run([str(ROOT / "scripts" / "dev.sh"), *args], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+phase_counter = 0
+
+
+def wrk(script, connections, duration, url=REGISTRATION, **env):
+    """Runs wrk with `script`; returns its summary (see the done() of the Lua scripts)."""
+    global phase_counter
+    phase_counter += 1
+    threads = min(connections, 2)
+    environment = dict(os.environ, BENCH_THREADS=str(threads),
+                       BENCH_ID_BASE=str(RUN_BASE + phase_counter * 10**9),
+                       **{k: str(v) for k, v in env.items()})
+    result = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
+         "--timeout", "10s", "-s", str(ROOT / "scripts" / "bench" / script), url],
+        check=True, capture_output=True, text=True, env=environment)
+    line = next(l for l in result.stdout.splitlines() if l.startswith("BENCH "))
+    summary = json.loads(line[len("BENCH "):])
+    seconds = summary["duration_us"] / 1e6
+    return {
+        "connections": connections,
+        "requests": summary["requests"],
+        "throughput": round(summary["requests"] / seconds, 1),
+        "p50_ms": summary["p50_us"] / 1000,
+        "p99_ms": summary["p99_us"] / 1000,
+        "p999_ms": summary["p999_us"] / 1000,
+        "errors": summary["non_2xx"] + summary["socket_errors"],
+    }
+
+
+def registered():
+    return int(scalar("opd_registration", "select count(*) from outbox"))
+
+
+def handled():
+    return int(scalar("opd_inspection",
+                      f"select count(*) from processed_events where consumer = '{INSPECTION_CONSUMER}'"))
+
+
+def caught_up(timeout=180):
+    """Waits until inspection has handled every registration event; returns the seconds taken."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if handled() >= registered():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise SystemExit(f"inspection did not catch up within {timeout} s "
+                     f"({handled()} of {registered()} handled)")
+
+
+# --- CPU and memory from /proc --------------------------------------------------------------
+
+def pid_of(name):
+    return int((DEV / "run" / f"{name}.pid").read_text().strip())
+
+
+def stat(pid):
+    """utime, stime, cutime, cstime in seconds, and the parent pid."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()
+    ticks = [int(fields[i]) for i in (11, 12, 13, 14)]
+    return [t / CLOCK_TICKS for t in ticks], int(fields[1])
+
+
+def postgres_pids():
+    postmaster = int((DEV / "pg" / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if stat(int(entry.name))[1] == postmaster:
+                    children.append(int(entry.name))
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+    return postmaster, children
+
+
+SERVICES = ["registration", "inspection", "treatment", "release"]
+NODES = ["nats-1", "nats-2", "nats-3"]
+
+
+def cpu_seconds():
+    """CPU time so far of every process of the platform, by group."""
+    groups = {}
+    for name in SERVICES + NODES:
+        times, _ = stat(pid_of(name))
+        groups[name] = sum(times)
+    postmaster, children = postgres_pids()
+    times, _ = stat(postmaster)
+    total = sum(times)  # includes the children that have exited (cutime, cstime)
+    for child in children:
+        try:
+            child_times, _ = stat(child)
+            total += child_times[0] + child_times[1]
+        except FileNotFoundError:
+            pass
+    groups["postgres"] = total
+    return groups
+
+
+def peak_rss_mb(name):
+    for line in Path(f"/proc/{pid_of(name)}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+# --- phases -----------------------------------------------------------------------------------
+
+def registration_phases(results):
+    log("warm-up: 3 s of registrations at 8 connections")
+    wrk("register.lua", 8, 3)
+    caught_up()
+    maximum = 0
+    for connections in (1, 8, 64):
+        log(f"registration at {connections} connection(s), {DURATION} s")
+        before = registered()
+        cpu_before = cpu_seconds()
+        result = wrk("register.lua", connections, DURATION)
+        drained_in = caught_up()
+        cpu_after = cpu_seconds()
+        count = registered() - before
+        result["name"] = "register"
+        result["drained_after_s"] = round(drained_in, 1)
+        results["runs"].append(result)
+        if connections == 64:
+            maximum = result["throughput"]
+            per_group = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(count, 1), 3)
+                         for k in cpu_before}
+            results["cpu_ms_per_registration"] = {
+                "total": round(sum(per_group.values()), 3), **per_group,
+                "registrations": count,
+                "window": "the 64-connection run and the drain after it",
+            }
+    return maximum
+
+
+def view_phase(results):
+    ids = psql("opd_registration", "select id from patients order by random() limit 2000")
+    with tempfile.NamedTemporaryFile("w", delete=False, suffix=".txt") as file:
+        file.write(ids + "\n")
+    log(f"view at 64 connections, {DURATION} s")
+    result = wrk("view.lua", 64, DURATION, BENCH_IDS=file.name)
+    os.unlink(file.name)
+    result["name"] = "view"
+    results["runs"].append(result)
+
+
+def end_to_end_phase(results, maximum, share):
+    rate = int(maximum * share)
+    caught_up()
+    since = psql("opd_inspection", "select now()")
+    before = registered()
+    log(f"end to end at {rate}/s offered ({int(share * 100)}% of the maximum), {DURATION} s")
+    result = wrk("register.lua", 64, DURATION, BENCH_RATE=rate)
+    caught_up()
+    sent = registered() - before
+    arrived = int(scalar("opd_inspection", f"""
+        select count(*) from processed_events
+        where consumer = '{INSPECTION_CONSUMER}' and event_time >= '{since}'"""))
+    hop = psql("opd_inspection", f"""
+        select percentile_cont(array[0.5, 0.99]) within group
+               (order by extract(epoch from processed_at - event_time) * 1000)
+        from processed_events
+        where consumer = '{INSPECTION_CONSUMER}' and event_time >= '{since}'""")
+    p50, p99 = (float(x) for x in hop.strip("{}").split(","))
+    results["end_to_end"].append({
+        "offered_per_s": rate, "achieved_per_s": result["throughput"],
+        "http_p99_ms": result["p99_ms"], "errors": result["errors"],
+        "hop_p50_ms": round(p50, 1), "hop_p99_ms": round(p99, 1),
+        "registered": sent, "never_arrived": sent - arrived,
+    })
+
+
+def drain_phase(results, backlog=20_000):
+    caught_up()
+    log(f"drain: {backlog} registrations while inspection is stopped")
+    dev("stop", "inspection")
+    before = registered()
+    result = wrk("register.lua", 64, 300, BENCH_LIMIT=backlog)
+    made = registered() - before
+    deadline = time.monotonic() + 120
+    while scalar("opd_registration", "select count(*) from outbox where published_at is null") > 0:
+        if time.monotonic() > deadline:
+            raise SystemExit("the relay did not publish the backlog within 120 s")
+        time.sleep(0.2)
+    since = psql("opd_inspection", "select now()")
+    log("drain: inspection starts again")
+    started = time.monotonic()
+    dev("start", "inspection")
+    caught_up(timeout=600)
+    wall = time.monotonic() - started
+    first, last = psql("opd_inspection", f"""
+        select extract(epoch from min(processed_at)), extract(epoch from max(processed_at))
+        from processed_events
+        where consumer = '{INSPECTION_CONSUMER}' and processed_at >= '{since}'""").split("|")
+    handling = float(last) - float(first)
+    results["drain"] = {
+        "backlog": made, "registration_errors": result["errors"],
+        "events_per_s": round(made / max(handling, 1e-3), 1),
+        "seconds_from_start_command": round(wall, 1),
+    }
+
+
+def pgbench_phase(results):
+    log("pgbench floors on the same PostgreSQL instance")
+    psql("postgres", "drop database if exists opd_bench")
+    psql("postgres", "create database opd_bench")
+    migrations = sorted(
+        list((ROOT / "migrations" / "shared").glob("*.sql"))
+        + list((ROOT / "migrations" / "registration").glob("*.sql")),
+        key=lambda path: int(path.name.split("_")[0]))
+    for migration in migrations:
+        subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{PG}/opd_bench",
+                        "-f", str(migration)], check=True, stdout=subprocess.DEVNULL)
+    for shape in ("essential", "registration"):
+        for clients in (1, 8, 64):
+            result = subprocess.run(
+                ["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)),
+                 "-T", str(DURATION), "-f",
+                 str(ROOT / "scripts" / "bench" / f"pgbench-{shape}.sql"), f"{PG}/opd_bench"],
+                check=True, capture_output=True, text=True)
+            tps = float(re.search(r"tps = ([0-9.]+)", result.stdout).group(1))
+            results["pgbench"].append({"shape": shape, "clients": clients, "tps": round(tps, 1)})
+    psql("postgres", "drop database opd_bench")
+
+
+def report(results):
+    runs = {(r["name"], r["connections"]): r for r in results["runs"]}
+    floors = {(p["shape"], p["clients"]): p["tps"] for p in results["pgbench"]}
+    print()
+    print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
+          f"{'errors':>8}{'× book':>8}{'× floor':>9}")
+    for (name, connections), r in runs.items():
+        book = BOOK.get(f"{name}_{connections}")
+        floor = floors.get(("essential", connections)) if name == "register" else None
+        print(f"{name:<22}{connections:>6}{r['throughput']:>10.0f}{r['p50_ms']:>9.1f}"
+              f"{r['p99_ms']:>9.1f}{r['p999_ms']:>9.1f}{r['errors']:>8}"
+              f"{(r['throughput'] / book) if book else float('nan'):>8.2f}"
+              f"{(r['throughput'] / floor) if floor else float('nan'):>9.2f}")
+    print()
+    for e in results["end_to_end"]:
+        print(f"end to end at {e['offered_per_s']}/s offered: achieved {e['achieved_per_s']:.0f}/s, "
+              f"hop p50 {e['hop_p50_ms']} ms, p99 {e['hop_p99_ms']} ms, "
+              f"never arrived {e['never_arrived']} of {e['registered']}, errors {e['errors']}")
+    d = results["drain"]
+    print(f"drain of a {d['backlog']}-event backlog: {d['events_per_s']:.0f} events/s "
+          f"({d['seconds_from_start_command']} s from `dev.sh start inspection`)")
+    print("pgbench tps (same instance): " + ", ".join(
+        f"{p['shape']} ×{p['clients']}: {p['tps']:.0f}" for p in results["pgbench"]))
+    c = results["cpu_ms_per_registration"]
+    print(f"CPU per registration end to end: {c['total']} ms "
+          f"(" + ", ".join(f"{k} {v}" for k, v in c.items()
+                           if k not in ("total", "registrations", "window")) + ")")
+    print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
+
+
+def main():
+    OUT.mkdir(parents=True, exist_ok=True)
+    results = {"machine": {"cores": os.cpu_count(), "duration_s": DURATION,
+                           "kernel": os.uname().release},
+               "runs": [], "end_to_end": [], "pgbench": []}
+    maximum = registration_phases(results)
+    view_phase(results)
+    for share in (0.5, 0.9):
+        end_to_end_phase(results, maximum, share)
+    drain_phase(results)
+    results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
+    pgbench_phase(results)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    report(results)
+    log(f"wrote {OUT / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+-- wrk script: POST /opd/patient/register with a patient id never used before.
+--
+-- Environment:
+--   BENCH_ID_BASE   first id of this run (ids are BENCH_ID_BASE + thread * 10^8 + n)
+--   BENCH_RATE      offered rate in requests/s for the whole run; unset means as fast as the
+--                   connections go (closed loop). With a rate, each thread sends on a fixed
+--                   schedule whatever the answers take, as far as its connections allow.
+--   BENCH_LIMIT     stop after this many requests in all (0 or unset: no limit)
+
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_usec; } bench_timeval;
+  int gettimeofday(bench_timeval *tv, void *tz);
+]]
+local tv = ffi.new("bench_timeval")
+local function now_ms()
+  ffi.C.gettimeofday(tv, nil)
+  return tonumber(tv.tv_sec) * 1000 + tonumber(tv.tv_usec) / 1000
+end
+
+local threads = {}
+local thread_count = 0
+
+function setup(thread)
+  thread_count = thread_count + 1
+  thread:set("tid", thread_count)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  base = tonumber(os.getenv("BENCH_ID_BASE") or "1000000000")
+  local rate = tonumber(os.getenv("BENCH_RATE") or "0")
+  local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
+  local count = tonumber(os.getenv("BENCH_THREADS") or "1")
+  interval = rate > 0 and (1000 * count / rate) or 0
+  per_thread_limit = limit > 0 and math.ceil(limit / count) or 0
+  sent = 0
+  answered = 0
+  next_slot = nil
+end
+
+function delay()
+  if interval == 0 then return 0 end
+  local now = now_ms()
+  if next_slot == nil then next_slot = now end
+  next_slot = next_slot + interval
+  local wait = next_slot - now
+  if wait < 0 then return 0 end
+  return wait
+end
+
+function request()
+  sent = sent + 1
+  local id = base + tid * 100000000 + sent
+  local body = string.format(
+    '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}',
+    id, id)
+  return wrk.format("POST", "/opd/patient/register", { ["Content-Type"] = "application/json" }, body)
+end
+
+function response(status, headers, body)
+  answered = answered + 1
+  if per_thread_limit > 0 and answered >= per_thread_limit then
+    wrk.thread:stop()
+  end
+end
+
+function done(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'BENCH {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,' ..
+    '"p50_us":%d,"p99_us":%d,"p999_us":%d}\n',
+    summary.requests, summary.duration, errors.status,
+    errors.connect + errors.read + errors.write + errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
+end
