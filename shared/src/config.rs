@@ -150,6 +150,12 @@ pub struct OutboxSettings {
     pub publish_timeout: Duration,
     /// Backoff while NATS or the database is unreachable.
     pub retry: RetrySettings,
+    /// Published rows are deleted once they are this old.
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// How often the relay deletes old published rows and old handled-event records.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -163,6 +169,10 @@ pub struct ConsumerSettings {
     /// that grows with each delivery; binding the consumer again after NATS was lost backs off
     /// the same way.
     pub retry: RetrySettings,
+    /// Handled event ids are kept this long to recognise a repeat. Far longer than anything
+    /// can repeat: a relay republishes within its lease, JetStream redelivers until acknowledged.
+    #[serde(with = "humantime_serde")]
+    pub inbox_retention: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,6 +235,8 @@ impl Settings {
                     initial: Duration::from_millis(200),
                     max: Duration::from_secs(10),
                 },
+                retention: Duration::from_secs(24 * 60 * 60),
+                prune_interval: Duration::from_secs(60),
             },
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(30),
@@ -233,6 +245,7 @@ impl Settings {
                     initial: Duration::from_millis(500),
                     max: Duration::from_secs(30),
                 },
+                inbox_retention: Duration::from_secs(7 * 24 * 60 * 60),
             },
             log: LogSettings {
                 filter: "info,sqlx=warn,async_nats=info".into(),

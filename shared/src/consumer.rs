@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -104,12 +104,11 @@ impl<H: EventHandler> Consumer<H> {
             .expires(wait)
             .messages()
             .await?;
-        let mut outcomes = Vec::new();
+        let mut batch = Vec::new();
         while let Some(message) = messages.next().await {
-            let message = message.map_err(|error| anyhow::anyhow!(error))?;
-            outcomes.push(self.process(message).await);
+            batch.push(message.map_err(|error| anyhow::anyhow!(error))?);
         }
-        Ok(outcomes)
+        Ok(self.process_batch(batch).await)
     }
 
     #[tracing::instrument(name = "consumer", skip_all, fields(durable = %self.durable))]
@@ -134,17 +133,32 @@ impl<H: EventHandler> Consumer<H> {
                     () = shutdown.cancelled() => break,
                     next = messages.next() => next,
                 };
+                let mut failure = None;
                 match next {
-                    Some(Ok(message)) => {
-                        self.process(message).await;
+                    Some(Ok(first)) => {
+                        // Whatever else has arrived already is handled with it, in one
+                        // transaction.
+                        let mut batch = vec![first];
+                        while batch.len() < self.settings.batch_size {
+                            match messages.next().now_or_never() {
+                                Some(Some(Ok(message))) => batch.push(message),
+                                Some(Some(Err(error))) => {
+                                    failure = Some(error);
+                                    break;
+                                }
+                                Some(None) | None => break,
+                            }
+                        }
+                        self.process_batch(batch).await;
                     }
-                    Some(Err(error)) => {
-                        // Missed heartbeats, a deleted consumer, a lost connection: bind again.
-                        tracing::warn!(%error, "consumer stream failed; binding again");
-                        sleep_or_cancel(backoff.next_delay(), &shutdown).await;
-                        break;
-                    }
+                    Some(Err(error)) => failure = Some(error),
                     None => break,
+                }
+                if let Some(error) = failure {
+                    // Missed heartbeats, a deleted consumer, a lost connection: bind again.
+                    tracing::warn!(%error, "consumer stream failed; binding again");
+                    sleep_or_cancel(backoff.next_delay(), &shutdown).await;
+                    break;
                 }
             }
         }
@@ -178,6 +192,85 @@ impl<H: EventHandler> Consumer<H> {
             .expires(Duration::from_secs(30))
             .messages()
             .await?)
+    }
+
+    /// Handles `batch` in one transaction: each event's id goes into the inbox and, the first
+    /// time, its effect is applied; one commit, then every message is acknowledged. A message
+    /// that cannot be decoded, and the whole batch if any handler fails, are handled one at a
+    /// time instead, so that one bad message never holds back or parks the others.
+    async fn process_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
+        let decoded: Vec<(usize, EventMeta, H::Event)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, message)| message.info().is_ok())
+            .filter_map(|(i, message)| decode::<H::Event>(message).ok().map(|(m, e)| (i, m, e)))
+            .collect();
+        if decoded.len() > 1 {
+            let positions: Vec<usize> = decoded.iter().map(|(i, _, _)| *i).collect();
+            match self.apply_together(decoded).await {
+                Ok(first_times) => {
+                    for (position, first_time) in positions.into_iter().zip(first_times) {
+                        if let Err(error) = batch[position].ack().await {
+                            // Committed: a redelivery is recognised and only acknowledged.
+                            tracing::warn!(%error, "acknowledgement not sent");
+                        }
+                        outcomes[position] = Some(if first_time {
+                            Outcome::Applied
+                        } else {
+                            Outcome::Duplicate
+                        });
+                    }
+                    tracing::debug!(events = outcomes.len(), "batch handled");
+                }
+                Err(error) => {
+                    tracing::info!(%error, "batch failed; handling its messages one by one");
+                }
+            }
+        }
+        let mut result = Vec::with_capacity(batch.len());
+        for (message, outcome) in batch.into_iter().zip(outcomes) {
+            result.push(match outcome {
+                Some(outcome) => outcome,
+                None => self.process(message).await,
+            });
+        }
+        result
+    }
+
+    /// For each event, whether it was applied now (false: it had been before).
+    async fn apply_together(
+        &self,
+        events: Vec<(usize, EventMeta, H::Event)>,
+    ) -> Result<Vec<bool>, HandlerError> {
+        let mut tx = self.pool.begin().await?;
+        let mut first_times = Vec::with_capacity(events.len());
+        for (_, meta, event) in events {
+            let first_time = self.record(&mut tx, &meta).await?;
+            if first_time {
+                self.handler.handle(&mut tx, event, &meta).await?;
+            }
+            first_times.push(first_time);
+        }
+        tx.commit().await?;
+        Ok(first_times)
+    }
+
+    /// Records the event's id in the inbox; false if it was there already.
+    async fn record(&self, tx: &mut PgConnection, meta: &EventMeta) -> Result<bool, sqlx::Error> {
+        Ok(sqlx::query!(
+            "insert into processed_events (consumer, event_id, subject, event_time)
+             values ($1, $2, $3, $4)
+             on conflict do nothing",
+            self.durable,
+            meta.id,
+            H::Event::SUBJECT,
+            meta.time,
+        )
+        .execute(tx)
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     async fn process(&self, message: jetstream::Message) -> Outcome {
@@ -262,19 +355,7 @@ impl<H: EventHandler> Consumer<H> {
         meta: &EventMeta,
     ) -> Result<bool, HandlerError> {
         let mut tx = self.pool.begin().await?;
-        let first_time = sqlx::query!(
-            "insert into processed_events (consumer, event_id, subject, event_time)
-             values ($1, $2, $3, $4)
-             on conflict do nothing",
-            self.durable,
-            meta.id,
-            H::Event::SUBJECT,
-            meta.time,
-        )
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
+        let first_time = self.record(&mut tx, meta).await?;
         if !first_time {
             return Ok(false);
         }

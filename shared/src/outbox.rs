@@ -1,25 +1,30 @@
 //! The transactional outbox and its relay to JetStream.
 //!
 //! A handler calls [`enqueue`] inside the transaction that changes its state, so the event is
-//! stored if and only if the change is. The [`Relay`] then publishes stored events in order,
-//! with the event id as `Nats-Msg-Id`, and stamps each one published only after JetStream has
-//! acknowledged it. A crash between the two leads to a second publish, which JetStream drops
-//! as a duplicate inside its window, and which consumers recognise by event id after it.
+//! stored if and only if the change is, and wakes the relay once it has committed
+//! ([`crate::service::AppState::events_written`]). The [`Relay`] claims a batch of unpublished
+//! rows with a short lease, publishes them all at once (one acknowledgement future per event,
+//! awaited together), then stamps the ones JetStream acknowledged in one statement. No
+//! transaction stays open while it talks to NATS. Each event carries its id as `Nats-Msg-Id`: a
+//! relay that dies between publishing and stamping leaves the rows to be published again once
+//! the lease runs out, and JetStream drops the repeat inside its duplicate window (consumers
+//! recognise it by event id after that).
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
-use sqlx::postgres::PgListener;
+use futures::future::join_all;
 use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{NatsSettings, OutboxSettings};
+use crate::config::{ConsumerSettings, NatsSettings, OutboxSettings};
 use crate::events::{Event, EventMeta};
 use crate::retry::{Backoff, sleep_or_cancel};
 use crate::service::Infra;
-
-/// The PostgreSQL channel that the outbox trigger notifies (see migrations/shared).
-const NOTIFY_CHANNEL: &str = "opd_outbox";
 
 /// Who causes an event: the producing service and the HTTP request behind it.
 #[derive(Debug, Clone)]
@@ -29,27 +34,50 @@ pub struct EventContext {
     pub request_id: Option<String>,
 }
 
+/// Everything of an outbox row but its payload: for [`enqueue`], and for a statement that
+/// builds the payload itself in SQL (registration's, which needs the token it hands out).
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: Uuid,
+    pub subject: &'static str,
+    pub event_type: &'static str,
+    pub source: &'static str,
+    pub request_id: Option<String>,
+}
+
+impl Envelope {
+    pub fn new<E: Event>(context: &EventContext) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            subject: E::SUBJECT,
+            event_type: E::TYPE,
+            source: context.source,
+            request_id: context.request_id.clone(),
+        }
+    }
+}
+
 /// Stores `event` in the outbox as part of the caller's transaction. Returns the event id.
 pub async fn enqueue<E: Event>(
     conn: &mut PgConnection,
     event: &E,
     context: &EventContext,
 ) -> Result<Uuid, sqlx::Error> {
-    let id = Uuid::now_v7();
+    let envelope = Envelope::new::<E>(context);
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query!(
         "insert into outbox (id, subject, event_type, source, payload, request_id)
          values ($1, $2, $3, $4, $5, $6)",
-        id,
-        E::SUBJECT,
-        E::TYPE,
-        context.source,
+        envelope.id,
+        envelope.subject,
+        envelope.event_type,
+        envelope.source,
         payload,
-        context.request_id,
+        envelope.request_id,
     )
     .execute(conn)
     .await?;
-    Ok(id)
+    Ok(envelope.id)
 }
 
 /// Publishes the outbox to JetStream until cancelled.
@@ -57,7 +85,9 @@ pub struct Relay {
     pool: PgPool,
     jetstream: jetstream::Context,
     settings: OutboxSettings,
+    consumer: ConsumerSettings,
     nats: NatsSettings,
+    wake: Arc<Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +96,21 @@ pub enum RelayError {
     Database(#[from] sqlx::Error),
     #[error("creating the stream: {0}")]
     Stream(anyhow::Error),
-    #[error("publishing event {id} to {subject}: {reason}")]
+    #[error("{failed} of {claimed} events not published; first: event {id} to {subject}: {reason}")]
     Publish {
+        failed: usize,
+        claimed: usize,
         id: Uuid,
         subject: String,
         reason: String,
     },
+}
+
+struct Claimed {
+    id: Uuid,
+    subject: String,
+    meta: EventMeta,
+    payload: serde_json::Value,
 }
 
 impl Relay {
@@ -80,7 +119,9 @@ impl Relay {
             pool: infra.pool.clone(),
             jetstream: infra.jetstream.clone(),
             settings: infra.settings.outbox.clone(),
+            consumer: infra.settings.consumer.clone(),
             nats: infra.settings.nats.clone(),
+            wake: infra.outbox_written.clone(),
         }
     }
 
@@ -97,13 +138,14 @@ impl Relay {
     #[tracing::instrument(name = "outbox_relay", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::from_settings(self.settings.retry);
-        let mut listener = None;
+        let mut next_prune = tokio::time::Instant::now();
         // A producer may start before any consumer: until the stream is known to exist,
         // make sure of it first, or JetStream has nowhere to store what we publish.
         let mut stream_ready = false;
         while !shutdown.is_cancelled() {
-            if listener.is_none() {
-                listener = self.listen().await;
+            if tokio::time::Instant::now() >= next_prune {
+                self.prune().await;
+                next_prune = tokio::time::Instant::now() + self.settings.prune_interval;
             }
             let result = if stream_ready {
                 self.publish_batch().await
@@ -117,12 +159,11 @@ impl Relay {
                 }
             };
             match result {
-                Ok(published) => {
+                // A full batch means more may be waiting: go again at once.
+                Ok(published) if published >= self.batch_size() => backoff.reset(),
+                Ok(_) => {
                     backoff.reset();
-                    // A full batch means more may be waiting: go again at once.
-                    if published < self.settings.batch_size as usize {
-                        self.wait_for_work(&mut listener, &shutdown).await;
-                    }
+                    self.wait_for_work(&shutdown).await;
                 }
                 Err(error) => {
                     // The stream may be what is missing (deleted, or a new cluster).
@@ -138,126 +179,174 @@ impl Relay {
         tracing::info!("outbox relay stopped");
     }
 
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(NOTIFY_CHANNEL).await.ok()?;
-        Some(listener)
+    fn batch_size(&self) -> usize {
+        usize::try_from(self.settings.batch_size).unwrap_or(0)
     }
 
-    /// Sleeps until an event is written, the polling tick passes, or shutdown.
-    async fn wait_for_work(&self, listener: &mut Option<PgListener>, shutdown: &CancellationToken) {
-        let tick = tokio::time::sleep(self.settings.poll_interval);
-        match listener {
-            Some(active) => {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tick => {}
-                    received = active.recv() => {
-                        if let Err(error) = received {
-                            tracing::warn!(%error, "outbox notifications lost; polling until they are back");
-                            *listener = None;
-                        }
-                    }
-                }
-            }
-            None => {
-                tokio::select! {
-                    () = shutdown.cancelled() => {}
-                    () = tick => {}
-                }
-            }
+    /// Sleeps until a request wakes us, the polling tick passes, or shutdown. The tick finds
+    /// rows that another replica wrote and could not relay (it died), once their lease is out.
+    async fn wait_for_work(&self, shutdown: &CancellationToken) {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = tokio::time::sleep(self.settings.poll_interval) => {}
+            () = self.wake.notified() => {}
         }
     }
 
-    /// Publishes up to one batch, oldest first. Rows are locked with `skip locked`, so several
-    /// replicas of a service can relay side by side without publishing the same row at once.
+    /// Claims up to one batch, oldest first, publishes it and stamps what was acknowledged.
+    /// Several replicas relay side by side: `skip locked` and the lease keep them off each
+    /// other's rows.
     async fn publish_batch(&self) -> Result<usize, RelayError> {
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query!(
-            "select id, subject, event_type, source, payload, request_id, created_at
-             from outbox
-             where published_at is null
-             order by id
-             limit $1
-             for update skip locked",
-            self.settings.batch_size,
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-
-        let mut published = 0;
-        for row in rows {
-            let meta = EventMeta {
-                id: row.id,
-                event_type: row.event_type,
-                source: row.source,
-                time: row.created_at,
-                request_id: row.request_id,
-            };
-            let subject = row.subject;
-            match self.publish(&subject, &meta, &row.payload).await {
-                Ok(()) => {
-                    sqlx::query!(
-                        "update outbox
-                         set published_at = now(), attempts = attempts + 1, last_error = null
-                         where id = $1",
-                        row.id,
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    published += 1;
-                }
-                Err(reason) => {
-                    sqlx::query!(
-                        "update outbox set attempts = attempts + 1, last_error = $2 where id = $1",
-                        row.id,
-                        reason,
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    tx.commit().await?;
-                    return Err(RelayError::Publish {
-                        id: row.id,
-                        subject,
-                        reason,
-                    });
-                }
-            }
+        let claimed = self.claim().await?;
+        if claimed.is_empty() {
+            return Ok(0);
         }
-        tx.commit().await?;
-        Ok(published)
+        let outcomes = self.publish_all(&claimed).await;
+        let published: Vec<Uuid> = claimed
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(row, _)| row.id)
+            .collect();
+        sqlx::query!(
+            "update outbox
+             set published_at = now(), attempts = attempts + 1, last_error = null,
+                 claimed_until = null
+             where id = any($1)",
+            &published,
+        )
+        .execute(&self.pool)
+        .await?;
+        let failures: Vec<(&Claimed, &String)> = claimed
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(row, outcome)| outcome.as_ref().err().map(|reason| (row, reason)))
+            .collect();
+        for (row, reason) in &failures {
+            // Released at once, so that the retry after the backoff may take it again.
+            sqlx::query!(
+                "update outbox
+                 set attempts = attempts + 1, last_error = $2, claimed_until = null
+                 where id = $1",
+                row.id,
+                reason.as_str(),
+            )
+            .execute(&self.pool)
+            .await?;
+        }
+        match failures.first() {
+            None => Ok(published.len()),
+            Some((row, reason)) => Err(RelayError::Publish {
+                failed: failures.len(),
+                claimed: claimed.len(),
+                id: row.id,
+                subject: row.subject.clone(),
+                reason: (*reason).clone(),
+            }),
+        }
     }
 
-    async fn publish(
-        &self,
-        subject: &str,
-        meta: &EventMeta,
-        payload: &serde_json::Value,
-    ) -> Result<(), String> {
-        let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+    async fn claim(&self) -> Result<Vec<Claimed>, sqlx::Error> {
+        // Long enough for every publish of the batch to be acknowledged or to time out.
+        let lease = (self.settings.publish_timeout * 2 + Duration::from_secs(5)).as_secs_f64();
+        let mut rows = sqlx::query!(
+            "update outbox set claimed_until = now() + make_interval(secs => $2)
+             where id in (
+                 select id from outbox
+                 where published_at is null and (claimed_until is null or claimed_until < now())
+                 order by id
+                 limit $1
+                 for update skip locked
+             )
+             returning id, subject, event_type, source, payload, request_id, created_at",
+            self.settings.batch_size,
+            lease,
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // Event ids are UUIDv7, in the order the events were written.
+        rows.sort_by_key(|row| row.id);
+        Ok(rows
+            .into_iter()
+            .map(|row| Claimed {
+                id: row.id,
+                meta: EventMeta {
+                    id: row.id,
+                    event_type: row.event_type,
+                    source: row.source,
+                    time: row.created_at,
+                    request_id: row.request_id,
+                },
+                subject: row.subject,
+                payload: row.payload,
+            })
+            .collect())
+    }
+
+    /// Sends every publish in order on the one connection, then awaits the acknowledgements
+    /// together: one round trip's wait for the whole batch instead of one per event.
+    async fn publish_all(&self, rows: &[Claimed]) -> Vec<Result<(), String>> {
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            pending.push(self.send(row).await);
+        }
+        let timeout = self.settings.publish_timeout;
+        join_all(pending.into_iter().map(|sent| async move {
+            let ack = sent?;
+            match tokio::time::timeout(timeout, ack).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no acknowledgement within {timeout:?}")),
+            }
+        }))
+        .await
+    }
+
+    async fn send(&self, row: &Claimed) -> Result<jetstream::context::PublishAckFuture, String> {
+        let body = serde_json::to_vec(&row.payload).map_err(|e| e.to_string())?;
         let message = PublishMessage::build()
             .payload(Bytes::from(body))
-            .headers(meta.to_headers());
-        let publish = async {
-            let ack = self
-                .jetstream
-                .send_publish(subject.to_owned(), message)
-                .await
-                .map_err(|e| e.to_string())?;
-            ack.await.map_err(|e| e.to_string())
-        };
-        match tokio::time::timeout(self.settings.publish_timeout, publish).await {
-            Ok(Ok(ack)) => {
-                if ack.duplicate {
-                    tracing::debug!(event_id = %meta.id, "JetStream already had this event");
+            .headers(row.meta.to_headers());
+        self.jetstream
+            .send_publish(row.subject.clone(), message)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Deletes published outbox rows and handled-event records once they are old enough that
+    /// nothing can need them: a republish after a crash happens within a lease, a redelivery
+    /// within the stream's life. A few thousand rows at a time, so no lock is held for long.
+    async fn prune(&self) {
+        let outbox = sqlx::query!(
+            "delete from outbox where id in (
+                 select id from outbox
+                 where published_at < now() - make_interval(secs => $1)
+                 limit 5000
+             )",
+            self.settings.retention.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await;
+        let inbox = sqlx::query!(
+            "delete from processed_events where (consumer, event_id) in (
+                 select consumer, event_id from processed_events
+                 where processed_at < now() - make_interval(secs => $1)
+                 limit 5000
+             )",
+            self.consumer.inbox_retention.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await;
+        match (outbox, inbox) {
+            (Ok(outbox), Ok(inbox)) => {
+                let (outbox, inbox) = (outbox.rows_affected(), inbox.rows_affected());
+                if outbox + inbox > 0 {
+                    tracing::info!(outbox, inbox, "pruned old outbox and inbox rows");
                 }
-                Ok(())
             }
-            Ok(Err(reason)) => Err(reason),
-            Err(_) => Err(format!(
-                "no acknowledgement within {:?}",
-                self.settings.publish_timeout
-            )),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(%error, "pruning failed; will try again");
+            }
         }
     }
 }

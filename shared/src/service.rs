@@ -4,6 +4,8 @@
 //! its routes and the events it consumes. Everything else (configuration, connections, the HTTP
 //! stack, the outbox relay, the consumers, shutdown) is built here from that description.
 
+use std::sync::Arc;
+
 use async_nats::jetstream;
 use axum::Router;
 use axum::extract::State;
@@ -11,6 +13,7 @@ use futures::future::BoxFuture;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServiceDefaults, Settings};
@@ -58,9 +61,27 @@ impl Service {
 pub struct AppState {
     pub pool: PgPool,
     pub service: &'static Service,
+    outbox_written: Arc<Notify>,
 }
 
 impl AppState {
+    /// Tells the outbox relay that events were committed: call it after the commit of every
+    /// transaction that wrote to the outbox. (Without it they go out on the relay's polling
+    /// tick.)
+    pub fn events_written(&self) {
+        self.outbox_written.notify_one();
+    }
+
+    /// Commits a transaction that wrote to the outbox, and wakes the relay.
+    pub async fn commit(
+        &self,
+        tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
+        tx.commit().await?;
+        self.events_written();
+        Ok(())
+    }
+
     /// Who causes the events this request writes to the outbox.
     pub fn event_context(&self, request_id: Option<String>) -> EventContext {
         EventContext {
@@ -108,6 +129,8 @@ pub struct Infra {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
+    /// Requests that wrote events wake the relay through it.
+    pub outbox_written: Arc<Notify>,
 }
 
 impl Infra {
@@ -120,6 +143,7 @@ impl Infra {
             pool,
             nats,
             jetstream,
+            outbox_written: Arc::new(Notify::new()),
         })
     }
 }
@@ -127,11 +151,12 @@ impl Infra {
 /// The service's HTTP API with its state and the common middleware, without health routes:
 /// what a request meets after the health checks.
 pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
-    crate::http::with_common_layers(routes_with_state(service, pool), &settings.http)
-}
-
-fn routes_with_state(service: &'static Service, pool: PgPool) -> Router {
-    (service.routes)().with_state(AppState { pool, service })
+    let state = AppState {
+        pool,
+        service,
+        outbox_written: Arc::new(Notify::new()),
+    };
+    crate::http::with_common_layers((service.routes)().with_state(state), &settings.http)
 }
 
 /// A built service: a bound listener, its router and background tasks, not yet running.
@@ -157,8 +182,15 @@ impl Application {
             pool: infra.pool.clone(),
             nats: infra.nats.clone(),
         };
+        let state = AppState {
+            pool: infra.pool.clone(),
+            service,
+            outbox_written: infra.outbox_written.clone(),
+        };
         let router = crate::http::with_common_layers(
-            routes_with_state(service, infra.pool.clone()).merge(health::routes(readiness)),
+            (service.routes)()
+                .with_state(state)
+                .merge(health::routes(readiness)),
             http,
         );
         Ok(Self {

@@ -1,41 +1,109 @@
 //! Queue tokens: a per-day sequence kept in the database.
+//!
+//! A token is handed out by the same single statement that creates its reason (a registration,
+//! or a new visit of a registered patient) and writes the `patient.register` event announcing
+//! it. Today's counter row is locked by the upsert that advances it until that statement's
+//! implicit transaction ends, inside PostgreSQL: never across a round trip to this service, so
+//! concurrent requests from any number of replicas queue on it only for microseconds.
 
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool};
 
 use opd_shared::domain::PatientId;
+use opd_shared::outbox::Envelope;
 
-/// A token handed out to a patient: the book's `{"id", "token"}` answer.
+use crate::domain::PatientForm;
+
+/// A token handed out to a patient: the book's `{"id", "token"}` answer, and the payload of
+/// `patient.register` (the statements below build that payload in SQL with these two fields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct IssuedToken {
     pub id: PatientId,
     pub token: i64,
 }
 
-/// Hands out the next token of the day to `patient`, inside the caller's transaction. The
-/// upsert locks today's counter row until the transaction ends, which serialises concurrent
-/// requests from any number of replicas.
-pub async fn issue(tx: &mut PgConnection, patient: PatientId) -> Result<IssuedToken, sqlx::Error> {
-    let issued = sqlx::query!(
-        "insert into token_counters (day, last_token)
-         values (token_day(), 1)
-         on conflict (day) do update set last_token = token_counters.last_token + 1
-         returning day, last_token",
+/// Registers a new patient with the day's next token and its `patient.register` event. None if
+/// a patient with that id is registered already (then nothing is written).
+pub async fn register(
+    pool: &PgPool,
+    form: &PatientForm,
+    event: &Envelope,
+) -> Result<Option<IssuedToken>, sqlx::Error> {
+    let token = sqlx::query_scalar!(
+        r#"with patient as (
+               insert into patients (id, full_name, address, sex, email, phone, remarks)
+               values ($1, $2, $3, $4, $5, $6, $7)
+               on conflict (id) do nothing
+               returning id
+           ), counter as (
+               insert into token_counters (day, last_token)
+               select token_day(), 1 from patient
+               on conflict (day) do update set last_token = token_counters.last_token + 1
+               returning day, last_token
+           ), issued as (
+               insert into issued_tokens (day, token, patient_id)
+               select day, last_token, $1 from counter
+               returning token
+           ), announced as (
+               insert into outbox (id, subject, event_type, source, request_id, payload)
+               select $8, $9, $10, $11, $12, json_build_object('id', $1::bigint, 'token', token)
+               from issued
+           )
+           select token as "token!" from issued"#,
+        form.id.get(),
+        form.full_name.as_str(),
+        form.address.as_deref(),
+        form.sex.map(|sex| sex.as_str()),
+        form.email.as_ref().map(|email| email.as_str()),
+        form.phone.map(|phone| phone.get()),
+        form.remarks.as_deref(),
+        event.id,
+        event.subject,
+        event.event_type,
+        event.source,
+        event.request_id,
     )
-    .fetch_one(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    sqlx::query!(
-        "insert into issued_tokens (day, token, patient_id) values ($1, $2, $3)",
-        issued.day,
-        issued.last_token,
+    Ok(token.map(|token| IssuedToken { id: form.id, token }))
+}
+
+/// Hands a registered patient the day's next token for a new visit, with its
+/// `patient.register` event. None if no patient has that id.
+pub async fn issue_for_visit(
+    pool: &PgPool,
+    patient: PatientId,
+    event: &Envelope,
+) -> Result<Option<IssuedToken>, sqlx::Error> {
+    let token = sqlx::query_scalar!(
+        r#"with patient as (
+               -- `for share` keeps the patient from being deleted under us.
+               select id from patients where id = $1 for share
+           ), counter as (
+               insert into token_counters (day, last_token)
+               select token_day(), 1 from patient
+               on conflict (day) do update set last_token = token_counters.last_token + 1
+               returning day, last_token
+           ), issued as (
+               insert into issued_tokens (day, token, patient_id)
+               select day, last_token, $1 from counter
+               returning token
+           ), announced as (
+               insert into outbox (id, subject, event_type, source, request_id, payload)
+               select $2, $3, $4, $5, $6, json_build_object('id', $1::bigint, 'token', token)
+               from issued
+           )
+           select token as "token!" from issued"#,
         patient.get(),
+        event.id,
+        event.subject,
+        event.event_type,
+        event.source,
+        event.request_id,
     )
-    .execute(&mut *tx)
+    .fetch_optional(pool)
     .await?;
-    Ok(IssuedToken {
-        id: patient,
-        token: issued.last_token,
-    })
+    Ok(token.map(|token| IssuedToken { id: patient, token }))
 }
 
 /// The outcome of asking for the sequence to continue from `n`.

@@ -92,7 +92,7 @@ pub async fn record(
         notes: form.notes,
     };
     outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     tracing::info!("inspection recorded; patient sent for treatment");
     Ok((StatusCode::CREATED, Json(event)))
 }

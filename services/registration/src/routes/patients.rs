@@ -7,46 +7,32 @@ use serde::Serialize;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
+use opd_shared::events::PatientRegistered;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::outbox::Envelope;
 use opd_shared::service::AppState;
 
-use super::{issue_token, unknown_patient};
+use super::unknown_patient;
 use crate::domain::PatientForm;
-use crate::token_counter::IssuedToken;
+use crate::token_counter::{self, IssuedToken};
 
-/// Stores a new patient, hands out today's next token and, in the same transaction, writes the
-/// `patient.register` event to the outbox.
+/// Stores a new patient, hands out today's next token and writes the `patient.register` event
+/// to the outbox, all in one statement.
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn register(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     JsonBody(form): JsonBody<PatientForm>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let mut tx = state.pool.begin().await?;
-    let inserted = sqlx::query!(
-        "insert into patients (id, full_name, address, sex, email, phone, remarks)
-         values ($1, $2, $3, $4, $5, $6, $7)
-         on conflict (id) do nothing",
-        form.id.get(),
-        form.full_name.as_str(),
-        form.address.as_deref(),
-        form.sex.map(|sex| sex.as_str()),
-        form.email.as_ref().map(|email| email.as_str()),
-        form.phone.map(|phone| phone.get()),
-        form.remarks.as_deref(),
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
+    let event = Envelope::new::<PatientRegistered>(&state.event_context(request_id));
+    let Some(issued) = token_counter::register(&state.pool, &form, &event).await? else {
         return Err(ApiError::Conflict(format!(
             "patient {} is already registered: change the record with PUT /opd/patient/update, \
              or get a token for a new visit with GET /opd/patient/token/{}",
             form.id, form.id
         )));
-    }
-    let issued = issue_token(&mut tx, form.id, &state.event_context(request_id)).await?;
-    tx.commit().await?;
+    };
+    state.events_written();
     tracing::info!(token = issued.token, "patient registered");
     Ok((StatusCode::CREATED, Json(issued)))
 }

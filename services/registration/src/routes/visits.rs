@@ -8,7 +8,10 @@ use opd_shared::error::ApiError;
 use opd_shared::http::{PathParam, RequestId};
 use opd_shared::service::AppState;
 
-use super::{issue_token, unknown_patient};
+use opd_shared::events::PatientRegistered;
+use opd_shared::outbox::Envelope;
+
+use super::unknown_patient;
 use crate::token_counter::{self, IssuedToken, Reset};
 
 /// A token for a new visit of a registered patient, announced as `patient.register`.
@@ -18,16 +21,11 @@ pub async fn next_visit(
     RequestId(request_id): RequestId,
     PathParam(id): PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    let mut tx = state.pool.begin().await?;
-    // `for share` keeps the patient from being deleted under us; tokens reference it.
-    let known = sqlx::query_scalar!("select id from patients where id = $1 for share", id.get())
-        .fetch_optional(&mut *tx)
-        .await?;
-    if known.is_none() {
-        return Err(unknown_patient(id));
-    }
-    let issued = issue_token(&mut tx, id, &state.event_context(request_id)).await?;
-    tx.commit().await?;
+    let event = Envelope::new::<PatientRegistered>(&state.event_context(request_id));
+    let issued = token_counter::issue_for_visit(&state.pool, id, &event)
+        .await?
+        .ok_or_else(|| unknown_patient(id))?;
+    state.events_written();
     tracing::info!(token = issued.token, "token issued");
     Ok(Json(issued))
 }

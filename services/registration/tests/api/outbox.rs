@@ -127,3 +127,53 @@ async fn two_replicas_relay_side_by_side_without_publishing_a_row_twice() {
     assert_eq!(app.events("patient.register").await.len(), 40);
     second.stop().await;
 }
+
+#[tokio::test]
+async fn the_relay_keeps_up_under_sustained_load() {
+    let app = spawn_app().await;
+    app.stream_info().await;
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
+    // Eight writers register as fast as they can while a watcher samples how long the oldest
+    // unpublished event has waited. A relay that stalls, however briefly, shows up here.
+    let writers = futures::future::join_all((0..8_i64).map(|writer| {
+        let app = &app;
+        async move {
+            let mut written = 0;
+            while tokio::time::Instant::now() < until {
+                register(app, (writer + 1) * 1_000_000 + written).await;
+                written += 1;
+            }
+            written
+        }
+    }));
+    let watcher = async {
+        let mut worst_ms = 0;
+        while tokio::time::Instant::now() < until {
+            let waited = app
+                .count(
+                    "select coalesce(extract(milliseconds from now() - min(created_at)), 0)::bigint
+                     from outbox where published_at is null",
+                )
+                .await;
+            worst_ms = worst_ms.max(waited);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        worst_ms
+    };
+    let (written, worst_ms) = futures::join!(writers, watcher);
+    let written: i64 = written.iter().sum();
+    assert!(written > 100, "only {written} registrations in 8 s");
+    assert!(
+        worst_ms < 3_000,
+        "an event waited {worst_ms} ms for the relay while {written} were written"
+    );
+    eventually("the outbox to be drained", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.events("patient.register").await.len() as i64,
+        written,
+        "every event published once"
+    );
+}

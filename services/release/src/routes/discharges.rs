@@ -98,7 +98,7 @@ pub async fn discharge(
         };
         outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
     }
-    tx.commit().await?;
+    state.commit(tx).await?;
     tracing::info!("patient released");
     Ok((
         StatusCode::CREATED,

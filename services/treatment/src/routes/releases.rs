@@ -54,7 +54,7 @@ pub async fn request(
         notes: form.notes,
     };
     outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
-    tx.commit().await?;
+    state.commit(tx).await?;
     tracing::info!("release requested");
     Ok((StatusCode::CREATED, Json("Release event published")))
 }
