@@ -20,6 +20,8 @@ PATH="$(ensure_postgres):$PATH"   # pgbench ships with the server
 export OPD_DEV_DIR="$ROOT/target/bench/dev" OPD_DEV_PROFILE=release
 # Every request would otherwise write a log line: the figures are for the services, not the disk.
 export OPD_LOG__FILTER="${OPD_LOG__FILTER:-warn}"
+# Where PostgreSQL spends its time, statement by statement.
+export PG_EXTRA_OPTIONS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
 
 if curl -fsS -o /dev/null http://127.0.0.1:9090/healthz 2>/dev/null; then
     die "something already answers on port 9090 (scripts/dev.sh up?): stop it first"

@@ -168,6 +168,7 @@ def registration_phases(results):
     maximum = 0
     for connections in (1, 8, 64):
         log(f"registration at {connections} connection(s), {DURATION} s")
+        reset_statements()
         before = registered()
         cpu_before = cpu_seconds()
         result = wrk("register.lua", connections, DURATION)
@@ -179,6 +180,7 @@ def registration_phases(results):
         results["runs"].append(result)
         if connections == 64:
             maximum = result["throughput"]
+            results["postgres_profile"] = statement_profile(count)
             per_group = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(count, 1), 3)
                          for k in cpu_before}
             results["cpu_ms_per_registration"] = {
@@ -187,6 +189,30 @@ def registration_phases(results):
                 "window": "the 64-connection run and the drain after it",
             }
     return maximum
+
+
+def reset_statements():
+    for database in ("opd_registration", "opd_inspection"):
+        psql(database, "create extension if not exists pg_stat_statements")
+    psql("opd_registration", "select pg_stat_statements_reset()")
+
+
+def statement_profile(registrations):
+    """PostgreSQL's own time per registration, by statement, over the last phase and its drain:
+    the database half of the CPU profile."""
+    rows = psql("opd_registration", """
+        select d.datname, s.calls, round(s.total_exec_time::numeric, 1),
+               regexp_replace(left(s.query, 90), '\s+', ' ', 'g')
+        from pg_stat_statements s join pg_database d on d.oid = s.dbid
+        where d.datname like 'opd_%' and s.calls > 0
+        order by s.total_exec_time desc limit 8""")
+    profile = []
+    for line in rows.splitlines():
+        database, calls, total_ms, query = line.split("|", 3)
+        profile.append({"database": database, "calls": int(calls),
+                        "ms_per_registration": round(float(total_ms) / max(registrations, 1), 4),
+                        "query": query})
+    return profile
 
 
 def view_phase(results):
@@ -200,12 +226,11 @@ def view_phase(results):
     results["runs"].append(result)
 
 
-def end_to_end_phase(results, maximum, share):
-    rate = int(maximum * share)
+def end_to_end_phase(results, rate, label):
     caught_up()
     since = psql("opd_inspection", "select now()")
     before = registered()
-    log(f"end to end at {rate}/s offered ({int(share * 100)}% of the maximum), {DURATION} s")
+    log(f"end to end at {rate}/s offered ({label}), {DURATION} s")
     result = wrk("register.lua", 64, DURATION, BENCH_RATE=rate)
     caught_up()
     sent = registered() - before
@@ -219,7 +244,7 @@ def end_to_end_phase(results, maximum, share):
         where consumer = '{INSPECTION_CONSUMER}' and event_time >= '{since}'""")
     p50, p99 = (float(x) for x in hop.strip("{}").split(","))
     results["end_to_end"].append({
-        "offered_per_s": rate, "achieved_per_s": result["throughput"],
+        "offered": label, "offered_per_s": rate, "achieved_per_s": result["throughput"],
         "http_p99_ms": result["p99_ms"], "errors": result["errors"],
         "hop_p50_ms": round(p50, 1), "hop_p99_ms": round(p99, 1),
         "registered": sent, "never_arrived": sent - arrived,
@@ -267,11 +292,13 @@ def pgbench_phase(results):
     for migration in migrations:
         subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", f"{PG}/opd_bench",
                         "-f", str(migration)], check=True, stdout=subprocess.DEVNULL)
+    run = 0
     for shape in ("essential", "registration"):
         for clients in (1, 8, 64):
+            run += 1
             result = subprocess.run(
                 ["pgbench", "-n", "-c", str(clients), "-j", str(min(clients, 2)),
-                 "-T", str(DURATION), "-f",
+                 "-T", str(DURATION), "-D", "n=0", "-D", f"base={run * 10**12}", "-f",
                  str(ROOT / "scripts" / "bench" / f"pgbench-{shape}.sql"), f"{PG}/opd_bench"],
                 check=True, capture_output=True, text=True)
             tps = float(re.search(r"tps = ([0-9.]+)", result.stdout).group(1))
@@ -294,7 +321,8 @@ def report(results):
               f"{(r['throughput'] / floor) if floor else float('nan'):>9.2f}")
     print()
     for e in results["end_to_end"]:
-        print(f"end to end at {e['offered_per_s']}/s offered: achieved {e['achieved_per_s']:.0f}/s, "
+        print(f"end to end at {e['offered_per_s']}/s offered ({e['offered']}): "
+              f"achieved {e['achieved_per_s']:.0f}/s, "
               f"hop p50 {e['hop_p50_ms']} ms, p99 {e['hop_p99_ms']} ms, "
               f"never arrived {e['never_arrived']} of {e['registered']}, errors {e['errors']}")
     d = results["drain"]
@@ -307,6 +335,9 @@ def report(results):
           f"(" + ", ".join(f"{k} {v}" for k, v in c.items()
                            if k not in ("total", "registrations", "window")) + ")")
     print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
+    print("PostgreSQL execution time per registration, by statement (64-connection run):")
+    for p in results["postgres_profile"]:
+        print(f"  {p['ms_per_registration']:>7.4f} ms  {p['calls']:>7} calls  {p['database']:<17} {p['query']}")
 
 
 def main():
@@ -317,7 +348,8 @@ def main():
     maximum = registration_phases(results)
     view_phase(results)
     for share in (0.5, 0.9):
-        end_to_end_phase(results, maximum, share)
+        end_to_end_phase(results, int(maximum * share), f"{int(share * 100)}% of the maximum")
+    end_to_end_phase(results, 1000, "the target rate of issue 8")
     drain_phase(results)
     results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
     pgbench_phase(results)

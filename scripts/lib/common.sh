@@ -106,7 +106,8 @@ pg_run() {
 }
 
 # pg_start DATA_DIR PORT: a throwaway cluster on 127.0.0.1:PORT, superuser `postgres` with
-# password `postgres` (development only), unix socket in DATA_DIR.
+# password `postgres` (development only), unix socket in DATA_DIR. PG_EXTRA_OPTIONS adds server
+# options (scripts/bench.sh loads pg_stat_statements).
 pg_start() {
     local data port="$2" bin
     mkdir -p "$1"; data="$(cd "$1" && pwd)"
@@ -119,7 +120,7 @@ pg_start() {
         rm -f "$pwfile"
     fi
     pg_run "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
-        -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >/dev/null \
+        -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off ${PG_EXTRA_OPTIONS:-}" start >/dev/null \
         || { cat "$data/server.log" >&2; die "PostgreSQL did not start"; }
 }
 
