@@ -5,7 +5,7 @@
 # (one node each, three where clustering is tested; see testing/src/nats.rs).
 #
 #   scripts/test.sh                 everything
-#   scripts/test.sh -p inspection   extra arguments go to `cargo test`
+#   scripts/test.sh -p inspection   extra arguments go to `cargo test` (instead of --workspace)
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -62,7 +62,9 @@ log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 log "cargo test (nats-server $("$NATS_SERVER_BIN" --version | awk '{print $2}'), PostgreSQL ${POSTGRES_MAJOR})"
 started=$SECONDS
-cargo test --workspace --all-features "$@" 2>&1 | tee "$WORK/cargo-test.log"
+# Arguments choose what to test (`-p inspection`); without any, the whole workspace.
+if [ "$#" -eq 0 ]; then set -- --workspace; fi
+cargo test --all-features "$@" 2>&1 | tee "$WORK/cargo-test.log"
 log "cargo test took $((SECONDS - started)) s (build included)"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 }

@@ -7,14 +7,17 @@
 //! messages behind it. A passing failure (database down) is negatively acknowledged with a
 //! growing delay, and JetStream redelivers it.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
+use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta};
@@ -238,15 +241,34 @@ impl<H: EventHandler> Consumer<H> {
         result
     }
 
-    /// For each event, whether it was applied now (false: it had been before).
+    /// For each event, whether it was applied now (false: it had been before). The inbox rows of
+    /// the whole batch are written by one statement, then each new event's effect is applied.
     async fn apply_together(
         &self,
         events: Vec<(usize, EventMeta, H::Event)>,
     ) -> Result<Vec<bool>, HandlerError> {
+        let ids: Vec<Uuid> = events.iter().map(|(_, meta, _)| meta.id).collect();
+        let times: Vec<DateTime<Utc>> = events.iter().map(|(_, meta, _)| meta.time).collect();
         let mut tx = self.pool.begin().await?;
+        let mut new: HashSet<Uuid> = sqlx::query_scalar!(
+            "insert into processed_events (consumer, event_id, subject, event_time)
+             select $1, event_id, $2, event_time
+             from unnest($3::uuid[], $4::timestamptz[]) as batch (event_id, event_time)
+             on conflict do nothing
+             returning event_id",
+            self.durable,
+            H::Event::SUBJECT,
+            &ids,
+            &times,
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
         let mut first_times = Vec::with_capacity(events.len());
         for (_, meta, event) in events {
-            let first_time = self.record(&mut tx, &meta).await?;
+            // An event twice in one batch is new only the first time.
+            let first_time = new.remove(&meta.id);
             if first_time {
                 self.handler.handle(&mut tx, event, &meta).await?;
             }
