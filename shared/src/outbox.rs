@@ -11,15 +11,13 @@
 //! recognise it by event id after that).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::future::join_all;
 use sqlx::{PgConnection, PgPool};
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -108,16 +106,6 @@ pub enum RelayError {
     },
 }
 
-/// A batch whose publishes are sent and whose acknowledgements are awaited.
-struct InFlight {
-    rows: Vec<Claimed>,
-    sent: Vec<Result<jetstream::context::PublishAckFuture, String>>,
-}
-
-/// Batches sent and not yet acknowledged and stamped, at most: the relay claims and sends the
-/// next batch while earlier ones wait for JetStream, instead of one round of waiting per batch.
-const BATCHES_IN_FLIGHT: usize = 4;
-
 struct Claimed {
     id: Uuid,
     subject: String,
@@ -149,87 +137,46 @@ impl Relay {
 
     #[tracing::instrument(name = "outbox_relay", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
-        let relay = Arc::new(self);
-        let mut backoff = Backoff::from_settings(relay.settings.retry);
+        let mut backoff = Backoff::from_settings(self.settings.retry);
         let mut next_prune = tokio::time::Instant::now();
-        let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-        let mut finishing = JoinSet::new();
-        // Set by a batch that could not be published in full: back off, look at the stream.
-        let failed = Arc::new(AtomicBool::new(false));
         // A producer may start before any consumer: until the stream is known to exist,
         // make sure of it first, or JetStream has nowhere to store what we publish.
         let mut stream_ready = false;
         while !shutdown.is_cancelled() {
-            while finishing.try_join_next().is_some() {}
             if tokio::time::Instant::now() >= next_prune {
-                relay.prune().await;
-                next_prune = tokio::time::Instant::now() + relay.settings.prune_interval;
+                self.prune().await;
+                next_prune = tokio::time::Instant::now() + self.settings.prune_interval;
             }
-            if failed.swap(false, Ordering::SeqCst) {
-                // The stream may be what is missing (deleted, or a new cluster).
-                stream_ready = false;
-                relay
-                    .pause(&mut backoff, "publishing failed", &shutdown)
-                    .await;
-                continue;
-            }
-            if !stream_ready {
-                match crate::nats::ensure_stream(&relay.jetstream, &relay.nats).await {
-                    Ok(_) => stream_ready = true,
-                    Err(error) => {
-                        relay
-                            .pause(
-                                &mut backoff,
-                                &format!("creating the stream: {error}"),
-                                &shutdown,
-                            )
-                            .await;
+            let result = if stream_ready {
+                self.publish_batch().await
+            } else {
+                match crate::nats::ensure_stream(&self.jetstream, &self.nats).await {
+                    Ok(_) => {
+                        stream_ready = true;
                         continue;
                     }
+                    Err(error) => Err(RelayError::Stream(error)),
                 }
-            }
-            let Ok(permit) = in_flight.clone().acquire_owned().await else {
-                break;
             };
-            match relay.claim_and_send().await {
-                Ok(Some(batch)) => {
-                    let full = batch.rows.len() >= relay.batch_size();
-                    let (finisher, failed) = (relay.clone(), failed.clone());
-                    finishing.spawn(async move {
-                        if let Err(error) = finisher.finish(batch).await {
-                            tracing::warn!(%error, "outbox batch not fully published");
-                            failed.store(true, Ordering::SeqCst);
-                        }
-                        drop(permit);
-                    });
+            match result {
+                // A full batch means more may be waiting: go again at once.
+                Ok(published) if published >= self.batch_size() => backoff.reset(),
+                Ok(_) => {
                     backoff.reset();
-                    // A full batch means more may be waiting: go again at once.
-                    if !full {
-                        relay.wait_for_work(&shutdown).await;
-                    }
-                }
-                Ok(None) => {
-                    drop(permit);
-                    backoff.reset();
-                    relay.wait_for_work(&shutdown).await;
+                    self.wait_for_work(&shutdown).await;
                 }
                 Err(error) => {
-                    drop(permit);
-                    relay
-                        .pause(&mut backoff, &error.to_string(), &shutdown)
-                        .await;
+                    // The stream may be what is missing (deleted, or a new cluster).
+                    if matches!(error, RelayError::Publish { .. }) {
+                        stream_ready = false;
+                    }
+                    let delay = backoff.next_delay();
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox relay failed; will retry");
+                    sleep_or_cancel(delay, &shutdown).await;
                 }
             }
         }
-        // What was sent is stamped before the relay stops.
-        while finishing.join_next().await.is_some() {}
         tracing::info!("outbox relay stopped");
-    }
-
-    async fn pause(&self, backoff: &mut Backoff, reason: &str, shutdown: &CancellationToken) {
-        let delay = backoff.next_delay();
-        tracing::warn!(%reason, retry_in_ms = delay.as_millis() as u64, "outbox relay failed; will retry");
-        sleep_or_cancel(delay, shutdown).await;
     }
 
     fn batch_size(&self) -> usize {
@@ -250,40 +197,12 @@ impl Relay {
     /// Several replicas relay side by side: `skip locked` and the lease keep them off each
     /// other's rows.
     async fn publish_batch(&self) -> Result<usize, RelayError> {
-        match self.claim_and_send().await? {
-            Some(batch) => self.finish(batch).await,
-            None => Ok(0),
+        let claimed = self.claim().await?;
+        if claimed.is_empty() {
+            return Ok(0);
         }
-    }
-
-    /// Claims a batch and sends all its publishes, in order, without waiting for JetStream.
-    async fn claim_and_send(&self) -> Result<Option<InFlight>, RelayError> {
-        let rows = self.claim().await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let mut sent = Vec::with_capacity(rows.len());
-        for row in &rows {
-            sent.push(self.send(row).await);
-        }
-        Ok(Some(InFlight { rows, sent }))
-    }
-
-    /// Awaits the batch's acknowledgements together and stamps the acknowledged rows in one
-    /// statement; failed rows are released for the next attempt.
-    async fn finish(&self, batch: InFlight) -> Result<usize, RelayError> {
-        let InFlight { rows, sent } = batch;
-        let timeout = self.settings.publish_timeout;
-        let outcomes: Vec<Result<(), String>> = join_all(sent.into_iter().map(|sent| async move {
-            let ack = sent?;
-            match tokio::time::timeout(timeout, ack).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(error)) => Err(error.to_string()),
-                Err(_) => Err(format!("no acknowledgement within {timeout:?}")),
-            }
-        }))
-        .await;
-        let published: Vec<Uuid> = rows
+        let outcomes = self.publish_all(&claimed).await;
+        let published: Vec<Uuid> = claimed
             .iter()
             .zip(&outcomes)
             .filter(|(_, outcome)| outcome.is_ok())
@@ -298,7 +217,7 @@ impl Relay {
         )
         .execute(&self.pool)
         .await?;
-        let failures: Vec<(&Claimed, &String)> = rows
+        let failures: Vec<(&Claimed, &String)> = claimed
             .iter()
             .zip(&outcomes)
             .filter_map(|(row, outcome)| outcome.as_ref().err().map(|reason| (row, reason)))
@@ -319,7 +238,7 @@ impl Relay {
             None => Ok(published.len()),
             Some((row, reason)) => Err(RelayError::Publish {
                 failed: failures.len(),
-                claimed: rows.len(),
+                claimed: claimed.len(),
                 id: row.id,
                 subject: row.subject.clone(),
                 reason: (*reason).clone(),
@@ -362,6 +281,25 @@ impl Relay {
                 payload: row.payload,
             })
             .collect())
+    }
+
+    /// Sends every publish in order on the one connection, then awaits the acknowledgements
+    /// together: one round trip's wait for the whole batch instead of one per event.
+    async fn publish_all(&self, rows: &[Claimed]) -> Vec<Result<(), String>> {
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            pending.push(self.send(row).await);
+        }
+        let timeout = self.settings.publish_timeout;
+        join_all(pending.into_iter().map(|sent| async move {
+            let ack = sent?;
+            match tokio::time::timeout(timeout, ack).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(error.to_string()),
+                Err(_) => Err(format!("no acknowledgement within {timeout:?}")),
+            }
+        }))
+        .await
     }
 
     async fn send(&self, row: &Claimed) -> Result<jetstream::context::PublishAckFuture, String> {
