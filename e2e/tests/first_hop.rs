@@ -103,6 +103,7 @@ async fn registrations_made_while_inspection_is_down_all_arrive_exactly_once() {
         .get_expect("/opd/inspection/pending", 200)
         .await;
     assert_eq!(again.as_array().map(Vec::len), Some(40));
+    platform.app(&INSPECTION).assert_handled_once(40).await;
 }
 
 #[tokio::test]
@@ -114,7 +115,7 @@ async fn losing_a_nats_node_mid_stream_loses_nothing_and_duplicates_nothing() {
             .post_expect("/opd/patient/register", &patient(id), 201)
             .await;
         if id == 10 {
-            platform.nats.kill_node(0);
+            platform.nats.kill_node(0).await;
         }
     }
     for id in 21..=30 {
@@ -135,4 +136,5 @@ async fn losing_a_nats_node_mid_stream_loses_nothing_and_duplicates_nothing() {
         .collect();
     assert_eq!(pending.len(), 30);
     assert_eq!(ids, (1..=30).collect());
+    platform.app(&INSPECTION).assert_handled_once(30).await;
 }

@@ -144,6 +144,9 @@ async fn several_patients_walk_the_whole_journey_at_once() {
                 && event["notes"] == "follow up"
                 && event.as_object().unwrap().len() == 3)
     );
+    for service in [&INSPECTION, &TREATMENT, &RELEASE] {
+        platform.app(service).assert_handled_once(PATIENTS).await;
+    }
 }
 
 #[tokio::test]
@@ -213,6 +216,9 @@ async fn stopping_treatment_and_release_mid_journey_loses_and_repeats_nothing() 
     ] {
         let list = platform.app(service).get_expect(path, 200).await;
         assert_eq!(list.as_array().map(Vec::len), Some(12), "{path}");
+    }
+    for service in [&INSPECTION, &TREATMENT, &RELEASE] {
+        platform.app(service).assert_handled_once(12).await;
     }
 }
 

@@ -151,12 +151,22 @@ impl Infra {
 /// The service's HTTP API with its state and the common middleware, without health routes:
 /// what a request meets after the health checks.
 pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
-    let state = AppState {
+    crate::http::with_common_layers(
+        routes_with_state(service, pool, Arc::new(Notify::new())),
+        &settings.http,
+    )
+}
+
+fn routes_with_state(
+    service: &'static Service,
+    pool: PgPool,
+    outbox_written: Arc<Notify>,
+) -> Router {
+    (service.routes)().with_state(AppState {
         pool,
         service,
-        outbox_written: Arc::new(Notify::new()),
-    };
-    crate::http::with_common_layers((service.routes)().with_state(state), &settings.http)
+        outbox_written,
+    })
 }
 
 /// A built service: a bound listener, its router and background tasks, not yet running.
@@ -182,14 +192,8 @@ impl Application {
             pool: infra.pool.clone(),
             nats: infra.nats.clone(),
         };
-        let state = AppState {
-            pool: infra.pool.clone(),
-            service,
-            outbox_written: infra.outbox_written.clone(),
-        };
         let router = crate::http::with_common_layers(
-            (service.routes)()
-                .with_state(state)
+            routes_with_state(service, infra.pool.clone(), infra.outbox_written.clone())
                 .merge(health::routes(readiness)),
             http,
         );

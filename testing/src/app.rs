@@ -292,6 +292,24 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// Asserts that this consuming service handled exactly `count` distinct events and parked
+    /// none. A repeated delivery that slipped past the inbox shows up here (as a second
+    /// handled id, or as a dead letter where a table key refused it), not in a pending list.
+    pub async fn assert_handled_once(&self, count: i64) {
+        assert_eq!(
+            self.count("select count(*) from processed_events").await,
+            count,
+            "{}: events handled",
+            self.service.name
+        );
+        assert_eq!(
+            self.count("select count(*) from dead_letters").await,
+            0,
+            "{}: dead letters",
+            self.service.name
+        );
+    }
+
     /// The messages of `subject` on the stream now, as (headers, payload).
     pub async fn events(&self, subject: &str) -> Vec<Message> {
         stream::events(&self.settings.nats, subject).await

@@ -59,7 +59,7 @@ impl NatsServer {
                 "NATS did not become healthy; retrying with new ports\n{}",
                 server.logs()
             );
-            server.kill_all();
+            server.kill_all().await;
         }
         panic!("could not start a healthy NATS server of {size} node(s)");
     }
@@ -162,14 +162,9 @@ impl NatsServer {
         self.nodes().len()
     }
 
-    /// The index of the node whose server name is `name`.
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.nodes().iter().position(|node| node.name == name)
-    }
-
     /// Kills node `index` (0-based) as a crash would, and returns once it is confirmed down:
     /// the process has exited and its client port refuses connections. Its data stays.
-    pub fn kill_node(&self, index: usize) {
+    pub async fn kill_node(&self, index: usize) {
         let port = {
             let mut nodes = self.nodes();
             let node = &mut nodes[index];
@@ -180,31 +175,34 @@ impl NatsServer {
             }
             node.client_port
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
             assert!(
-                std::time::Instant::now() < deadline,
+                tokio::time::Instant::now() < deadline,
                 "NATS node {index} still accepts connections after being killed"
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Starts node `index` again, on its ports and data, and waits until it is healthy.
     pub async fn restart_node(&self, index: usize) {
-        self.kill_node(index);
+        self.kill_node(index).await;
         self.spawn(index);
         self.wait_until_healthy().await;
     }
 
-    pub fn kill_all(&self) {
+    pub async fn kill_all(&self) {
         for index in 0..self.node_count() {
-            self.kill_node(index);
+            self.kill_node(index).await;
         }
     }
 
     pub async fn restart_all(&self) {
-        self.kill_all();
+        self.kill_all().await;
         for index in 0..self.node_count() {
             self.spawn(index);
         }

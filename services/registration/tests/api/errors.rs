@@ -59,7 +59,7 @@ async fn readiness_reports_nats_down_and_recovers() {
     };
     ready(200).await;
 
-    app.nats.kill_all();
+    app.nats.kill_all().await;
     ready(503).await;
     // Liveness does not depend on NATS: restarting the process would not help.
     assert_eq!(app.get("/healthz").await.status(), 200);

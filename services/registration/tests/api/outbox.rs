@@ -14,7 +14,7 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
     })
     .await;
 
-    app.nats.kill_all();
+    app.nats.kill_all().await;
     for id in 2..=11 {
         // Registration only needs the database: it keeps working without NATS.
         register(&app, id).await;

@@ -22,5 +22,6 @@ async fn the_same_event_delivered_twice_has_one_effect() {
     let pending = app.get_expect(PENDING, 200).await;
     assert_eq!(pending.as_array().map(Vec::len), Some(1), "{pending}");
     assert_eq!(pending[0]["next_state"], "admission");
-    assert_eq!(app.count("select count(*) from dead_letters").await, 0);
+    assert_eq!(app.count("select count(*) from release_queue").await, 1);
+    app.assert_handled_once(1).await;
 }
