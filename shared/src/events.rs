@@ -33,7 +33,7 @@ impl Event for PatientRegistered {
 }
 
 /// `patient.treatment`: inspection sent the patient for treatment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PatientSentForTreatment {
     pub id: PatientId,
     #[serde(default, skip_serializing_if = "is_absent")]

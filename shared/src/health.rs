@@ -21,15 +21,28 @@ pub struct Readiness {
 
 pub fn routes(readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "alive" })) }),
-        )
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(readiness)
 }
 
-async fn readyz(State(readiness): State<Readiness>) -> Response {
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Object,
+        example = json!({ "status": "alive" }))))]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+/// The service can do its work: its database and NATS answer.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Object,
+            example = json!({ "status": "ready", "database": "up", "nats": "up" })),
+        (status = 503, description = "The database or NATS is down (`/problems/not-ready`)",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
+pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
     let database = tokio::time::timeout(
         Duration::from_secs(2),
         sqlx::query("select 1").execute(&readiness.pool),

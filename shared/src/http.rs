@@ -88,21 +88,26 @@ fn missing_field_name(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-/// A path parameter whose parse failure is a 400 problem rather than axum's plain text.
+/// The one path parameter of a route, parsed with `FromStr` (the same rules as a query string or
+/// a curl command line give it); a parse failure is a 400 problem rather than axum's plain text.
 pub struct PathParam<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for PathParam<T>
 where
-    T: DeserializeOwned + Send,
+    T: std::str::FromStr + Send,
+    T::Err: std::fmt::Display,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| PathParam(value))
-            .map_err(|rejection: PathRejection| ApiError::InvalidPath(rejection.body_text()))
+        let axum::extract::Path(text) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|rejection: PathRejection| ApiError::InvalidPath(rejection.body_text()))?;
+        text.parse().map(PathParam).map_err(|error: T::Err| {
+            ApiError::InvalidPath(format!("cannot parse {text:?}: {error}"))
+        })
     }
 }
 

@@ -14,6 +14,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod nats;
+pub mod openapi;
 pub mod outbox;
 pub mod problem;
 pub mod retry;

@@ -8,11 +8,19 @@ pub const CONTENT_TYPE: &str = "application/problem+json";
 
 /// A problem details document. `kind` becomes the `type` member: a relative URI under
 /// `/problems/` that docs/api.md explains.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "/problems/invalid-field",
+    "title": "Invalid field",
+    "status": 422,
+    "detail": "full_name: must not be empty",
+    "field": "full_name"
+}))]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: String,
     pub title: String,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     pub detail: String,
     /// For invalid input: the JSON path of the offending field.

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use async_nats::jetstream;
 use axum::Router;
 use axum::extract::State;
+use axum::routing::get;
 use futures::future::BoxFuture;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{ServiceDefaults, Settings};
 use crate::consumer::{Consumer, EventHandler};
@@ -34,8 +36,11 @@ pub struct Service {
     pub source: &'static str,
     /// Its own tables (the shared outbox and inbox tables are added by [`crate::db`]).
     pub migrations: &'static Migrator,
-    /// Its HTTP API; health routes and middleware are added around it.
-    pub routes: fn() -> Router<AppState>,
+    /// The book's home route, `GET /opd/<area>/`, answered by [`home`].
+    pub home: &'static str,
+    /// Its HTTP API, each route documented by its handler's `#[utoipa::path]`; the home page,
+    /// health routes, the OpenAPI document and the middleware are added around it.
+    pub routes: fn() -> OpenApiRouter<AppState>,
     /// The durable consumers it runs, one per subject it consumes.
     pub consumers: &'static [Subscription],
 }
@@ -157,16 +162,28 @@ pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) 
     )
 }
 
+/// The service's routes and its home page with their state, and the routes that serve their
+/// OpenAPI document.
 fn routes_with_state(
     service: &'static Service,
     pool: PgPool,
     outbox_written: Arc<Notify>,
 ) -> Router {
-    (service.routes)().with_state(AppState {
-        pool,
-        service,
-        outbox_written,
-    })
+    let (routes, api) = (service.routes)().split_for_parts();
+    let document = crate::openapi::document(service, api);
+    routes
+        .route(service.home, get(home))
+        .with_state(AppState {
+            pool,
+            service,
+            outbox_written,
+        })
+        .merge(crate::openapi::routes(document))
+}
+
+/// The OpenAPI document `service` serves at `/openapi.json`.
+pub fn openapi(service: &'static Service) -> utoipa::openapi::OpenApi {
+    crate::openapi::document(service, (service.routes)().split_for_parts().1)
 }
 
 /// A built service: a bound listener, its router and background tasks, not yet running.

@@ -16,6 +16,7 @@ pub static SERVICE: Service = Service {
     version: env!("CARGO_PKG_VERSION"),
     source: "/opd/inspection",
     migrations: &MIGRATIONS,
+    home: "/opd/inspection/",
     routes: routes::router,
     consumers: &[Subscription::new::<RegistrationHandler>(
         REGISTRATIONS_CONSUMER,

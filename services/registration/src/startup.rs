@@ -13,6 +13,7 @@ pub static SERVICE: Service = Service {
     version: env!("CARGO_PKG_VERSION"),
     source: "/opd/registration",
     migrations: &MIGRATIONS,
+    home: "/opd/patient/",
     routes: routes::router,
     consumers: &[],
 };

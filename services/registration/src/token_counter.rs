@@ -16,9 +16,10 @@ use crate::domain::PatientForm;
 
 /// A token handed out to a patient: the book's `{"id", "token"}` answer, and the payload of
 /// `patient.register` (the statements below build that payload in SQL with these two fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub id: PatientId,
+    #[schema(minimum = 1)]
     pub token: i64,
 }
 

@@ -16,6 +16,7 @@ pub static SERVICE: Service = Service {
     version: env!("CARGO_PKG_VERSION"),
     source: "/opd/release",
     migrations: &MIGRATIONS,
+    home: "/opd/release/",
     routes: routes::router,
     consumers: &[Subscription::new::<ReleaseHandler>(RELEASE_CONSUMER)],
 };

@@ -16,6 +16,7 @@ pub static SERVICE: Service = Service {
     version: env!("CARGO_PKG_VERSION"),
     source: "/opd/treatment",
     migrations: &MIGRATIONS,
+    home: "/opd/treatment/",
     routes: routes::router,
     consumers: &[Subscription::new::<TreatmentHandler>(TREATMENT_CONSUMER)],
 };

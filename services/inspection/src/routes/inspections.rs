@@ -5,23 +5,31 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::openapi::{BodyErrors, NotWaiting, PathErrors, Unavailable, UnknownPatient};
 use opd_shared::outbox;
 use opd_shared::service::AppState;
 
 use super::WAITING;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingVisit {
     id: i64,
     token: i64,
 }
 
 /// Patients waiting for inspection, in token order (oldest day first).
+#[utoipa::path(get, path = "/opd/inspection/pending", tag = "inspection", operation_id = "pending_inspection",
+    responses(
+        (status = 200, description = "Registered patients not yet inspected, in token order",
+            body = Vec<PendingVisit>, example = json!([{ "id": 200, "token": 1 }])),
+        Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingVisit>>, ApiError> {
     let visits = sqlx::query_as!(
@@ -37,7 +45,7 @@ pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingVi
 }
 
 /// The body of `POST /opd/inspection/record` (the book's `InspectionRequest`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InspectionForm {
     id: PatientId,
     time: Text<100>,
@@ -53,6 +61,16 @@ pub struct InspectionForm {
 
 /// Records an inspection, takes the patient out of the queue and sends them for treatment
 /// (`patient.treatment`, through the outbox, in the same transaction).
+#[utoipa::path(post, path = "/opd/inspection/record", tag = "inspection", operation_id = "record_inspection",
+    request_body(content = InspectionForm, example = json!({
+        "id": 200, "time": "2026-11-22 09:30", "observations": "Fever for three days",
+        "medication": "Paracetamol 500 mg", "tests": "Full blood count", "notes": "Review tomorrow"
+    })),
+    responses(
+        (status = 201, description = "Recorded; the patient leaves the pending list and \
+            `patient.treatment` (the body) is published", body = PatientSentForTreatment),
+        UnknownPatient, NotWaiting, BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn record(
     State(state): State<AppState>,
@@ -107,7 +125,7 @@ async fn known_patient(conn: &mut PgConnection, id: PatientId) -> Result<bool, s
     Ok(known)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InspectionView {
     id: i64,
     time: String,
@@ -122,6 +140,12 @@ pub struct InspectionView {
 }
 
 /// A patient's inspections, oldest first.
+#[utoipa::path(get, path = "/opd/inspection/history/{id}", tag = "inspection", operation_id = "inspection_history",
+    params(("id" = PatientId, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The patient's inspections, oldest first", body = Vec<InspectionView>),
+        UnknownPatient, PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn history(
     State(state): State<AppState>,

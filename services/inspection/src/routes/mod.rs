@@ -2,17 +2,17 @@
 
 mod inspections;
 
-use axum::Router;
-use axum::routing::{get, post};
-use opd_shared::service::{AppState, home};
+use opd_shared::service::AppState;
 use opd_shared::waiting_list::WaitingList;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/opd/inspection/", get(home))
-        .route("/opd/inspection/pending", get(inspections::pending))
-        .route("/opd/inspection/record", post(inspections::record))
-        .route("/opd/inspection/history/{id}", get(inspections::history))
+/// Each handler's `#[utoipa::path]` gives its method and path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(inspections::pending))
+        .routes(routes!(inspections::record))
+        .routes(routes!(inspections::history))
 }
 
 /// Registered patients waiting for inspection.

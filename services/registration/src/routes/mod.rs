@@ -3,20 +3,20 @@
 mod patients;
 mod visits;
 
-use axum::Router;
-use axum::routing::{get, post, put};
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
-use opd_shared::service::{AppState, home};
+use opd_shared::service::AppState;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/opd/patient/", get(home))
-        .route("/opd/patient/register", post(patients::register))
-        .route("/opd/patient/update", put(patients::update))
-        .route("/opd/patient/view/{id}", get(patients::view))
-        .route("/opd/patient/token/{id}", get(visits::next_visit))
-        .route("/opd/patient/token/reset/{n}", get(visits::reset))
+/// Each handler's `#[utoipa::path]` gives its method and path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(patients::register))
+        .routes(routes!(patients::update))
+        .routes(routes!(patients::view))
+        .routes(routes!(visits::next_visit))
+        .routes(routes!(visits::reset))
 }
 
 /// The 404 of every route that names a patient who was never registered.

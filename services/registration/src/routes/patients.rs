@@ -4,20 +4,35 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientRegistered;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::openapi::{BodyErrors, PathErrors, Unavailable};
 use opd_shared::outbox::Envelope;
+use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
 use super::unknown_patient;
 use crate::domain::PatientForm;
 use crate::token_counter::{self, IssuedToken};
 
-/// Stores a new patient, hands out today's next token and writes the `patient.register` event
-/// to the outbox, all in one statement.
+/// Registers a patient and hands out today's next queue token.
+///
+/// Stores the patient, takes the day's next token and writes the `patient.register` event to
+/// the outbox, all in one statement; the inspection service then adds the patient to its
+/// pending list.
+#[utoipa::path(post, path = "/opd/patient/register", tag = "registration", operation_id = "register_patient",
+    request_body = PatientForm,
+    responses(
+        (status = 201, description = "Registered; `patient.register` published", body = IssuedToken,
+            example = json!({ "id": 200, "token": 1 })),
+        (status = 409, description = "A patient with this id is registered already \
+            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn register(
     State(state): State<AppState>,
@@ -37,6 +52,16 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(issued)))
 }
 
+/// Replaces a registered patient's record.
+#[utoipa::path(put, path = "/opd/patient/update", tag = "registration", operation_id = "update_patient",
+    request_body = PatientForm,
+    responses(
+        (status = 200, description = "Updated", body = String, content_type = "application/json",
+            example = json!("Record for Patient updated successfully")),
+        (status = 404, description = "No patient with this id is registered \
+            (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
+        BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn update(
     State(state): State<AppState>,
@@ -65,7 +90,11 @@ pub async fn update(
 }
 
 /// The book's view of a patient; absent optional fields are left out.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 200, "full_name": "Chanaka Fernando", "address": "Colombo, Sri Lanka", "sex": "male",
+    "email": "chanaka@example.com", "phone": 94711234567_i64, "remarks": "First visit"
+}))]
 pub struct PatientView {
     id: i64,
     full_name: String,
@@ -81,6 +110,15 @@ pub struct PatientView {
     remarks: Option<String>,
 }
 
+/// A registered patient's record.
+#[utoipa::path(get, path = "/opd/patient/view/{id}", tag = "registration", operation_id = "view_patient",
+    params(("id" = PatientId, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The record; absent fields are left out", body = PatientView),
+        (status = 404, description = "No patient with this id is registered \
+            (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
+        PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn view(
     State(state): State<AppState>,

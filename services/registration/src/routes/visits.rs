@@ -6,6 +6,8 @@ use axum::extract::State;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::http::{PathParam, RequestId};
+use opd_shared::openapi::{PathErrors, Unavailable};
+use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
 use opd_shared::events::PatientRegistered;
@@ -14,7 +16,19 @@ use opd_shared::outbox::Envelope;
 use super::unknown_patient;
 use crate::token_counter::{self, IssuedToken, Reset};
 
-/// A token for a new visit of a registered patient, announced as `patient.register`.
+/// A token for a new visit of a registered patient.
+///
+/// Takes today's next token and publishes `patient.register` again, so the patient joins the
+/// inspection queue as in a first visit.
+#[utoipa::path(get, path = "/opd/patient/token/{id}", tag = "registration", operation_id = "issue_token",
+    params(("id" = PatientId, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "Today's next token; `patient.register` published",
+            body = IssuedToken, example = json!({ "id": 200, "token": 2 })),
+        (status = 404, description = "No patient with this id is registered \
+            (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
+        PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state, request_id))]
 pub async fn next_visit(
     State(state): State<AppState>,
@@ -30,8 +44,19 @@ pub async fn next_visit(
     Ok(Json(issued))
 }
 
-/// Makes today's sequence continue after `n`: the next token is `n + 1`, as in the book. It
-/// only moves forward, so that no token is handed out twice in a day.
+/// Makes today's token sequence continue after `n`.
+///
+/// The next token is `n + 1`, as in the book. The sequence only moves forward, so that no token
+/// is handed out twice in a day.
+#[utoipa::path(get, path = "/opd/patient/token/reset/{n}", tag = "registration", operation_id = "reset_tokens",
+    params(("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
+        description = "The last token to count as handed out today")),
+    responses(
+        (status = 200, description = "Reset", body = String, content_type = "application/json", example = json!("Token reset successful")),
+        (status = 409, description = "Tokens above `n` were handed out today already \
+            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
+        PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn reset(
     State(state): State<AppState>,

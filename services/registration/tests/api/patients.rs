@@ -86,7 +86,7 @@ async fn optional_fields_round_trip_and_absent_ones_are_left_out() {
     let app = spawn_app().await;
     let body = json!({
         "id": 7, "full_name": "  Nimali Perera ", "email": "nimali@example.lk",
-        "remarks": "allergic to penicillin", "sex": "Female"
+        "remarks": "allergic to penicillin", "sex": "female"
     });
     app.post_expect(REGISTER, &body, 201).await;
     assert_eq!(

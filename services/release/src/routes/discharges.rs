@@ -5,18 +5,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::http::{JsonBody, RequestId};
+use opd_shared::openapi::{BodyErrors, NotWaiting, Unavailable, UnknownPatient};
 use opd_shared::outbox;
 use opd_shared::service::AppState;
 
 use super::WAITING;
 
 /// The book's pending release entry: treatment's release request.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingRelease {
     id: i64,
     time: String,
@@ -29,6 +31,12 @@ pub struct PendingRelease {
 }
 
 /// Patients waiting to be released, in the order treatment asked.
+#[utoipa::path(get, path = "/opd/release/pending", tag = "release", operation_id = "pending_release",
+    responses(
+        (status = 200, description = "Patients treatment asked to release, not yet released",
+            body = Vec<PendingRelease>),
+        Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingRelease>>, ApiError> {
     let pending = sqlx::query_as!(
@@ -43,7 +51,7 @@ pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingRe
     Ok(Json(pending))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct DischargeForm {
     id: PatientId,
     time: Text<100>,
@@ -58,6 +66,18 @@ pub struct DischargeForm {
 
 /// Records the discharge, takes the patient off the pending list and, for an admission,
 /// publishes `patient.admission` through the outbox, all in one transaction.
+#[utoipa::path(post, path = "/opd/release/discharge", tag = "release", operation_id = "record_release",
+    request_body(content = DischargeForm, example = json!({
+        "id": 200, "time": "2026-11-22 11:30", "state": "discharge",
+        "post_medication": "Paracetamol for three more days", "notes": "Recovering well",
+        "next_visit": "2026-11-29"
+    })),
+    responses(
+        (status = 201, description = "Recorded; the patient leaves the pending list, and with \
+            `\"state\": \"admission\"` `patient.admission` is published", body = String, content_type = "application/json",
+            example = json!("Patient discharge recorded successfully")),
+        UnknownPatient, NotWaiting, BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id, state = form.state.as_str()))]
 pub async fn discharge(
     State(state): State<AppState>,

@@ -2,16 +2,16 @@
 
 mod discharges;
 
-use axum::Router;
-use axum::routing::{get, post};
-use opd_shared::service::{AppState, home};
+use opd_shared::service::AppState;
 use opd_shared::waiting_list::WaitingList;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/opd/release/", get(home))
-        .route("/opd/release/pending", get(discharges::pending))
-        .route("/opd/release/discharge", post(discharges::discharge))
+/// Each handler's `#[utoipa::path]` gives its method and path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(discharges::pending))
+        .routes(routes!(discharges::discharge))
 }
 
 /// Patients treatment asked to release.

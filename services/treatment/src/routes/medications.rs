@@ -4,16 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
+use opd_shared::openapi::{BodyErrors, PathErrors, Unavailable, UnknownPatient};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MedicationForm {
     id: PatientId,
     time: Text<100>,
@@ -23,6 +25,16 @@ pub struct MedicationForm {
 }
 
 /// Records medication given to a patient and takes them off the pending list.
+#[utoipa::path(post, path = "/opd/treatment/medication", tag = "treatment", operation_id = "record_medication",
+    request_body(content = MedicationForm, example = json!({
+        "id": 200, "time": "2026-11-22 10:15", "dose": "Paracetamol 500 mg, three times a day",
+        "notes": "After meals"
+    })),
+    responses(
+        (status = 201, description = "Recorded; the patient leaves the pending list", body = String, content_type = "application/json",
+            example = json!("Record updated successfully")),
+        UnknownPatient, BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn record(
     State(state): State<AppState>,
@@ -50,7 +62,7 @@ pub async fn record(
     Ok((StatusCode::CREATED, Json("Record updated successfully")))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MedicationView {
     id: i64,
     time: String,
@@ -60,6 +72,12 @@ pub struct MedicationView {
 }
 
 /// A patient's medication records, oldest first.
+#[utoipa::path(get, path = "/opd/treatment/history/{id}", tag = "treatment", operation_id = "medication_history",
+    params(("id" = PatientId, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The patient's medication, oldest first", body = Vec<MedicationView>),
+        UnknownPatient, PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn history(
     State(state): State<AppState>,

@@ -5,20 +5,20 @@ mod patients;
 mod releases;
 mod tests;
 
-use axum::Router;
-use axum::routing::{get, post};
-use opd_shared::service::{AppState, home};
+use opd_shared::service::AppState;
 use opd_shared::waiting_list::WaitingList;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/opd/treatment/", get(home))
-        .route("/opd/treatment/pending", get(patients::pending))
-        .route("/opd/treatment/medication", post(medications::record))
-        .route("/opd/treatment/history/{id}", get(medications::history))
-        .route("/opd/treatment/tests", post(tests::record))
-        .route("/opd/treatment/tests/{id}", get(tests::history))
-        .route("/opd/treatment/release", post(releases::request))
+/// Each handler's `#[utoipa::path]` gives its method and path.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(patients::pending))
+        .routes(routes!(medications::record))
+        .routes(routes!(medications::history))
+        .routes(routes!(tests::record))
+        .routes(routes!(tests::history))
+        .routes(routes!(releases::request))
 }
 
 /// Patients inspection sent for treatment.

@@ -4,16 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 use sqlx::PgConnection;
+use utoipa::ToSchema;
 
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 
+use opd_shared::openapi::Unavailable;
 use opd_shared::service::AppState;
 
 use super::WAITING;
 
 /// The book's pending treatment entry: inspection's instructions.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingTreatment {
     id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -25,6 +27,14 @@ pub struct PendingTreatment {
 }
 
 /// Patients waiting for treatment, in the order inspection sent them.
+#[utoipa::path(get, path = "/opd/treatment/pending", tag = "treatment", operation_id = "pending_treatment",
+    responses(
+        (status = 200, description = "Patients inspection sent for treatment and not yet given \
+            medication, with inspection's instructions", body = Vec<PendingTreatment>,
+            example = json!([{ "id": 200, "medication": "Paracetamol 500 mg",
+                "tests": "Full blood count", "notes": "Review tomorrow" }])),
+        Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn pending(
     State(state): State<AppState>,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::error::ApiError;
@@ -11,11 +12,12 @@ use opd_shared::events::PatientReleaseRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::outbox;
 
+use opd_shared::openapi::{BodyErrors, Unavailable, UnknownPatient};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ReleaseForm {
     id: PatientId,
     time: Text<100>,
@@ -27,6 +29,16 @@ pub struct ReleaseForm {
 }
 
 /// Records the request and publishes `patient.release` through the outbox, in one transaction.
+#[utoipa::path(post, path = "/opd/treatment/release", tag = "treatment", operation_id = "request_release",
+    request_body(content = ReleaseForm, example = json!({
+        "id": 200, "time": "2026-11-22 11:00", "next_state": "discharge",
+        "post_medication": "Paracetamol for three more days", "notes": "Recovering well"
+    })),
+    responses(
+        (status = 201, description = "Recorded; `patient.release` published", body = String, content_type = "application/json",
+            example = json!("Release event published")),
+        UnknownPatient, BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn request(
     State(state): State<AppState>,

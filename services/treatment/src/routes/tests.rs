@@ -4,16 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
+use opd_shared::openapi::{BodyErrors, PathErrors, Unavailable, UnknownPatient};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct TestForm {
     id: PatientId,
     time: Text<100>,
@@ -26,6 +28,15 @@ pub struct TestForm {
     notes: Note<2000>,
 }
 
+#[utoipa::path(post, path = "/opd/treatment/tests", tag = "treatment", operation_id = "record_test",
+    request_body(content = TestForm, example = json!({
+        "id": 200, "time": "2026-11-22 10:20", "test_name": "Full blood count",
+        "results": "Normal", "status": "done", "notes": "No follow-up needed"
+    })),
+    responses(
+        (status = 201, description = "Recorded", body = String, content_type = "application/json", example = json!("Test recorded successfully")),
+        UnknownPatient, BodyErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn record(
     State(state): State<AppState>,
@@ -49,7 +60,7 @@ pub async fn record(
     Ok((StatusCode::CREATED, Json("Test recorded successfully")))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TestView {
     id: i64,
     time: String,
@@ -63,6 +74,12 @@ pub struct TestView {
 }
 
 /// A patient's test records, oldest first.
+#[utoipa::path(get, path = "/opd/treatment/tests/{id}", tag = "treatment", operation_id = "test_history",
+    params(("id" = PatientId, Path, description = "The patient's id")),
+    responses(
+        (status = 200, description = "The patient's tests, oldest first", body = Vec<TestView>),
+        UnknownPatient, PathErrors, Unavailable,
+    ))]
 #[tracing::instrument(skip(state))]
 pub async fn history(
     State(state): State<AppState>,

@@ -1,0 +1,164 @@
+//! The Postman collection and the OpenAPI documents describe the same API: every request in the
+//! collection is a documented operation of the service it calls, and every documented operation
+//! is stepped through by the collection.
+
+use std::collections::BTreeSet;
+
+use opd_shared::service::{Service, openapi};
+use serde_json::Value;
+
+const COLLECTION: &str = include_str!("../../postman/opd.postman_collection.json");
+const ENVIRONMENT: &str = include_str!("../../postman/local.postman_environment.json");
+
+/// Requests of the error folder that call routes on purpose that do not exist.
+const DELIBERATELY_UNDOCUMENTED: [&str; 2] = ["No such route", "Wrong method"];
+
+/// The routes of the health checks, for orchestrators rather than for the walkthrough.
+const NOT_IN_THE_WALKTHROUGH: [&str; 2] = ["/healthz", "/readyz"];
+
+struct Request {
+    name: String,
+    base: String,
+    method: String,
+    path: String,
+}
+
+fn requests(items: &[Value], found: &mut Vec<Request>) {
+    for item in items {
+        if let Some(children) = item["item"].as_array() {
+            requests(children, found);
+            continue;
+        }
+        let name = item["name"].as_str().unwrap_or_default().to_owned();
+        let request = &item["request"];
+        let raw = request["url"]["raw"].as_str().unwrap_or_default();
+        let (base, path) = raw
+            .strip_prefix("{{")
+            .and_then(|rest| rest.split_once("}}"))
+            .unwrap_or_else(|| panic!("{name}: the URL {raw} does not start with a base variable"));
+        found.push(Request {
+            name,
+            base: base.to_owned(),
+            method: request["method"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase(),
+            path: path.to_owned(),
+        });
+    }
+}
+
+/// The documented `(method, path template)` pairs of a service.
+fn operations(service: &'static Service) -> BTreeSet<(String, String)> {
+    let document = serde_json::to_value(openapi(service)).unwrap_or_default();
+    let mut found = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for method in item
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(method, _)| method)
+        {
+            found.insert((method.clone(), path.clone()));
+        }
+    }
+    found
+}
+
+/// Whether a concrete path (`/opd/patient/view/{{patient_id}}`) fits a template
+/// (`/opd/patient/view/{id}`): a template parameter matches any one segment.
+fn fits(path: &str, template: &str) -> bool {
+    let path: Vec<&str> = path.split('/').collect();
+    let template: Vec<&str> = template.split('/').collect();
+    path.len() == template.len()
+        && path
+            .iter()
+            .zip(&template)
+            .all(|(segment, expected)| expected.starts_with('{') || segment == expected)
+}
+
+fn service_of(base: &str) -> &'static Service {
+    match base {
+        "registration_url" => &registration::SERVICE,
+        "inspection_url" => &inspection::SERVICE,
+        "treatment_url" => &treatment::SERVICE,
+        "release_url" => &release::SERVICE,
+        other => panic!("the collection uses an unknown base URL variable {other}"),
+    }
+}
+
+#[test]
+fn every_collection_request_is_a_documented_operation_and_back() {
+    let collection: Value = serde_json::from_str(COLLECTION).unwrap_or_default();
+    let mut all = Vec::new();
+    requests(
+        collection["item"].as_array().map_or(&[][..], Vec::as_slice),
+        &mut all,
+    );
+    assert!(all.len() > 30, "the collection has {} requests", all.len());
+
+    let services = [
+        &registration::SERVICE,
+        &inspection::SERVICE,
+        &treatment::SERVICE,
+        &release::SERVICE,
+    ];
+    let mut exercised = BTreeSet::new();
+    for request in &all {
+        let service = service_of(&request.base);
+        let documented = operations(service)
+            .into_iter()
+            .find(|(method, template)| *method == request.method && fits(&request.path, template));
+        let expected = !DELIBERATELY_UNDOCUMENTED.contains(&request.name.as_str());
+        assert_eq!(
+            documented.is_some(),
+            expected,
+            "{}: {} {} on {} {} a documented operation",
+            request.name,
+            request.method,
+            request.path,
+            service.name,
+            if expected {
+                "is not"
+            } else {
+                "is, unexpectedly,"
+            }
+        );
+        if let Some(operation) = documented {
+            exercised.insert((service.name, operation));
+        }
+    }
+
+    for service in services {
+        for operation in operations(service) {
+            if NOT_IN_THE_WALKTHROUGH.contains(&operation.1.as_str()) {
+                continue;
+            }
+            assert!(
+                exercised.contains(&(service.name, operation.clone())),
+                "{} documents {} {}, which no collection request steps through",
+                service.name,
+                operation.0,
+                operation.1
+            );
+        }
+    }
+}
+
+#[test]
+fn the_environment_points_each_base_url_at_its_service_port() {
+    let environment: Value = serde_json::from_str(ENVIRONMENT).unwrap_or_default();
+    let values = environment["values"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    assert_eq!(values.len(), 4);
+    for value in values {
+        let key = value["key"].as_str().unwrap_or_default();
+        let service = service_of(key);
+        assert_eq!(
+            value["value"].as_str(),
+            Some(format!("http://localhost:{}", service.port).as_str()),
+            "{key}"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs the clients people learn the platform with against a running stack on the book's ports
+# (scripts/dev.sh up, or docker compose up), and prints one count line for each:
+#
+#   swagger-ui     every service's Swagger UI page, loaded in headless Chromium with no route to
+#                  the internet, lists the service's operations
+#   newman         the Postman collection (postman/), every assertion
+#   schemathesis   hostile and valid requests generated from every service's /openapi.json, with
+#                  all of schemathesis' checks (server errors, schema and status conformance,
+#                  acceptance of valid and rejection of invalid data)
+#
+#   scripts/walkthroughs.sh                       all three
+#   scripts/walkthroughs.sh newman schemathesis   a choice
+#   OPD_SCHEMATHESIS_EXAMPLES=500 scripts/walkthroughs.sh schemathesis   more examples per operation
+#
+# Exits non-zero if any of them failed. Reports land in target/walkthroughs/.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+PORTS=(9090 9091 9092 9093)
+OUT="$ROOT/target/walkthroughs"
+mkdir -p "$OUT"
+if [ "$#" -eq 0 ]; then set -- swagger-ui newman schemathesis; fi
+
+ensure_tool curl curl
+for port in "${PORTS[@]}"; do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" \
+        || die "nothing ready on port $port: start the platform first (scripts/dev.sh up)"
+done
+
+status=0
+report() { # report NAME PASSED FAILED
+    echo "$1: $2 passed, $3 failed"
+    [ "$3" = 0 ] || status=1
+}
+
+run_swagger_ui() {
+    ensure_tool chromium chromium
+    local passed=0 failed=0 port dom operations
+    for port in "${PORTS[@]}"; do
+        dom="$OUT/swagger-ui-$port.html"
+        # No DNS for anything but this machine: the page must work from its embedded assets.
+        timeout 60 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage \
+            --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" \
+            --virtual-time-budget=15000 --dump-dom "http://127.0.0.1:$port/swagger-ui/" \
+            >"$dom" 2>"$OUT/swagger-ui-$port.log" || true
+        # Every path of the service's document must be shown as an operation on the page.
+        operations="$(curl -fsS "http://127.0.0.1:$port/openapi.json" \
+            | python3 -c 'import json, sys; print("\n".join(json.load(sys.stdin)["paths"]))')"
+        local missing=""
+        while read -r path; do
+            grep -qF "data-path=\"$path\"" "$dom" || missing="$missing $path"
+        done <<<"$operations"
+        if [ -z "$missing" ] && grep -q 'class="opblock ' "$dom"; then
+            passed=$((passed + 1))
+            log "swagger-ui on port $port shows all $(wc -l <<<"$operations") paths"
+        else
+            failed=$((failed + 1))
+            log "swagger-ui on port $port is missing:${missing:- every operation} (DOM in $dom)"
+        fi
+    done
+    report swagger-ui "$passed" "$failed"
+}
+
+run_newman() {
+    local newman summary
+    newman="$(ensure_newman)"
+    log "newman $("$newman" --version) on postman/opd.postman_collection.json"
+    "$newman" run postman/opd.postman_collection.json -e postman/local.postman_environment.json \
+        --reporters cli,json --reporter-json-export "$OUT/newman.json" --color off || true
+    summary="$(python3 -c 'import json, sys
+stats = json.load(open(sys.argv[1]))["run"]["stats"]
+assertions, requests = stats["assertions"], stats["requests"]
+failed = assertions["failed"] + requests["failed"]
+print(assertions["total"] - assertions["failed"], failed)' "$OUT/newman.json")"
+    report newman ${summary}
+}
+
+run_schemathesis() {
+    local st port passed=0 failed=0 counts
+    st="$(ensure_schemathesis)"
+    for port in "${PORTS[@]}"; do
+        log "schemathesis on http://127.0.0.1:$port/openapi.json"
+        (cd "$OUT" && "$st" run "http://127.0.0.1:$port/openapi.json" --checks all \
+            --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color \
+            --report junit --report-junit-path "$OUT/schemathesis-$port.xml") || true
+        counts="$(python3 -c 'import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+total = sum(int(s.get("tests", 0)) for s in suites)
+bad = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
+print(total - bad, bad)' "$OUT/schemathesis-$port.xml")"
+        passed=$((passed + ${counts% *}))
+        failed=$((failed + ${counts#* }))
+    done
+    report schemathesis "$passed" "$failed"
+}
+
+for what in "$@"; do
+    case "$what" in
+        swagger-ui) run_swagger_ui ;;
+        newman) run_newman ;;
+        schemathesis) run_schemathesis ;;
+        *) die "unknown walkthrough '$what' (swagger-ui, newman, schemathesis)" ;;
+    esac
+done
+exit "$status"

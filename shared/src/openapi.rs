@@ -1,0 +1,167 @@
+//! The OpenAPI 3.1 document of a service, generated from its handlers.
+//!
+//! Each handler carries a `#[utoipa::path]` attribute and is mounted with utoipa-axum's
+//! `routes!`, which takes the route's path from that attribute: the router and the document are
+//! built from one declaration, so they cannot disagree. This module adds what every service has
+//! in common (the home page, the health routes, the problem details) and serves the document at
+//! `/openapi.json` with a Swagger UI page at `/swagger-ui/` whose assets are compiled in.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, Response};
+use utoipa::{IntoResponses, OpenApi as _, PartialSchema, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::health;
+use crate::problem::{self, Problem};
+use crate::service::Service;
+
+pub const DOCUMENT_PATH: &str = "/openapi.json";
+pub const SWAGGER_UI_PATH: &str = "/swagger-ui";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health::healthz, health::readyz), components(schemas(Problem)))]
+struct Common;
+
+/// The whole document of `service`: its own operations (`api`, split off its router), the home
+/// page and the health routes.
+pub fn document(service: &Service, mut api: OpenApi) -> OpenApi {
+    api.info = InfoBuilder::new()
+        .title(service.title)
+        .version(service.version)
+        .description(Some(format!(
+            "The {} of the OPD platform. Errors are RFC 9457 problem details \
+             (`application/problem+json`); docs/api.md explains each problem type.",
+            service.title
+        )))
+        .build();
+    api.paths.add_path_operation(
+        service.home,
+        vec![HttpMethod::Get],
+        OperationBuilder::new()
+            .tag(service.name)
+            .operation_id(Some(format!("{}_home", service.name)))
+            .summary(Some("The service's name and version, as in the book"))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("Name and version")
+                    .content(
+                        "text/plain",
+                        ContentBuilder::new()
+                            .schema(Some(String::schema()))
+                            .example(Some(serde_json::json!(format!(
+                                "{} v{}\n",
+                                service.title, service.version
+                            ))))
+                            .build(),
+                    ),
+            ),
+    );
+    api.merge(Common::openapi());
+    api
+}
+
+/// The routes that serve the document and the Swagger UI page.
+pub fn routes(document: OpenApi) -> Router {
+    Router::from(SwaggerUi::new(SWAGGER_UI_PATH).url(DOCUMENT_PATH, document))
+}
+
+/// A problem details response with the given description.
+pub fn problem(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            problem::CONTENT_TYPE,
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                    Problem::name(),
+                ))))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn responses(list: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    list.iter()
+        .map(|(status, description)| ((*status).to_owned(), problem(description)))
+        .collect()
+}
+
+/// The errors of every handler that reads a JSON body.
+pub struct BodyErrors;
+
+impl IntoResponses for BodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[
+            (
+                "400",
+                "The body is not JSON, is empty or has trailing characters \
+                 (`/problems/malformed-json`)",
+            ),
+            (
+                "413",
+                "The body is larger than the service accepts (`/problems/payload-too-large`)",
+            ),
+            (
+                "422",
+                "A field is missing, of the wrong type or invalid; `field` names it \
+                 (`/problems/invalid-field`)",
+            ),
+        ])
+    }
+}
+
+/// The error of every handler with a path parameter.
+pub struct PathErrors;
+
+impl IntoResponses for PathErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "400",
+            "A path parameter does not parse (`/problems/invalid-path-parameter`)",
+        )])
+    }
+}
+
+/// The error of every handler that uses the database.
+pub struct Unavailable;
+
+impl IntoResponses for Unavailable {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "503",
+            "The database cannot be reached; retry later (`/problems/service-unavailable`)",
+        )])
+    }
+}
+
+/// The 404 of a handler whose patient this service has never heard of.
+pub struct UnknownPatient;
+
+impl IntoResponses for UnknownPatient {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "404",
+            "This service has never heard of the patient; `detail` says how to get them here \
+             (`/problems/not-found`)",
+        )])
+    }
+}
+
+/// The 409 of a handler that takes a patient off a waiting list they are not on.
+pub struct NotWaiting;
+
+impl IntoResponses for NotWaiting {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "409",
+            "The patient is known here but not waiting now, e.g. already handled \
+             (`/problems/conflict`)",
+        )])
+    }
+}
