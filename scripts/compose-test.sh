@@ -3,8 +3,10 @@
 # the images it names (ci/compose-standins/), starts the real compose file with an override that
 # changes only the images, waits for health, runs the book's walkthrough with curl against the
 # published ports, stops one NATS container in the middle of registering a batch of patients,
-# checks that every patient reached inspection exactly once, and tears everything down (also on
-# failure). The Debian base image is kept between runs, so a second run is quicker.
+# checks that every patient reached inspection exactly once, runs the Postman collection,
+# schemathesis and the Swagger UI check against it (scripts/walkthroughs.sh), and tears
+# everything down (also on failure). The Debian base image is kept between runs, so a second
+# run is quicker.
 #
 #   scripts/compose-test.sh
 #   OPD_COMPOSE_KEEP=1 scripts/compose-test.sh   leave the platform running afterwards
@@ -255,6 +257,11 @@ fi
 
 "${COMPOSE[@]}" start nats-2 >/dev/null 2>&1
 log "nats-2 started again"
+
+# The Postman collection, schemathesis and the Swagger UI pages against the compose stack (they
+# print their own count lines, which CI adds up).
+log "walkthroughs against the compose stack"
+scripts/walkthroughs.sh swagger-ui newman schemathesis || FAILURES=$((FAILURES + 1))
 
 PASSED="$(grep -c '^  ok ' "$WORK/checks.log" || true)"
 if [ "$FAILURES" != 0 ]; then

@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The one test command. Installs what is missing (nats-server, PostgreSQL), starts a throwaway
-# PostgreSQL server, runs cargo fmt --check, clippy with warnings as errors and the whole test
-# suite, and cleans up after itself, also on failure. The tests start their own NATS servers
-# (one node each, three where clustering is tested; see testing/src/nats.rs).
+# The one test command. Installs what is missing (nats-server, PostgreSQL, newman,
+# schemathesis, Chromium), starts a throwaway PostgreSQL server, runs cargo fmt --check, clippy
+# with warnings as errors and the whole test suite, then starts the platform natively on the
+# book's ports (scripts/dev.sh, in a throwaway directory) and runs what people learn it with
+# against it: the tutorial's commands (docs/tutorial.md), the Swagger UI pages, the Postman
+# collection and schemathesis (scripts/walkthroughs.sh). Cleans up after itself, also on
+# failure. The cargo tests start their own NATS servers (one node each, three where clustering
+# is tested; see testing/src/nats.rs).
 #
 #   scripts/test.sh                 everything
-#   scripts/test.sh -p inspection   extra arguments go to `cargo test` (instead of --workspace)
+#   scripts/test.sh -p inspection   extra arguments go to `cargo test` (instead of --workspace),
+#                                   and the walkthroughs are left out
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -24,6 +29,7 @@ PG_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)
 # stopped, so that other test runs on the machine keep their servers.
 export OPD_TEST_PIDS_DIR="$WORK/pids"
 cleanup() {
+    if [ -d "$WORK/stack" ]; then OPD_DEV_DIR="$WORK/stack" "$ROOT/scripts/dev.sh" down >/dev/null 2>&1 || true; fi
     pg_stop "$WORK/pg"
     local file pid
     for file in "$OPD_TEST_PIDS_DIR"/*; do
@@ -60,6 +66,17 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
+# The walkthroughs need the book's ports: fail now, not after the cargo tests.
+walkthroughs=""
+if [ "$#" -eq 0 ]; then
+    walkthroughs=1
+    for port in 9090 9091 9092 9093 4222 4223 4224 6222 6223 6224 8222 8223 8224 5433; do
+        if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            die "port $port is in use, and the walkthroughs run the platform on the book's ports (is scripts/dev.sh up or docker compose running? stop it first)"
+        fi
+    done
+fi
+
 log "cargo test (nats-server $("$NATS_SERVER_BIN" --version | awk '{print $2}'), PostgreSQL ${POSTGRES_MAJOR})"
 started=$SECONDS
 # Arguments choose what to test (`-p inspection`); without any, the whole workspace.
@@ -69,3 +86,15 @@ log "cargo test took $((SECONDS - started)) s (build included)"
 # One closing line for the whole suite (cargo prints one per test binary).
 awk '/^test result:/ { passed += $4; failed += $6 }
      END { printf "cargo-test: %d passed, %d failed\n", passed, failed }' "$WORK/cargo-test.log"
+
+if [ -n "$walkthroughs" ]; then
+    started=$SECONDS
+    export OPD_DEV_DIR="$WORK/stack"
+    log "walkthroughs: starting the platform natively (scripts/dev.sh, state in $OPD_DEV_DIR)"
+    scripts/dev.sh up
+    # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
+    log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
+    python3 scripts/lib/tutorial.py docs/tutorial.md
+    scripts/walkthroughs.sh swagger-ui newman schemathesis
+    log "walkthroughs took $((SECONDS - started)) s"
+fi
