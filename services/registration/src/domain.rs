@@ -12,13 +12,11 @@ use opd_shared::domain::{Note, PatientId, Text, WholeNumber};
 /// `RegistrationRequest`).
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({
+    "full_name": "chanaka fernando",
+    "address": "44, sw19, london",
     "id": 200,
-    "full_name": "Chanaka Fernando",
-    "address": "Colombo, Sri Lanka",
     "sex": "male",
-    "email": "chanaka@example.com",
-    "phone": 94711234567_i64,
-    "remarks": "First visit"
+    "phone": 222_222_222
 }))]
 pub struct PatientForm {
     pub id: PatientId,

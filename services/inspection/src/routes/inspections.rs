@@ -63,8 +63,8 @@ pub struct InspectionForm {
 /// (`patient.treatment`, through the outbox, in the same transaction).
 #[utoipa::path(post, path = "/opd/inspection/record", tag = "inspection", operation_id = "record_inspection",
     request_body(content = InspectionForm, example = json!({
-        "id": 200, "time": "2026-11-22 09:30", "observations": "Fever for three days",
-        "medication": "Paracetamol 500 mg", "tests": "Full blood count", "notes": "Review tomorrow"
+        "id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
+        "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"
     })),
     responses(
         (status = 201, description = "Recorded; the patient leaves the pending list and \

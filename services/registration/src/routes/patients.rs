@@ -92,8 +92,8 @@ pub async fn update(
 /// The book's view of a patient; absent optional fields are left out.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 200, "full_name": "Chanaka Fernando", "address": "Colombo, Sri Lanka", "sex": "male",
-    "email": "chanaka@example.com", "phone": 94711234567_i64, "remarks": "First visit"
+    "id": 200, "full_name": "chanaka fernando", "address": "44, sw19, london", "sex": "male",
+    "phone": 222_222_222
 }))]
 pub struct PatientView {
     id: i64,

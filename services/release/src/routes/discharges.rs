@@ -68,9 +68,8 @@ pub struct DischargeForm {
 /// publishes `patient.admission` through the outbox, all in one transaction.
 #[utoipa::path(post, path = "/opd/release/discharge", tag = "release", operation_id = "record_release",
     request_body(content = DischargeForm, example = json!({
-        "id": 200, "time": "2026-11-22 11:30", "state": "discharge",
-        "post_medication": "Paracetamol for three more days", "notes": "Recovering well",
-        "next_visit": "2026-11-29"
+        "id": 200, "time": "2021 07 12 9:35 PM", "state": "discharge",
+        "post_medication": "NM x 10 days", "next_visit": "2021 08 12 09:00AM"
     })),
     responses(
         (status = 201, description = "Recorded; the patient leaves the pending list, and with \

@@ -27,8 +27,7 @@ pub struct MedicationForm {
 /// Records medication given to a patient and takes them off the pending list.
 #[utoipa::path(post, path = "/opd/treatment/medication", tag = "treatment", operation_id = "record_medication",
     request_body(content = MedicationForm, example = json!({
-        "id": 200, "time": "2026-11-22 10:15", "dose": "Paracetamol 500 mg, three times a day",
-        "notes": "After meals"
+        "id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"
     })),
     responses(
         (status = 201, description = "Recorded; the patient leaves the pending list", body = String, content_type = "application/json",

@@ -31,8 +31,8 @@ pub struct PendingTreatment {
     responses(
         (status = 200, description = "Patients inspection sent for treatment and not yet given \
             medication, with inspection's instructions", body = Vec<PendingTreatment>,
-            example = json!([{ "id": 200, "medication": "Paracetamol 500 mg",
-                "tests": "Full blood count", "notes": "Review tomorrow" }])),
+            example = json!([{ "id": 200, "medication": "XYZ x 3",
+                "tests": "FBT, UC", "notes": "possible Covid-19" }])),
         Unavailable,
     ))]
 #[tracing::instrument(skip(state))]

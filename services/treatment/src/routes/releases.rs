@@ -31,8 +31,8 @@ pub struct ReleaseForm {
 /// Records the request and publishes `patient.release` through the outbox, in one transaction.
 #[utoipa::path(post, path = "/opd/treatment/release", tag = "treatment", operation_id = "request_release",
     request_body(content = ReleaseForm, example = json!({
-        "id": 200, "time": "2026-11-22 11:00", "next_state": "discharge",
-        "post_medication": "Paracetamol for three more days", "notes": "Recovering well"
+        "id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
+        "post_medication": "NM x 10 days"
     })),
     responses(
         (status = 201, description = "Recorded; `patient.release` published", body = String, content_type = "application/json",

@@ -30,8 +30,8 @@ pub struct TestForm {
 
 #[utoipa::path(post, path = "/opd/treatment/tests", tag = "treatment", operation_id = "record_test",
     request_body(content = TestForm, example = json!({
-        "id": 200, "time": "2026-11-22 10:20", "test_name": "Full blood count",
-        "results": "Normal", "status": "done", "notes": "No follow-up needed"
+        "id": 200, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
+        "status": "sample collected", "notes": "possible covid-19"
     })),
     responses(
         (status = 201, description = "Recorded", body = String, content_type = "application/json", example = json!("Test recorded successfully")),
