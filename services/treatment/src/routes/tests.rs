@@ -28,6 +28,7 @@ pub struct TestForm {
     notes: Note<2000>,
 }
 
+/// Records a lab test and its result; the patient stays on the pending list.
 #[utoipa::path(post, path = "/opd/treatment/tests", tag = "treatment", operation_id = "record_test",
     request_body(content = TestForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
