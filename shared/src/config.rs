@@ -169,6 +169,10 @@ pub struct ConsumerSettings {
     /// that grows with each delivery; binding the consumer again after NATS was lost backs off
     /// the same way.
     pub retry: RetrySettings,
+    /// A message that failed this many deliveries for a reason that may pass is parked in
+    /// `dead_letters` (with an error log line carrying `alert`), where an operator can retry it.
+    /// While the database is down nothing can be parked, so an outage only delays events.
+    pub max_deliveries: u32,
     /// Handled event ids are kept this long to recognise a repeat. Far longer than anything
     /// can repeat: a relay republishes within its lease, JetStream redelivers until acknowledged.
     #[serde(with = "humantime_serde")]
@@ -241,6 +245,7 @@ impl Settings {
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(30),
                 batch_size: 50,
+                max_deliveries: 100,
                 retry: RetrySettings {
                     initial: Duration::from_millis(500),
                     max: Duration::from_secs(30),

@@ -30,17 +30,20 @@ pub enum HandlerError {
     /// Will never succeed (the event contradicts what we know): park it.
     #[error("{0}")]
     Permanent(String),
-    /// May succeed later (the database is down): retry with backoff.
+    /// May succeed later (the database is down, or an error nobody foresaw): retry with
+    /// backoff, and park it only after `consumer.max_deliveries` deliveries.
     #[error("{0}")]
     Transient(String),
 }
 
 impl From<sqlx::Error> for HandlerError {
+    /// Only errors in the data itself are permanent. An unknown error is retried: parking it
+    /// at once would take the patient out of the flow for what may be a passing fault.
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_transient(&error) {
-            Self::Transient(error.to_string())
-        } else {
+        if crate::db::is_data_error(&error) {
             Self::Permanent(error.to_string())
+        } else {
+            Self::Transient(error.to_string())
         }
     }
 }
@@ -316,6 +319,21 @@ impl<H: EventHandler> Consumer<H> {
                 self.apply(event, &meta).instrument(span).await
             }
             Err(reason) => Outcome::Parked(reason),
+        };
+        let outcome = match outcome {
+            Outcome::Retry(reason) if delivered >= i64::from(self.settings.max_deliveries) => {
+                // An alert, not a warning: someone must find the cause and retry it from
+                // the dead letters (`/admin/dead-letters`).
+                tracing::error!(
+                    alert = "consumer-gave-up",
+                    delivered,
+                    stream_sequence,
+                    %reason,
+                    "event failed on every delivery; parking it"
+                );
+                Outcome::Parked(format!("gave up after {delivered} deliveries: {reason}"))
+            }
+            other => other,
         };
         // Parking is a write of its own: if it fails, the message is retried instead.
         let outcome = match outcome {

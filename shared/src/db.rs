@@ -65,33 +65,14 @@ pub async fn connect_and_migrate(
     Ok(pool)
 }
 
-/// True for failures that go away by themselves: the database is down, restarting, overloaded,
-/// or the pool is exhausted. Such work is retried; anything else is a permanent failure.
-pub fn is_transient(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception, 53: insufficient resources, 55: object not in
-            // prerequisite state (the database does not accept connections, a lock is not
-            // available), 57: operator intervention (shutdown, cancelled), 3D000 and 28: the
-            // database or role is missing or refused (being provisioned), 40001/40P01:
-            // serialisation failure and deadlock.
-            code.starts_with("08")
-                || code.starts_with("53")
-                || code.starts_with("55")
-                || code.starts_with("57")
-                || code.starts_with("28")
-                || code == "3D000"
-                || code == "40001"
-                || code == "40P01"
-        }),
-        _ => false,
-    }
+/// True when `error` says the data itself is wrong, so that the same statement with the same data
+/// fails every time: SQLSTATE class 22 (data exception: a value out of range, an invalid text
+/// representation) and 23 (integrity constraint violation). Every other error, known or not (a
+/// read-only failover target, a column missing during a rolling deploy, an I/O error), may pass
+/// once its cause is fixed.
+pub fn is_data_error(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")))
 }
 
 /// True when `error` is a unique-constraint violation.

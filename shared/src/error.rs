@@ -100,13 +100,18 @@ impl IntoResponse for ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// A data error reaching the database means a check is missing here: a defect (500). Any
+    /// other database error, known or not (down, read-only, a column missing during a rolling
+    /// deploy), is the database not serving us now: 503, and the client may retry. Neither
+    /// sends the database's text to the client; the log has it.
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_transient(&error) {
-            Self::Unavailable(format!(
-                "the database cannot be reached right now ({error})"
-            ))
-        } else {
+        if crate::db::is_data_error(&error) {
             Self::Internal(anyhow::Error::new(error).context("database query failed"))
+        } else {
+            tracing::warn!(%error, "database error");
+            Self::Unavailable(
+                "the database cannot serve this request right now; retry later".into(),
+            )
         }
     }
 }

@@ -124,3 +124,75 @@ async fn replicas_share_one_durable_consumer_and_each_event_is_handled_once() {
     app.assert_handled_once(30).await;
     second.stop().await;
 }
+
+/// A consumer whose failed messages come back after 10 ms, and are parked after three
+/// deliveries.
+fn quick_retries() -> opd_testing::TestAppBuilder {
+    builder().without_background_tasks().settings(|settings| {
+        settings.consumer.retry.initial = Duration::from_millis(10);
+        settings.consumer.retry.max = Duration::from_millis(10);
+        settings.consumer.max_deliveries = 3;
+    })
+}
+
+/// Steps the consumer until it has handled a message (a redelivery comes after its delay).
+async fn next_outcome(
+    consumer: &opd_shared::consumer::Consumer<RegistrationHandler>,
+) -> Vec<Outcome> {
+    for _ in 0..50 {
+        let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();
+        if !outcomes.is_empty() {
+            return outcomes;
+        }
+    }
+    panic!("no message came back");
+}
+
+#[tokio::test]
+async fn an_unforeseen_database_error_is_retried_not_parked() {
+    let app = quick_retries().spawn().await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    registered(&app, 200, 1).await;
+    // A rolling deploy gone wrong: the table the handler writes to is not there (42P01, an
+    // error on no list of passing failures).
+    app.execute("alter table visits rename to visits_elsewhere")
+        .await;
+    let outcomes = next_outcome(&consumer).await;
+    assert!(matches!(&outcomes[..], [Outcome::Retry(_)]), "{outcomes:?}");
+    assert_eq!(app.count("select count(*) from dead_letters").await, 0);
+
+    app.execute("alter table visits_elsewhere rename to visits")
+        .await;
+    assert_eq!(next_outcome(&consumer).await, [Outcome::Applied]);
+    app.assert_handled_once(1).await;
+}
+
+#[tokio::test]
+async fn an_event_that_fails_on_every_delivery_is_parked_after_the_last_and_does_not_block() {
+    let app = quick_retries().spawn().await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    registered(&app, 200, 1).await;
+    app.execute("alter table visits rename to visits_elsewhere")
+        .await;
+    let mut outcomes = Vec::new();
+    while !matches!(outcomes.last(), Some(Outcome::Parked(_))) {
+        outcomes.extend(next_outcome(&consumer).await);
+        assert!(outcomes.len() <= 3, "{outcomes:?}");
+    }
+    assert!(
+        matches!(&outcomes[..], [Outcome::Retry(_), Outcome::Retry(_), Outcome::Parked(reason)]
+            if reason.starts_with("gave up after 3 deliveries")),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        app.count("select count(*) from dead_letters where reason like 'gave up after 3 %'")
+            .await,
+        1
+    );
+
+    // The cause fixed, the events behind it flow again.
+    app.execute("alter table visits_elsewhere rename to visits")
+        .await;
+    registered(&app, 300, 2).await;
+    assert_eq!(next_outcome(&consumer).await, [Outcome::Applied]);
+}
