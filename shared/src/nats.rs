@@ -9,7 +9,7 @@ use crate::config::NatsSettings;
 
 /// Connects to the cluster. The client keeps reconnecting for ever, to whichever node answers,
 /// and the call returns at once even when no node is up yet: the relay and the consumers wait
-/// for the connection on their own, and `/readyz` reports it.
+/// for the connection on their own, and `/readyz` reports it (without failing on it).
 pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
     let servers = settings
         .servers
