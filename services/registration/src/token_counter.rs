@@ -7,7 +7,7 @@
 //! concurrent requests from any number of replicas queue on it only for microseconds.
 
 use serde::Serialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use opd_shared::domain::PatientId;
 use opd_shared::outbox::Envelope;
@@ -116,7 +116,10 @@ pub enum Reset {
     WouldRepeat { last_issued: i64 },
 }
 
-pub async fn reset(conn: &mut PgConnection, n: i64) -> Result<Reset, sqlx::Error> {
+/// Both statements run in one transaction: `token_day()` reads the transaction's start time, so
+/// they agree on the day even when midnight falls between them.
+pub async fn reset(pool: &PgPool, n: i64) -> Result<Reset, sqlx::Error> {
+    let mut tx = pool.begin().await?;
     let moved = sqlx::query_scalar!(
         "insert into token_counters (day, last_token)
          values (token_day(), $1)
@@ -125,14 +128,17 @@ pub async fn reset(conn: &mut PgConnection, n: i64) -> Result<Reset, sqlx::Error
          returning last_token",
         n,
     )
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&mut *tx)
     .await?;
-    if moved.is_some() {
-        return Ok(Reset::Done);
-    }
-    let last_issued =
-        sqlx::query_scalar!("select last_token from token_counters where day = token_day()",)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(Reset::WouldRepeat { last_issued })
+    let outcome = if moved.is_some() {
+        Reset::Done
+    } else {
+        let last_issued =
+            sqlx::query_scalar!("select last_token from token_counters where day = token_day()")
+                .fetch_one(&mut *tx)
+                .await?;
+        Reset::WouldRepeat { last_issued }
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }

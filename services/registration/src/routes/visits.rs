@@ -62,8 +62,7 @@ pub async fn reset(
     State(state): State<AppState>,
     PathParam(n): PathParam<u32>,
 ) -> Result<Json<&'static str>, ApiError> {
-    let mut conn = state.pool.acquire().await?;
-    match token_counter::reset(&mut conn, i64::from(n)).await? {
+    match token_counter::reset(&state.pool, i64::from(n)).await? {
         Reset::Done => Ok(Json("Token reset successful")),
         Reset::WouldRepeat { last_issued } => Err(ApiError::Conflict(format!(
             "tokens up to {last_issued} have already been handed out today; \

@@ -72,3 +72,46 @@ async fn each_day_has_its_own_sequence() {
         "every token stays on record"
     );
 }
+
+#[tokio::test]
+async fn a_reset_that_straddles_midnight_is_still_answered_409_not_500() {
+    let app = spawn_app().await;
+    // The day turns when the test says so: token_day() reads the transaction's start time, as
+    // the real one does, against a "midnight" the test moves.
+    app.execute(
+        "create table test_midnight (at timestamptz not null);
+         insert into test_midnight values ('infinity');
+         create or replace function token_day() returns date language sql stable as $$
+             select date '2021-07-12'
+                 + case when now() >= (select at from test_midnight) then 1 else 0 end
+         $$",
+    )
+    .await;
+    register(&app, 1).await;
+
+    // Hold today's counter row, so that the reset's first statement waits on it; move midnight
+    // while it waits; then let it go. Its next statement then starts after midnight.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select * from token_counters for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let reset = tokio::spawn({
+        let url = app.url("/opd/patient/token/reset/0");
+        let client = app.client.clone();
+        async move { client.get(url).send().await.unwrap() }
+    });
+    opd_testing::eventually("the reset to wait for the counter row", || async {
+        let waiting = app
+            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    app.execute("update test_midnight set at = clock_timestamp()")
+        .await;
+    holder.commit().await.unwrap();
+
+    let answer = reset.await.unwrap();
+    expect_problem(answer, 409).await;
+}
