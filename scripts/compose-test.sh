@@ -258,6 +258,20 @@ fi
 "${COMPOSE[@]}" start nats-2 >/dev/null 2>&1
 log "nats-2 started again"
 
+# Docker must not kill a service before its own shutdown grace is over.
+python3 - "$("${COMPOSE[@]}" config)" <<'PY' >> "$WORK/checks.log" || FAILURES=$((FAILURES + 1))
+import re, sys
+config = sys.argv[1]
+def seconds(text):
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in re.findall(r"(\d+)([hms])", text))
+graces = [seconds(g) for g in re.findall(r"OPD_HTTP__SHUTDOWN_GRACE: '?([0-9hms]+)", config)]
+stops = [seconds(g) for g in re.findall(r"stop_grace_period: '?([0-9hms]+)", config)]
+if len(graces) != 4 or len(stops) < 4 or min(stops) <= max(graces):
+    print(f"  FAIL  stop_grace_period {stops} must exceed every shutdown grace {graces}")
+    sys.exit(1)
+print(f"  ok    stop_grace_period {min(stops)} s exceeds the services' shutdown grace {max(graces)} s")
+PY
+
 # The Postman collection, schemathesis and the Swagger UI pages against the compose stack (they
 # print their own count lines, which CI adds up).
 log "walkthroughs against the compose stack"

@@ -176,7 +176,26 @@ impl Relay {
                 }
             }
         }
+        self.drain().await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// At shutdown, after the last requests have finished: publishes what they committed, so
+    /// that a service scaled down for good leaves nothing behind in its outbox. It stops at the
+    /// first failure (NATS gone): the rows wait for the next start, or another replica.
+    async fn drain(&self) {
+        loop {
+            match self.publish_batch().await {
+                Ok(published) if published > 0 => {
+                    tracing::info!(published, "published at shutdown");
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "outbox not drained at shutdown; rows wait for a relay");
+                    break;
+                }
+            }
+        }
     }
 
     fn batch_size(&self) -> usize {

@@ -247,9 +247,9 @@ impl Application {
         &self.infra
     }
 
-    /// Serves until the shutdown token is cancelled, then stops in order: no new requests,
-    /// in-flight requests finish, the relay and consumers finish the message at hand, the
-    /// connections close.
+    /// Serves until the shutdown token is cancelled, then stops in order: no new requests and
+    /// the consumers finish the messages at hand; in-flight requests finish; the relay publishes
+    /// what they committed; the connections close.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self {
             port,
@@ -261,12 +261,12 @@ impl Application {
             consumers,
         } = self;
         let mut handles = Vec::new();
+        // The relay stops only once the HTTP server has drained: requests still running when
+        // shutdown begins may commit events, and it publishes them before the process ends.
+        let relay_stop = CancellationToken::new();
         if relay {
             let relay = Relay::new(&infra);
-            handles.push((
-                "outbox relay",
-                tokio::spawn(relay.run(shutdown.child_token())),
-            ));
+            handles.push(("outbox relay", tokio::spawn(relay.run(relay_stop.clone()))));
         }
         for subscription in consumers {
             let task = (subscription.start)(subscription.durable, &infra, shutdown.child_token());
@@ -276,6 +276,7 @@ impl Application {
         let grace = infra.settings.http.shutdown_grace;
         let served = crate::http::serve(listener, router, shutdown.clone(), grace).await;
         shutdown.cancel();
+        relay_stop.cancel();
         for (name, handle) in handles {
             match tokio::time::timeout(grace, handle).await {
                 Ok(Ok(())) => {}

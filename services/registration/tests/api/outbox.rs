@@ -177,3 +177,41 @@ async fn the_relay_keeps_up_under_sustained_load() {
         "every event published once"
     );
 }
+
+#[tokio::test]
+async fn events_committed_by_requests_draining_at_shutdown_are_published_before_it_ends() {
+    let mut app = spawn_app().await;
+    register(&app, 1).await;
+    // Hold today's counter row: the next registration waits on it, in flight.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select * from token_counters for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let request = tokio::spawn({
+        let (client, url) = (app.client.clone(), app.url(REGISTER));
+        async move { client.post(url).json(&patient(2)).send().await.unwrap() }
+    });
+    eventually("the registration to wait for the counter row", || async {
+        let waiting = app
+            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+
+    // Shutdown begins while the request is in flight; it commits its event during the drain.
+    let release = async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        holder.commit().await.unwrap();
+    };
+    tokio::join!(app.stop(), release);
+
+    assert_eq!(request.await.unwrap().status(), 201);
+    assert_eq!(
+        unpublished(&app).await,
+        0,
+        "the relay published it before stopping"
+    );
+    assert_eq!(app.events("patient.register").await.len(), 2);
+}
