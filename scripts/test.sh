@@ -94,7 +94,15 @@ if [ -n "$walkthroughs" ]; then
     scripts/dev.sh up
     # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
     log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
-    python3 scripts/lib/tutorial.py docs/tutorial.md
-    scripts/walkthroughs.sh swagger-ui newman schemathesis
+    walked=0
+    python3 scripts/lib/tutorial.py docs/tutorial.md || walked=1
+    scripts/walkthroughs.sh swagger-ui newman schemathesis || walked=1
     log "walkthroughs took $((SECONDS - started)) s"
+    if [ "$walked" != 0 ]; then
+        for name in registration inspection treatment release nats-1 nats-2 nats-3; do
+            log "last lines of $name's log"
+            tail -n 40 "$OPD_DEV_DIR/logs/$name.log" || true
+        done
+        die "a walkthrough failed (see above)"
+    fi
 fi

@@ -80,7 +80,7 @@ impl fmt::Debug for DatabaseSettings {
 
 /// Replaces the password of a URL with `***` for logs.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
             match credentials.find(':') {
@@ -94,7 +94,25 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
-    }
+    };
+    redact_query_password(&url)
+}
+
+/// libpq also takes the password as a query parameter (`?password=…`, `&sslpassword=…`).
+fn redact_query_password(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().ends_with("password") => {
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -118,7 +136,14 @@ pub struct NatsSettings {
 impl fmt::Debug for NatsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NatsSettings")
-            .field("servers", &self.servers)
+            .field(
+                "servers",
+                &self
+                    .servers
+                    .iter()
+                    .map(|s| redact_url(s))
+                    .collect::<Vec<_>>(),
+            )
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("stream", &self.stream)
@@ -310,6 +335,19 @@ mod tests {
             redact_url("postgres://db:5432/opd"),
             "postgres://db:5432/opd"
         );
+        assert_eq!(
+            redact_url("postgres://opd@db/opd?sslmode=require&password=secret&sslpassword=key"),
+            "postgres://opd@db/opd?sslmode=require&password=***&sslpassword=***"
+        );
+    }
+
+    #[test]
+    fn settings_never_print_a_secret() {
+        let mut settings = Settings::layered(REGISTRATION, None, Some(HashMap::new())).unwrap();
+        settings.database.url = "postgres://opd:hunter2@db/opd?password=hunter2".into();
+        settings.nats.servers = vec!["nats://svc:hunter2@nats-1:4222".into()];
+        settings.nats.password = Some("hunter2".into());
+        assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
     const REGISTRATION: ServiceDefaults = ServiceDefaults {

@@ -171,21 +171,49 @@ impl<H: EventHandler> Consumer<H> {
         tracing::info!("consumer stopped");
     }
 
+    /// Creates the durable consumer if it is missing; an existing one is used as it is, as the
+    /// stream is (see [`crate::nats::ensure_stream`]), with any difference reported.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
         let stream = crate::nats::ensure_stream(&self.jetstream, &self.nats).await?;
-        Ok(stream
-            .create_consumer(pull::Config {
-                durable_name: Some(self.durable.clone()),
-                filter_subject: H::Event::SUBJECT.to_owned(),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: self.settings.ack_wait,
-                deliver_policy: jetstream::consumer::DeliverPolicy::All,
-                // Redeliver for as long as it takes: failures that can never succeed are parked
-                // by us, not dropped by the server.
-                max_deliver: -1,
-                ..Default::default()
-            })
-            .await?)
+        let wanted = pull::Config {
+            durable_name: Some(self.durable.clone()),
+            filter_subject: H::Event::SUBJECT.to_owned(),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            // Redeliver for as long as it takes: failures that can never succeed are parked by
+            // us, not dropped by the server.
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let consumer = stream
+            .get_or_create_consumer(&self.durable, wanted.clone())
+            .await?;
+        let live = &consumer.cached_info().config;
+        let mut drift = Vec::new();
+        if live.filter_subject != wanted.filter_subject {
+            drift.push(format!("filter_subject: live {}", live.filter_subject));
+        }
+        if live.ack_policy != wanted.ack_policy {
+            drift.push(format!("ack_policy: live {:?}", live.ack_policy));
+        }
+        if live.ack_wait != wanted.ack_wait {
+            drift.push(format!(
+                "ack_wait: live {:?}, expected {:?}",
+                live.ack_wait, wanted.ack_wait
+            ));
+        }
+        if live.max_deliver != wanted.max_deliver {
+            drift.push(format!("max_deliver: live {}", live.max_deliver));
+        }
+        if !drift.is_empty() {
+            tracing::error!(
+                alert = "consumer-drift",
+                drift = %drift.join("; "),
+                "the durable consumer's live settings differ from this service's; using it as it is"
+            );
+        }
+        Ok(consumer)
     }
 
     async fn subscribe(&self) -> anyhow::Result<pull::Stream> {
@@ -194,7 +222,10 @@ impl<H: EventHandler> Consumer<H> {
             .await?
             .stream()
             .max_messages_per_batch(self.settings.batch_size)
-            .heartbeat(Duration::from_secs(5))
+            // A pull request lives on the consumer's leader: when that node goes away, the
+            // request is lost without an error, and only missing heartbeats (two in a row) tell.
+            // Short heartbeats keep that stall to a few seconds.
+            .heartbeat(Duration::from_secs(2))
             .expires(Duration::from_secs(30))
             .messages()
             .await?)

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dead_letters;
 pub mod domain;
 pub mod error;
 pub mod events;

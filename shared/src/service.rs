@@ -66,6 +66,9 @@ impl Service {
 pub struct AppState {
     pub pool: PgPool,
     pub service: &'static Service,
+    /// For the operator's routes that publish directly (retrying a dead letter); None where
+    /// the API runs without NATS (in-process tests).
+    pub jetstream: Option<jetstream::Context>,
     outbox_written: Arc<Notify>,
 }
 
@@ -157,7 +160,7 @@ impl Infra {
 /// what a request meets after the health checks.
 pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
     crate::http::with_common_layers(
-        routes_with_state(service, pool, Arc::new(Notify::new())),
+        routes_with_state(service, pool, None, Arc::new(Notify::new())),
         &settings.http,
     )
 }
@@ -167,23 +170,35 @@ pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) 
 fn routes_with_state(
     service: &'static Service,
     pool: PgPool,
+    jetstream: Option<jetstream::Context>,
     outbox_written: Arc<Notify>,
 ) -> Router {
-    let (routes, api) = (service.routes)().split_for_parts();
+    let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::openapi::document(service, api);
     routes
         .route(service.home, get(home))
         .with_state(AppState {
             pool,
             service,
+            jetstream,
             outbox_written,
         })
         .merge(crate::openapi::routes(document))
 }
 
+/// The service's own routes, and the dead-letter routes where it consumes events.
+fn documented_routes(service: &'static Service) -> OpenApiRouter<AppState> {
+    let routes = (service.routes)();
+    if service.consumers.is_empty() {
+        routes
+    } else {
+        routes.merge(crate::dead_letters::routes())
+    }
+}
+
 /// The OpenAPI document `service` serves at `/openapi.json`.
 pub fn openapi(service: &'static Service) -> utoipa::openapi::OpenApi {
-    crate::openapi::document(service, (service.routes)().split_for_parts().1)
+    crate::openapi::document(service, documented_routes(service).split_for_parts().1)
 }
 
 /// A built service: a bound listener, its router and background tasks, not yet running.
@@ -210,8 +225,13 @@ impl Application {
             nats: infra.nats.clone(),
         };
         let router = crate::http::with_common_layers(
-            routes_with_state(service, infra.pool.clone(), infra.outbox_written.clone())
-                .merge(health::routes(readiness)),
+            routes_with_state(
+                service,
+                infra.pool.clone(),
+                Some(infra.jetstream.clone()),
+                infra.outbox_written.clone(),
+            )
+            .merge(health::routes(readiness)),
             http,
         );
         Ok(Self {

@@ -7,6 +7,7 @@
     reason = "a failed step must fail the test"
 )]
 mod consumer;
+mod dead_letters;
 mod errors;
 mod helpers;
 mod inspections;

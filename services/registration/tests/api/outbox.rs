@@ -1,6 +1,10 @@
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use opd_testing::eventually;
+use async_nats::jetstream::stream::StorageType;
+use opd_shared::config::Settings;
+use opd_testing::{NatsServer, eventually};
 
 use crate::helpers::{REGISTER, builder, patient, register, spawn_app, started, unpublished};
 
@@ -214,4 +218,31 @@ async fn events_committed_by_requests_draining_at_shutdown_are_published_before_
         "the relay published it before stopping"
     );
     assert_eq!(app.events("patient.register").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten() {
+    let nats = Arc::new(NatsServer::single().await);
+    // The operator's stream: in memory (a setting no update may change) and kept for an hour.
+    let defaults =
+        Settings::layered(registration::SERVICE.defaults(), None, Some(HashMap::new())).unwrap();
+    let mut config = opd_shared::nats::stream_config(&defaults.nats);
+    config.storage = StorageType::Memory;
+    config.max_age = Duration::from_secs(3600);
+    config.num_replicas = 1;
+    opd_testing::stream::jetstream(&nats.urls())
+        .await
+        .unwrap()
+        .create_stream(config)
+        .await
+        .unwrap();
+
+    let app = started(builder().nats(nats)).await;
+    register(&app, 1).await;
+    // The relay is not blocked by the difference...
+    app.events_until("patient.register", 1).await;
+    // ...and left the operator's settings alone.
+    let live = app.stream_info().await.config;
+    assert_eq!(live.storage, StorageType::Memory);
+    assert_eq!(live.max_age, Duration::from_secs(3600));
 }
