@@ -196,3 +196,44 @@ async fn an_event_that_fails_on_every_delivery_is_parked_after_the_last_and_does
     registered(&app, 300, 2).await;
     assert_eq!(next_outcome(&consumer).await, [Outcome::Applied]);
 }
+
+#[tokio::test]
+async fn a_durable_consumer_the_operator_tuned_is_used_as_it_is() {
+    let nats = std::sync::Arc::new(opd_testing::NatsServer::single().await);
+    let app = builder()
+        .nats(nats)
+        .without_background_tasks()
+        .spawn()
+        .await;
+    registered(&app, 200, 1).await;
+    // The operator gave the consumer a longer ack_wait than the service's setting.
+    let js = opd_testing::stream::jetstream(&app.settings.nats.servers)
+        .await
+        .unwrap();
+    let stream = js.get_stream(&app.settings.nats.stream).await.unwrap();
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some(REGISTRATIONS_CONSUMER.into()),
+            filter_subject: "patient.register".into(),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(120),
+            max_deliver: -1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    assert_eq!(
+        consumer.step(10, STEP_WAIT).await.unwrap(),
+        [Outcome::Applied]
+    );
+    let mut live = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(REGISTRATIONS_CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(
+        live.info().await.unwrap().config.ack_wait,
+        Duration::from_secs(120)
+    );
+}
