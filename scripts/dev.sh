@@ -9,6 +9,7 @@
 #   scripts/dev.sh status           what runs, with pids and ports
 #   scripts/dev.sh stop NAME        stop one piece: a service (registration, inspection, …),
 #   scripts/dev.sh start NAME         a NATS node (nats-1, nats-2, nats-3) or postgres
+#   scripts/dev.sh kill NAME        SIGKILL a service or a NATS node, as a crash would
 #   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
 #
 # OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
@@ -40,7 +41,16 @@ log_file() { echo "$DEV/logs/$1.log"; }
 
 running() { # running NAME: is its process alive?
     local pid_path; pid_path="$(pid_file "$1")"
-    [ -f "$pid_path" ] && kill -0 "$(cat "$pid_path")" 2>/dev/null
+    [ -f "$pid_path" ] && alive "$(cat "$pid_path")"
+}
+
+# alive PID: the process exists and is not a zombie. Where nothing reaps orphans (a container
+# without an init), a killed process stays a zombie that `kill -0` still finds.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
+    [ "$state" != Z ]
 }
 
 spawn() { # spawn NAME COMMAND...: start in the background, detached, logging to its file
@@ -55,7 +65,7 @@ terminate() { # terminate NAME: SIGTERM, then SIGKILL after 20 s
     running "$name" || { rm -f "$(pid_file "$name")"; return 0; }
     pid="$(cat "$(pid_file "$name")")"
     kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 1 200); do alive "$pid" || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     rm -f "$(pid_file "$name")"
     log "stopped $name"
@@ -200,6 +210,19 @@ cmd_stop() {
     fi
 }
 
+# kill NAME: SIGKILL, no chance to clean up, as a crash or an OOM kill would do (for drills and
+# the tutorial).
+cmd_kill() {
+    local name="${1:-}" pid
+    is_service "$name" || is_node "$name" || die "kill takes a service or a NATS node, not '$name'"
+    running "$name" || { log "$name is not running"; return 0; }
+    pid="$(cat "$(pid_file "$name")")"
+    kill -9 "$pid"
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    rm -f "$(pid_file "$name")"
+    log "killed $name (SIGKILL)"
+}
+
 cmd_start() {
     local name="${1:-}"
     if is_service "$name"; then start_service "$name"; wait_service "$name"
@@ -223,6 +246,7 @@ case "${1:-}" in
     status) cmd_status ;;
     stop) cmd_stop "${2:-}" ;;
     start) cmd_start "${2:-}" ;;
+    kill) cmd_kill "${2:-}" ;;
     logs) cmd_logs "${2:-}" "${3:-}" ;;
-    *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
