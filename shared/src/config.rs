@@ -46,6 +46,13 @@ pub struct HttpSettings {
     /// begun.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// A request that takes longer is answered with 503 and abandoned, so that a stuck
+    /// dependency cannot hold connections for ever. Keep it above `database.statement_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests served at once; one more is answered with 503 at once instead of queueing, so
+    /// that a burst degrades into quick refusals rather than ever longer waits.
+    pub max_concurrent_requests: usize,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -231,6 +238,8 @@ impl Settings {
                 port: service.port,
                 body_limit_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(20),
+                request_timeout: Duration::from_secs(15),
+                max_concurrent_requests: 1024,
             },
             database: DatabaseSettings {
                 // Development default only: scripts/dev.sh creates this role with this password.

@@ -1,17 +1,21 @@
 //! HTTP plumbing shared by every API: extractors that answer with problem details, the common
 //! middleware stack and the server loop with graceful shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Router, extract::DefaultBodyLimit};
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -134,7 +138,12 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 /// request named by its matched route, a body size limit, and a 500 problem instead of a dropped
 /// connection should a handler ever panic.
 pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
+    let limits = Limits {
+        permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
+        timeout: settings.request_timeout,
+    };
     router
+        .layer(axum::middleware::from_fn_with_state(limits, limit))
         .fallback(|| async { ApiError::NotFound("there is no such route".into()) })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -166,6 +175,50 @@ pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
                 .layer(CatchPanicLayer::custom(|_panic| panic_response()))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
         )
+}
+
+#[derive(Clone)]
+struct Limits {
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+}
+
+/// Refuses a request over the concurrency limit at once, and abandons one that runs past the
+/// timeout. Abandoning drops the handler: an open transaction rolls back, but a statement
+/// already sent runs on in PostgreSQL (bounded by `database.statement_timeout`, which is
+/// shorter, so that normally the database gives up first and the answer is an ordinary 503).
+async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Response {
+    let Ok(_permit) = limits.permits.try_acquire_owned() else {
+        let mut response = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            "the service is serving as many requests as it takes at once; retry in a moment",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            HeaderValue::from_static("1"),
+        );
+        return response;
+    };
+    match tokio::time::timeout(limits.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?limits.timeout, "request timed out");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Timed out",
+                format!(
+                    "the request took longer than {:?} and was abandoned; a change it had \
+                     already sent to the database may still complete, so look before repeating it",
+                    limits.timeout
+                ),
+            )
+            .into_response()
+        }
+    }
 }
 
 fn panic_response() -> Response {

@@ -102,3 +102,74 @@ async fn sqlx_lock_patients(tx: &mut sqlx::PgConnection) {
         .await
         .unwrap();
 }
+
+/// Holds today's counter row, so that a registration waits on it, until the holder is dropped
+/// or committed.
+async fn hold_the_counter(
+    app: &opd_testing::TestApp,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select * from token_counters for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
+#[tokio::test]
+async fn a_request_stuck_past_the_timeout_is_503_and_does_not_hold_the_client() {
+    let app = started(builder().settings(|settings| {
+        settings.http.request_timeout = Duration::from_millis(300);
+    }))
+    .await;
+    register(&app, 1).await;
+    let holder = hold_the_counter(&app).await;
+    let started = std::time::Instant::now();
+    let problem = expect_problem(app.post(REGISTER, &patient(2)).await, 503).await;
+    assert_eq!(problem["type"], "/problems/timeout");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The statement was already in PostgreSQL: it completes, whole (patient and event
+    // together), once the row is free. The problem document says so.
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("may still complete")
+    );
+    holder.commit().await.unwrap();
+    eventually("the abandoned registration to complete, whole", || async {
+        let patients = app.count("select count(*) from patients").await;
+        let events = app.count("select count(*) from outbox").await;
+        (patients == 2 && events == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_request_over_the_concurrency_limit_is_refused_at_once() {
+    let app = started(builder().settings(|settings| {
+        settings.http.max_concurrent_requests = 1;
+    }))
+    .await;
+    register(&app, 1).await;
+    let holder = hold_the_counter(&app).await;
+    let first = tokio::spawn({
+        let (client, url) = (app.client.clone(), app.url(REGISTER));
+        async move { client.post(url).json(&patient(2)).send().await.unwrap() }
+    });
+    eventually("the first request to wait for the counter row", || async {
+        let waiting = app
+            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+    let second = app.get("/opd/patient/view/1").await;
+    assert_eq!(second.headers()["retry-after"], "1");
+    let problem = expect_problem(second, 503).await;
+    assert_eq!(problem["type"], "/problems/overloaded");
+
+    holder.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().status(), 201);
+    app.get_expect("/opd/patient/view/1", 200).await;
+}
