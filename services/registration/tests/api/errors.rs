@@ -3,7 +3,10 @@ use std::time::Duration;
 use opd_testing::{eventually, expect_problem};
 use serde_json::json;
 
-use crate::helpers::{REGISTER, builder, patient, register, spawn_app, started};
+use crate::helpers::{
+    REGISTER, builder, hold_the_counter, patient, register, spawn_app, started,
+    until_a_request_waits_on_the_counter,
+};
 
 #[tokio::test]
 async fn unknown_patients_are_404() {
@@ -103,19 +106,6 @@ async fn sqlx_lock_patients(tx: &mut sqlx::PgConnection) {
         .unwrap();
 }
 
-/// Holds today's counter row, so that a registration waits on it, until the holder is dropped
-/// or committed.
-async fn hold_the_counter(
-    app: &opd_testing::TestApp,
-) -> sqlx::Transaction<'static, sqlx::Postgres> {
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("select * from token_counters for update")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
-    holder
-}
-
 #[tokio::test]
 async fn a_request_stuck_past_the_timeout_is_503_and_does_not_hold_the_client() {
     let app = started(builder().settings(|settings| {
@@ -157,13 +147,7 @@ async fn a_request_over_the_concurrency_limit_is_refused_at_once() {
         let (client, url) = (app.client.clone(), app.url(REGISTER));
         async move { client.post(url).json(&patient(2)).send().await.unwrap() }
     });
-    eventually("the first request to wait for the counter row", || async {
-        let waiting = app
-            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
-            .await;
-        (waiting > 0).then_some(())
-    })
-    .await;
+    until_a_request_waits_on_the_counter(&app).await;
     let second = app.get("/opd/patient/view/1").await;
     assert_eq!(second.headers()["retry-after"], "1");
     let problem = expect_problem(second, 503).await;

@@ -46,3 +46,25 @@ pub async fn unpublished(app: &TestApp) -> i64 {
     app.count("select count(*) from outbox where published_at is null")
         .await
 }
+
+/// Holds today's counter row, so that a registration or a token reset waits on it until the
+/// returned transaction commits or is dropped.
+pub async fn hold_the_counter(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("select * from token_counters for update")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// Waits until some request of the service waits on a row lock (the one the test holds).
+pub async fn until_a_request_waits_on_the_counter(app: &TestApp) {
+    opd_testing::eventually("a request to wait on the counter row", || async {
+        let waiting = app
+            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
+            .await;
+        (waiting > 0).then_some(())
+    })
+    .await;
+}

@@ -6,7 +6,10 @@ use async_nats::jetstream::stream::StorageType;
 use opd_shared::config::Settings;
 use opd_testing::{NatsServer, eventually};
 
-use crate::helpers::{REGISTER, builder, patient, register, spawn_app, started, unpublished};
+use crate::helpers::{
+    REGISTER, builder, hold_the_counter, patient, register, spawn_app, started, unpublished,
+    until_a_request_waits_on_the_counter,
+};
 
 #[tokio::test]
 async fn events_written_while_nats_is_down_are_published_when_it_returns() {
@@ -187,22 +190,12 @@ async fn events_committed_by_requests_draining_at_shutdown_are_published_before_
     let mut app = spawn_app().await;
     register(&app, 1).await;
     // Hold today's counter row: the next registration waits on it, in flight.
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("select * from token_counters for update")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_the_counter(&app).await;
     let request = tokio::spawn({
         let (client, url) = (app.client.clone(), app.url(REGISTER));
         async move { client.post(url).json(&patient(2)).send().await.unwrap() }
     });
-    eventually("the registration to wait for the counter row", || async {
-        let waiting = app
-            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
-            .await;
-        (waiting > 0).then_some(())
-    })
-    .await;
+    until_a_request_waits_on_the_counter(&app).await;
 
     // Shutdown begins while the request is in flight; it commits its event during the drain.
     let release = async move {

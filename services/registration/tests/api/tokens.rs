@@ -5,7 +5,9 @@ use futures::future::join_all;
 use opd_testing::expect_problem;
 use serde_json::json;
 
-use crate::helpers::{builder, register, spawn_app, started};
+use crate::helpers::{
+    builder, hold_the_counter, register, spawn_app, started, until_a_request_waits_on_the_counter,
+};
 
 #[tokio::test]
 async fn two_hundred_concurrent_registrations_get_two_hundred_distinct_tokens() {
@@ -91,23 +93,13 @@ async fn a_reset_that_straddles_midnight_is_still_answered_409_not_500() {
 
     // Hold today's counter row, so that the reset's first statement waits on it; move midnight
     // while it waits; then let it go. Its next statement then starts after midnight.
-    let mut holder = app.pool.begin().await.unwrap();
-    sqlx::query("select * from token_counters for update")
-        .execute(&mut *holder)
-        .await
-        .unwrap();
+    let holder = hold_the_counter(&app).await;
     let reset = tokio::spawn({
         let url = app.url("/opd/patient/token/reset/0");
         let client = app.client.clone();
         async move { client.get(url).send().await.unwrap() }
     });
-    opd_testing::eventually("the reset to wait for the counter row", || async {
-        let waiting = app
-            .count("select count(*) from pg_stat_activity where wait_event_type = 'Lock'")
-            .await;
-        (waiting > 0).then_some(())
-    })
-    .await;
+    until_a_request_waits_on_the_counter(&app).await;
     app.execute("update test_midnight set at = clock_timestamp()")
         .await;
     holder.commit().await.unwrap();
