@@ -53,6 +53,10 @@ pub struct HttpSettings {
     /// Requests served at once; one more is answered with 503 at once instead of queueing, so
     /// that a burst degrades into quick refusals rather than ever longer waits.
     pub max_concurrent_requests: usize,
+    /// An `Idempotency-Key` and the answer to its request are kept this long: a repeat within
+    /// it gets the first answer back.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_retention: Duration,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -240,6 +244,7 @@ impl Settings {
                 shutdown_grace: Duration::from_secs(20),
                 request_timeout: Duration::from_secs(15),
                 max_concurrent_requests: 1024,
+                idempotency_retention: Duration::from_secs(24 * 60 * 60),
             },
             database: DatabaseSettings {
                 // Development default only: scripts/dev.sh creates this role with this password.

@@ -236,6 +236,34 @@ impl<H: EventHandler> Consumer<H> {
     /// that cannot be decoded, and the whole batch if any handler fails, are handled one at a
     /// time instead, so that one bad message never holds back or parks the others.
     async fn process_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {
+        // While the batch is handled (a slow database can make that take longer than
+        // `ack_wait`), tell JetStream every third of `ack_wait` that each message is still in
+        // hand, so that it is not redelivered to another replica meanwhile.
+        let replies: Vec<async_nats::Subject> = batch
+            .iter()
+            .filter_map(|message| message.message.reply.clone())
+            .collect();
+        let client = self.jetstream.client();
+        let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
+        let in_progress = async {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                for reply in &replies {
+                    if let Err(error) = client.publish(reply.clone(), "+WPI".into()).await {
+                        tracing::debug!(%error, "progress acknowledgement not sent");
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            outcomes = self.handle_batch(batch) => outcomes,
+            () = in_progress => unreachable!("the progress loop never ends"),
+        }
+    }
+
+    async fn handle_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
         let decoded: Vec<(usize, EventMeta, H::Event)> = batch
             .iter()

@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::http::PathParam;
-use crate::openapi::{PathErrors, Unavailable};
+use crate::openapi::{IdempotencyErrors, PathErrors, Unavailable};
 use crate::problem::Problem;
 use crate::service::AppState;
 
@@ -94,8 +94,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
 /// Puts one parked message back on the stream, once its cause is fixed.
 #[utoipa::path(post, path = "/admin/dead-letters/{id}/retry", tag = "admin",
     operation_id = "retry_dead_letter",
-    params(("id" = i64, Path, description = "The dead letter's id")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+        ("id" = i64, Path, description = "The dead letter's id")),
     responses(
+        IdempotencyErrors,
         (status = 202, description = "Published again; the consumer handles it shortly",
             body = Retried, example = json!({ "retried": 1 })),
         (status = 404, description = "No such dead letter (`/problems/not-found`)",
@@ -118,7 +122,10 @@ pub async fn retry_one(
 /// Puts every parked message back on the stream, oldest first.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
     operation_id = "retry_all_dead_letters",
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
+        IdempotencyErrors,
         (status = 202, description = "Published again; the consumers handle them shortly",
             body = Retried, example = json!({ "retried": 3 })),
         Unavailable,

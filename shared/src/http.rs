@@ -94,6 +94,7 @@ fn missing_field_name(message: &str) -> Option<String> {
 
 /// The one path parameter of a route, parsed with `FromStr` (the same rules as a query string or
 /// a curl command line give it); a parse failure is a 400 problem rather than axum's plain text.
+#[derive(Debug)]
 pub struct PathParam<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for PathParam<T>

@@ -14,6 +14,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod http;
+pub mod idempotency;
 pub mod nats;
 pub mod openapi;
 pub mod outbox;

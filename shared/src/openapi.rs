@@ -101,7 +101,8 @@ impl IntoResponses for BodyErrors {
             (
                 "400",
                 "The body is not JSON, is empty or has trailing characters \
-                 (`/problems/malformed-json`)",
+                 (`/problems/malformed-json`), or the Idempotency-Key is not 1 to 255 visible \
+                 ASCII characters (`/problems/invalid-idempotency-key`)",
             ),
             (
                 "413",
@@ -110,7 +111,8 @@ impl IntoResponses for BodyErrors {
             (
                 "422",
                 "A field is missing, of the wrong type or invalid; `field` names it \
-                 (`/problems/invalid-field`)",
+                 (`/problems/invalid-field`); or the Idempotency-Key was used for another \
+                 request (`/problems/idempotency-key-reused`)",
             ),
         ])
     }
@@ -163,5 +165,30 @@ impl IntoResponses for NotWaiting {
             "The patient is known here but not waiting now, e.g. already handled \
              (`/problems/conflict`)",
         )])
+    }
+}
+
+/// The answers an `Idempotency-Key` adds to a POST (see [`crate::idempotency`]).
+pub struct IdempotencyErrors;
+
+impl IntoResponses for IdempotencyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[
+            (
+                "400",
+                "The body is not JSON, or the Idempotency-Key is not 1 to 255 visible ASCII \
+                 characters (`/problems/invalid-idempotency-key`)",
+            ),
+            (
+                "409",
+                "The first request with this Idempotency-Key is still running \
+                 (`/problems/request-in-progress`)",
+            ),
+            (
+                "422",
+                "A field is invalid, or this Idempotency-Key was used for another request \
+                 (`/problems/idempotency-key-reused`)",
+            ),
+        ])
     }
 }

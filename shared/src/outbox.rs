@@ -87,6 +87,8 @@ pub struct Relay {
     settings: OutboxSettings,
     consumer: ConsumerSettings,
     nats: NatsSettings,
+    /// The relay also prunes expired idempotency keys, with the other housekeeping.
+    idempotency_retention: Duration,
     wake: Arc<Notify>,
 }
 
@@ -121,6 +123,7 @@ impl Relay {
             settings: infra.settings.outbox.clone(),
             consumer: infra.settings.consumer.clone(),
             nats: infra.settings.nats.clone(),
+            idempotency_retention: infra.settings.http.idempotency_retention,
             wake: infra.outbox_written.clone(),
         }
     }
@@ -356,14 +359,33 @@ impl Relay {
         )
         .execute(&self.pool)
         .await;
-        match (outbox, inbox) {
-            (Ok(outbox), Ok(inbox)) => {
-                let (outbox, inbox) = (outbox.rows_affected(), inbox.rows_affected());
-                if outbox + inbox > 0 {
-                    tracing::info!(outbox, inbox, "pruned old outbox and inbox rows");
+        let keys = sqlx::query!(
+            "delete from idempotency_keys where key in (
+                 select key from idempotency_keys
+                 where created_at < now() - make_interval(secs => $1)
+                 limit 5000
+             )",
+            self.idempotency_retention.as_secs_f64(),
+        )
+        .execute(&self.pool)
+        .await;
+        match (outbox, inbox, keys) {
+            (Ok(outbox), Ok(inbox), Ok(keys)) => {
+                let (outbox, inbox, keys) = (
+                    outbox.rows_affected(),
+                    inbox.rows_affected(),
+                    keys.rows_affected(),
+                );
+                if outbox + inbox + keys > 0 {
+                    tracing::info!(
+                        outbox,
+                        inbox,
+                        keys,
+                        "pruned old outbox, inbox and idempotency rows"
+                    );
                 }
             }
-            (Err(error), _) | (_, Err(error)) => {
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
                 tracing::warn!(%error, "pruning failed; will try again");
             }
         }

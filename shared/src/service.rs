@@ -160,7 +160,13 @@ impl Infra {
 /// what a request meets after the health checks.
 pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
     crate::http::with_common_layers(
-        routes_with_state(service, pool, None, Arc::new(Notify::new())),
+        routes_with_state(
+            service,
+            pool,
+            None,
+            Arc::new(Notify::new()),
+            settings.http.body_limit_bytes,
+        ),
         &settings.http,
     )
 }
@@ -172,11 +178,19 @@ fn routes_with_state(
     pool: PgPool,
     jetstream: Option<jetstream::Context>,
     outbox_written: Arc<Notify>,
+    body_limit: usize,
 ) -> Router {
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::openapi::document(service, api);
     routes
         .route(service.home, get(home))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::idempotency::Keys {
+                pool: pool.clone(),
+                body_limit,
+            },
+            crate::idempotency::layer,
+        ))
         .with_state(AppState {
             pool,
             service,
@@ -230,6 +244,7 @@ impl Application {
                 infra.pool.clone(),
                 Some(infra.jetstream.clone()),
                 infra.outbox_written.clone(),
+                http.body_limit_bytes,
             )
             .merge(health::routes(readiness)),
             http,

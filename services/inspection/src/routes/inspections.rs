@@ -11,7 +11,9 @@ use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
-use opd_shared::openapi::{BodyErrors, NotWaiting, PathErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{
+    BodyErrors, IdempotencyErrors, NotWaiting, PathErrors, Unavailable, UnknownPatient,
+};
 use opd_shared::outbox;
 use opd_shared::service::AppState;
 
@@ -59,14 +61,17 @@ pub struct InspectionForm {
     notes: Note<2000>,
 }
 
-/// Records an inspection, takes the patient out of the queue and sends them for treatment
-/// (`patient.treatment`, through the outbox, in the same transaction).
+/// Records an inspection, takes the patient's earliest waiting visit out of the queue and sends
+/// them for treatment (`patient.treatment`, through the outbox, in the same transaction).
 #[utoipa::path(post, path = "/opd/inspection/record", tag = "inspection", operation_id = "record_inspection",
     request_body(content = InspectionForm, example = json!({
         "id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
         "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"
     })),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list and \
             `patient.treatment` (the body) is published", body = PatientSentForTreatment),
         UnknownPatient, NotWaiting, BodyErrors, Unavailable,
@@ -81,7 +86,13 @@ pub async fn record(
     let visit = sqlx::query!(
         r#"with taken as (
                update visits set inspected_at = now()
-               where patient_id = $1 and inspected_at is null
+               where (registered_on, token) = (
+                   select registered_on, token from visits
+                   where patient_id = $1 and inspected_at is null
+                   order by registered_on, token
+                   limit 1
+                   for update
+               )
                returning 1
            )
            select exists (select 1 from taken) as "taken!",

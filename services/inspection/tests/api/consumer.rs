@@ -1,6 +1,7 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
+use futures::StreamExt;
 use inspection::REGISTRATIONS_CONSUMER;
 use inspection::events::RegistrationHandler;
 use opd_shared::consumer::Outcome;
@@ -236,4 +237,57 @@ async fn a_durable_consumer_the_operator_tuned_is_used_as_it_is() {
         live.info().await.unwrap().config.ack_wait,
         Duration::from_secs(120)
     );
+}
+
+#[tokio::test]
+async fn a_batch_that_takes_longer_than_ack_wait_is_not_redelivered_meanwhile() {
+    let app = builder()
+        .without_background_tasks()
+        .settings(|settings| settings.consumer.ack_wait = Duration::from_secs(1))
+        .spawn()
+        .await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    registered(&app, 200, 1).await;
+    // A slow database: the handler waits three ack_waits for the table it writes to.
+    let mut holder = app.pool.begin().await.unwrap();
+    sqlx::query("lock table visits in access exclusive mode")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let handling = async { consumer.step(10, STEP_WAIT).await.unwrap() };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Another replica asks for work while the first still has the message in hand.
+        let js = opd_testing::stream::jetstream(&app.settings.nats.servers)
+            .await
+            .unwrap();
+        let other = js
+            .get_stream(&app.settings.nats.stream)
+            .await
+            .unwrap()
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>(REGISTRATIONS_CONSUMER)
+            .await
+            .unwrap();
+        let mut fetched = other
+            .fetch()
+            .max_messages(1)
+            .expires(Duration::from_millis(1500))
+            .messages()
+            .await
+            .unwrap();
+        let mut redelivered = 0;
+        while let Some(message) = fetched.next().await {
+            message.unwrap();
+            redelivered += 1;
+        }
+        holder.commit().await.unwrap();
+        redelivered
+    };
+    let (outcomes, redelivered) = tokio::join!(handling, meanwhile);
+    assert_eq!(
+        redelivered, 0,
+        "the message was redelivered while still in hand"
+    );
+    assert_eq!(outcomes, [Outcome::Applied]);
+    app.assert_handled_once(1).await;
 }

@@ -69,3 +69,18 @@ async fn history_lists_inspections_oldest_first() {
     let home = app.get("/opd/inspection/").await;
     assert_eq!(home.text().await.unwrap(), "Inspection Service v0.1.0\n");
 }
+
+#[tokio::test]
+async fn one_inspection_takes_only_the_earliest_waiting_visit_off_the_list() {
+    let app = spawn_app().await;
+    // Patient 300 holds two tokens today: two visits.
+    registered(&app, 300, 2).await;
+    registered(&app, 300, 3).await;
+    pending_count(&app, 2).await;
+    app.post_expect(RECORD, &crate::helpers::inspection(300), 201)
+        .await;
+    assert_eq!(
+        pending_count(&app, 1).await,
+        [json!({"id": 300, "token": 3})]
+    );
+}

@@ -15,8 +15,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patients::register))
         .routes(routes!(patients::update))
         .routes(routes!(patients::view))
-        .routes(routes!(visits::next_visit))
-        .routes(routes!(visits::reset))
+        .routes(routes!(visits::next_visit, visits::next_visit_post))
+        .routes(routes!(visits::reset, visits::reset_post))
 }
 
 /// The 404 of every route that names a patient who was never registered.

@@ -6,7 +6,7 @@ use axum::extract::State;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::http::{PathParam, RequestId};
-use opd_shared::openapi::{PathErrors, Unavailable};
+use opd_shared::openapi::{IdempotencyErrors, PathErrors, Unavailable};
 use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
@@ -31,6 +31,42 @@ use crate::token_counter::{self, IssuedToken, Reset};
     ))]
 #[tracing::instrument(skip(state, request_id))]
 pub async fn next_visit(
+    state: State<AppState>,
+    request_id: RequestId,
+    id: PathParam<PatientId>,
+) -> Result<Json<IssuedToken>, ApiError> {
+    issue_token(state, request_id, id).await
+}
+
+/// A token for a new visit of a registered patient: the proper method for it.
+///
+/// The same as the book's `GET`, as a `POST`, because it changes state: proxies and browsers
+/// may repeat or prefetch a `GET`. With an `Idempotency-Key` header a repeat gets the first
+/// token back instead of a second one.
+#[utoipa::path(post, path = "/opd/patient/token/{id}", tag = "registration",
+    operation_id = "issue_token_post",
+    params(
+        ("id" = PatientId, Path, description = "The patient's id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+    ),
+    responses(
+        (status = 200, description = "Today's next token; `patient.register` published",
+            body = IssuedToken, example = json!({ "id": 200, "token": 2 })),
+        (status = 404, description = "No patient with this id is registered \
+            (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
+        IdempotencyErrors, PathErrors, Unavailable,
+    ))]
+#[tracing::instrument(skip(state, request_id))]
+pub async fn next_visit_post(
+    state: State<AppState>,
+    request_id: RequestId,
+    id: PathParam<PatientId>,
+) -> Result<Json<IssuedToken>, ApiError> {
+    issue_token(state, request_id, id).await
+}
+
+async fn issue_token(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
     PathParam(id): PathParam<PatientId>,
@@ -59,6 +95,39 @@ pub async fn next_visit(
     ))]
 #[tracing::instrument(skip(state))]
 pub async fn reset(
+    state: State<AppState>,
+    n: PathParam<u32>,
+) -> Result<Json<&'static str>, ApiError> {
+    reset_tokens(state, n).await
+}
+
+/// Makes today's token sequence continue after `n`: the proper method for it.
+///
+/// The same as the book's `GET`, as a `POST`, because it changes state.
+#[utoipa::path(post, path = "/opd/patient/token/reset/{n}", tag = "registration",
+    operation_id = "reset_tokens_post",
+    params(
+        ("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
+            description = "The last token to count as handed out today"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+    ),
+    responses(
+        (status = 200, description = "Reset", body = String, content_type = "application/json",
+            example = json!("Token reset successful")),
+        (status = 409, description = "Tokens above `n` were handed out today already \
+            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
+        IdempotencyErrors, PathErrors, Unavailable,
+    ))]
+#[tracing::instrument(skip(state))]
+pub async fn reset_post(
+    state: State<AppState>,
+    n: PathParam<u32>,
+) -> Result<Json<&'static str>, ApiError> {
+    reset_tokens(state, n).await
+}
+
+async fn reset_tokens(
     State(state): State<AppState>,
     PathParam(n): PathParam<u32>,
 ) -> Result<Json<&'static str>, ApiError> {

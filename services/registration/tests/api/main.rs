@@ -9,6 +9,7 @@
 )]
 mod errors;
 mod helpers;
+mod idempotency;
 mod outbox;
 mod patients;
 mod tokens;

@@ -11,7 +11,7 @@ use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::http::{JsonBody, RequestId};
-use opd_shared::openapi::{BodyErrors, NotWaiting, Unavailable, UnknownPatient};
+use opd_shared::openapi::{BodyErrors, IdempotencyErrors, NotWaiting, Unavailable, UnknownPatient};
 use opd_shared::outbox;
 use opd_shared::service::AppState;
 
@@ -71,7 +71,10 @@ pub struct DischargeForm {
         "id": 200, "time": "2021 07 12 9:35 PM", "state": "discharge",
         "post_medication": "NM x 10 days", "next_visit": "2021 08 12 09:00AM"
     })),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list, and with \
             `\"state\": \"admission\"` `patient.admission` is published", body = String, content_type = "application/json",
             example = json!("Patient discharge recorded successfully")),
@@ -87,7 +90,13 @@ pub async fn discharge(
     let release = sqlx::query!(
         r#"with taken as (
                update release_queue set released_at = now()
-               where patient_id = $1 and released_at is null
+               where id = (
+                   select id from release_queue
+                   where patient_id = $1 and released_at is null
+                   order by id
+                   limit 1
+                   for update
+               )
                returning 1
            )
            select exists (select 1 from taken) as "taken!",

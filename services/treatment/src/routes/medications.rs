@@ -10,7 +10,7 @@ use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
-use opd_shared::openapi::{BodyErrors, PathErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{BodyErrors, IdempotencyErrors, PathErrors, Unavailable, UnknownPatient};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
@@ -29,7 +29,10 @@ pub struct MedicationForm {
     request_body(content = MedicationForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"
     })),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list", body = String, content_type = "application/json",
             example = json!("Record updated successfully")),
         UnknownPatient, BodyErrors, Unavailable,
@@ -52,7 +55,13 @@ pub async fn record(
     .await?;
     sqlx::query!(
         "update treatment_queue set treated_at = now()
-         where patient_id = $1 and treated_at is null",
+         where id = (
+             select id from treatment_queue
+             where patient_id = $1 and treated_at is null
+             order by id
+             limit 1
+             for update
+         )",
         form.id.get(),
     )
     .execute(&mut *tx)

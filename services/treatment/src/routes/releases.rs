@@ -12,7 +12,8 @@ use opd_shared::events::PatientReleaseRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::outbox;
 
-use opd_shared::openapi::{BodyErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{BodyErrors, IdempotencyErrors, Unavailable, UnknownPatient};
+use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
@@ -34,9 +35,14 @@ pub struct ReleaseForm {
         "id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
         "post_medication": "NM x 10 days"
     })),
+    params(("Idempotency-Key" = Option<String>, Header,
+            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
+        IdempotencyErrors,
         (status = 201, description = "Recorded; `patient.release` published", body = String, content_type = "application/json",
             example = json!("Release event published")),
+        (status = 409, description = "A release was already requested for this treatment \
+            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
         UnknownPatient, BodyErrors, Unavailable,
     ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
@@ -47,6 +53,26 @@ pub async fn request(
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
     ensure_known(&mut tx, form.id).await?;
+    // One release per treatment: a repeated request (a client retrying, a second click) must
+    // not send the patient to release twice. The patient's queue rows are locked so that two
+    // requests at once cannot both pass.
+    let visit = sqlx::query!(
+        r#"with treatments as (
+               select id from treatment_queue where patient_id = $1 for update
+           )
+           select (select count(*) from treatments) as "treatments!",
+                  (select count(*) from release_requests where patient_id = $1) as "requested!""#,
+        form.id.get(),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if visit.requested >= visit.treatments {
+        return Err(ApiError::Conflict(format!(
+            "a release was already requested for patient {}'s treatment; a new release needs \
+             a new inspection (POST /opd/inspection/record)",
+            form.id
+        )));
+    }
     sqlx::query!(
         "insert into release_requests (patient_id, time, next_state, post_medication, notes)
          values ($1, $2, $3, $4, $5)",

@@ -1,6 +1,7 @@
+use opd_testing::expect_problem;
 use serde_json::json;
 
-use crate::helpers::{sent_for_treatment, spawn_app};
+use crate::helpers::{PENDING, sent, sent_for_treatment, spawn_app};
 
 #[tokio::test]
 async fn release_requests_are_published_as_patient_release() {
@@ -20,4 +21,31 @@ async fn release_requests_are_published_as_patient_release() {
         events[0].0.get("ce-source").map(|v| v.as_str()),
         Some("/opd/treatment")
     );
+}
+
+#[tokio::test]
+async fn a_second_release_request_for_the_same_treatment_is_409_and_publishes_nothing() {
+    let app = spawn_app().await;
+    sent_for_treatment(&app, 200).await;
+    let request = json!({"id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge"});
+    app.post_expect("/opd/treatment/release", &request, 201)
+        .await;
+    let problem = expect_problem(app.post("/opd/treatment/release", &request).await, 409).await;
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already requested")
+    );
+    assert_eq!(app.count("select count(*) from release_requests").await, 1);
+    assert_eq!(app.count("select count(*) from outbox").await, 1);
+
+    // A new inspection sends the patient to treatment again: a new release may follow.
+    app.publish(&sent(200)).await;
+    app.list_until(PENDING, "the second treatment", |list| {
+        list.iter().filter(|entry| entry["id"] == 200).count() == 2
+    })
+    .await;
+    app.post_expect("/opd/treatment/release", &request, 201)
+        .await;
 }

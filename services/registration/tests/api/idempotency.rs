@@ -1,0 +1,120 @@
+//! `Idempotency-Key`: a repeated POST gets the first answer back and has no second effect.
+
+use opd_testing::expect_problem;
+use serde_json::{Value, json};
+
+use crate::helpers::{REGISTER, patient, register, spawn_app};
+
+async fn post_with_key(
+    app: &opd_testing::TestApp,
+    path: &str,
+    key: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_repeated_registration_with_the_same_key_gets_the_first_answer_and_no_second_effect() {
+    let app = spawn_app().await;
+    let first = post_with_key(&app, REGISTER, "key-1", &patient(7)).await;
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+
+    let again = post_with_key(&app, REGISTER, "key-1", &patient(7)).await;
+    assert_eq!(again.status(), 201, "the first answer, not a 409");
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["content-type"], "application/json");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(app.count("select count(*) from outbox").await, 1);
+
+    // Without the key, the same request is a new one: a duplicate registration.
+    expect_problem(app.post(REGISTER, &patient(7)).await, 409).await;
+}
+
+#[tokio::test]
+async fn a_key_reused_for_another_request_is_422_and_a_malformed_key_400() {
+    let app = spawn_app().await;
+    post_with_key(&app, REGISTER, "key-2", &patient(8)).await;
+    let problem = expect_problem(
+        post_with_key(&app, REGISTER, "key-2", &patient(9)).await,
+        422,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/idempotency-key-reused");
+    assert_eq!(
+        app.count("select count(*) from patients where id = 9")
+            .await,
+        0
+    );
+
+    let problem = expect_problem(
+        post_with_key(&app, REGISTER, "has space", &patient(9)).await,
+        400,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/invalid-idempotency-key");
+}
+
+#[tokio::test]
+async fn the_post_route_for_a_new_visit_token_honours_the_key() {
+    let app = spawn_app().await;
+    register(&app, 1).await;
+    let path = "/opd/patient/token/1";
+    let first: Value = post_with_key(&app, path, "visit-1", &json!(null))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first, json!({"id": 1, "token": 2}));
+    let again: Value = post_with_key(&app, path, "visit-1", &json!(null))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "one token, however often the request is repeated"
+    );
+    // The book's GET still works, and is not idempotent.
+    assert_eq!(
+        app.get_expect(path, 200).await,
+        json!({"id": 1, "token": 3})
+    );
+}
+
+#[tokio::test]
+async fn a_request_the_database_could_not_serve_releases_its_key_for_the_retry() {
+    let app = spawn_app().await;
+    // The key is recorded, then the handler meets a database that cannot serve it: a 503,
+    // with nothing done.
+    app.execute("alter table patients rename to patients_elsewhere")
+        .await;
+    let failed = post_with_key(&app, REGISTER, "key-3", &patient(5)).await;
+    assert_eq!(failed.status(), 503);
+    app.execute("alter table patients_elsewhere rename to patients")
+        .await;
+    let retried = post_with_key(&app, REGISTER, "key-3", &patient(5)).await;
+    assert_eq!(
+        retried.status(),
+        201,
+        "the retry ran, rather than replaying the 503"
+    );
+    assert!(retried.headers().get("idempotent-replayed").is_none());
+}
+
+#[tokio::test]
+async fn an_oversized_body_with_a_key_is_413_like_any_other() {
+    let app = spawn_app().await;
+    let mut body = patient(6);
+    body["full_name"] = json!("x".repeat(70_000));
+    let problem = expect_problem(post_with_key(&app, REGISTER, "key-4", &body).await, 413).await;
+    assert_eq!(problem["type"], "/problems/payload-too-large");
+}

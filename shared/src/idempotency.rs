@@ -1,0 +1,204 @@
+//! `Idempotency-Key` on POST requests: a client that is not sure its request arrived (a timeout,
+//! a dropped connection) sends it again with the same key, and gets the first answer back
+//! instead of a second registration, inspection or release request.
+//!
+//! The first request with a key records it before it runs, and its answer after. A repeat finds
+//! the record: the same request gets the recorded answer (`Idempotent-Replayed: true`); another
+//! request under the same key is a 422; a repeat while the first still runs is a 409. An answer
+//! of 503 for a database outage, where nothing happened, releases the key, so that the retry
+//! runs; a request abandoned by the timeout keeps it in progress, as it may still complete.
+//! Keys are kept for `http.idempotency_retention`.
+//!
+//! The record and the effect are two transactions: if the process dies between the effect's
+//! commit and the recording of its answer, the key stays "in progress" (a 409 for every
+//! repeat) until it expires. Nothing is ever done twice; only that one answer is lost.
+
+use axum::body::{Body, Bytes, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sqlx::PgPool;
+
+use crate::problem::Problem;
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// What the middleware needs: where keys are kept, and how much body it may read.
+#[derive(Clone)]
+pub struct Keys {
+    pub pool: PgPool,
+    /// `http.body_limit_bytes`: the middleware reads the body before the handler's extractor
+    /// would enforce it.
+    pub body_limit: usize,
+}
+
+/// The middleware; mount it with `axum::middleware::from_fn_with_state(keys, idempotency::layer)`.
+pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Response {
+    let Keys { pool, body_limit } = keys;
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(key) = request.headers().get(HEADER).cloned() else {
+        return next.run(request).await;
+    };
+    let key = match parse_key(&key) {
+        Ok(key) => key,
+        Err(problem) => return problem.into_response(),
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, body_limit).await else {
+        return crate::error::ApiError::PayloadTooLarge.into_response();
+    };
+    let path = parts.uri.path().to_owned();
+    match begin(&pool, &key, &path, &body).await {
+        Ok(Begun::First) => {}
+        Ok(Begun::Repeat(answer)) => return answer,
+        Err(error) => return unavailable(&error),
+    }
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    finish(&pool, &key, response).await
+}
+
+fn parse_key(value: &HeaderValue) -> Result<String, Problem> {
+    let key = value.to_str().unwrap_or_default();
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(key.to_owned())
+    } else {
+        Err(bad_request(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters, e.g. a UUID",
+        ))
+    }
+}
+
+enum Begun {
+    First,
+    Repeat(Response),
+}
+
+/// Records the key, or answers a repeat.
+async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Begun, sqlx::Error> {
+    let inserted = sqlx::query!(
+        "insert into idempotency_keys (key, method, path, request_body)
+         values ($1, 'POST', $2, $3)
+         on conflict (key) do nothing",
+        key,
+        path,
+        body.as_ref(),
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Begun::First);
+    }
+    let Some(first) = sqlx::query!(
+        "select path, request_body, status, content_type, response_body
+         from idempotency_keys where key = $1",
+        key,
+    )
+    .fetch_optional(pool)
+    .await?
+    else {
+        // Released in between (its request failed for a passing reason): this one may run.
+        return Box::pin(begin(pool, key, path, body)).await;
+    };
+    if first.path != path || first.request_body != body.as_ref() {
+        return Ok(Begun::Repeat(
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "Idempotency key reused",
+                "this Idempotency-Key was used for a different request; use a new key for a new \
+                 request",
+            )
+            .into_response(),
+        ));
+    }
+    let Some(status) = first.status else {
+        return Ok(Begun::Repeat(
+            Problem::new(
+                StatusCode::CONFLICT,
+                "request-in-progress",
+                "Request in progress",
+                "the first request with this Idempotency-Key has not finished; ask again shortly",
+            )
+            .into_response(),
+        ));
+    };
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|status| StatusCode::from_u16(status).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, first.response_body.unwrap_or_default()).into_response();
+    if let Some(content_type) = first
+        .content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, content_type);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    Ok(Begun::Repeat(response))
+}
+
+/// Records the answer for repeats, or releases the key when nothing happened.
+async fn finish(pool: &PgPool, key: &str, response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(body) = to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    // A 503 from the handler (the database could not serve it) means nothing was done: let
+    // the retry run. A timeout never gets here: the timeout layer outside drops this future,
+    // and the key stays in progress, as the request may still complete.
+    let recorded = if parts.status == StatusCode::SERVICE_UNAVAILABLE {
+        sqlx::query!("delete from idempotency_keys where key = $1", key)
+            .execute(pool)
+            .await
+    } else {
+        sqlx::query!(
+            "update idempotency_keys
+             set status = $2, content_type = $3, response_body = $4, completed_at = now()
+             where key = $1",
+            key,
+            i16::try_from(parts.status.as_u16()).unwrap_or(i16::MAX),
+            content_type,
+            body.as_ref(),
+        )
+        .execute(pool)
+        .await
+    };
+    if let Err(error) = recorded {
+        tracing::warn!(%error, "the answer to an idempotent request was not recorded");
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn bad_request(detail: &str) -> Problem {
+    Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-idempotency-key",
+        "Invalid idempotency key",
+        detail,
+    )
+}
+
+fn unavailable(error: &sqlx::Error) -> Response {
+    tracing::warn!(%error, "idempotency key not recorded");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service-unavailable",
+        "Service unavailable",
+        "the database cannot serve this request right now; retry later",
+    )
+    .into_response()
+}
