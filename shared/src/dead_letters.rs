@@ -95,7 +95,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
 #[utoipa::path(post, path = "/admin/dead-letters/{id}/retry", tag = "admin",
     operation_id = "retry_dead_letter",
     params(
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
         ("id" = i64, Path, description = "The dead letter's id")),
     responses(
@@ -122,7 +123,8 @@ pub async fn retry_one(
 /// Puts every parked message back on the stream, oldest first.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
     operation_id = "retry_all_dead_letters",
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

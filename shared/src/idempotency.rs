@@ -4,7 +4,8 @@
 //!
 //! The first request with a key records it before it runs, and its answer after. A repeat finds
 //! the record: the same request gets the recorded answer (`Idempotent-Replayed: true`); another
-//! request under the same key is a 422; a repeat while the first still runs is a 409. An answer
+//! request under the same key, and a repeat while the first still runs, conflict with the key's
+//! first use: 409, each with its own problem type. An answer
 //! of 503 for a database outage, where nothing happened, releases the key, so that the retry
 //! runs; a request abandoned by the timeout keeps it in progress, as it may still complete.
 //! Keys are kept for `http.idempotency_retention`.
@@ -107,7 +108,7 @@ async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Beg
     if first.path != path || first.request_body != body.as_ref() {
         return Ok(Begun::Repeat(
             Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::CONFLICT,
                 "idempotency-key-reused",
                 "Idempotency key reused",
                 "this Idempotency-Key was used for a different request; use a new key for a new \

@@ -101,8 +101,8 @@ impl IntoResponses for BodyErrors {
             (
                 "400",
                 "The body is not JSON, is empty or has trailing characters \
-                 (`/problems/malformed-json`), or the Idempotency-Key is not 1 to 255 visible \
-                 ASCII characters (`/problems/invalid-idempotency-key`)",
+                 (`/problems/malformed-json`), or the Idempotency-Key header is not 1 to 255 \
+                 visible ASCII characters (`/problems/invalid-idempotency-key`)",
             ),
             (
                 "413",
@@ -111,8 +111,7 @@ impl IntoResponses for BodyErrors {
             (
                 "422",
                 "A field is missing, of the wrong type or invalid; `field` names it \
-                 (`/problems/invalid-field`); or the Idempotency-Key was used for another \
-                 request (`/problems/idempotency-key-reused`)",
+                 (`/problems/invalid-field`)",
             ),
         ])
     }
@@ -176,18 +175,14 @@ impl IntoResponses for IdempotencyErrors {
         responses(&[
             (
                 "400",
-                "The body is not JSON, or the Idempotency-Key is not 1 to 255 visible ASCII \
-                 characters (`/problems/invalid-idempotency-key`)",
+                "The Idempotency-Key header is not 1 to 255 visible ASCII characters \
+                 (`/problems/invalid-idempotency-key`)",
             ),
             (
                 "409",
-                "The first request with this Idempotency-Key is still running \
+                "The Idempotency-Key was used for another request \
+                 (`/problems/idempotency-key-reused`), or its first request is still running \
                  (`/problems/request-in-progress`)",
-            ),
-            (
-                "422",
-                "A field is invalid, or this Idempotency-Key was used for another request \
-                 (`/problems/idempotency-key-reused`)",
             ),
         ])
     }

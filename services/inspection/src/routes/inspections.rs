@@ -68,7 +68,8 @@ pub struct InspectionForm {
         "id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
         "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"
     })),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

@@ -26,7 +26,8 @@ use crate::token_counter::{self, IssuedToken};
 /// pending list.
 #[utoipa::path(post, path = "/opd/patient/register", tag = "registration", operation_id = "register_patient",
     request_body = PatientForm,
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

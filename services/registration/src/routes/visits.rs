@@ -47,7 +47,8 @@ pub async fn next_visit(
     operation_id = "issue_token_post",
     params(
         ("id" = PatientId, Path, description = "The patient's id"),
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
     ),
     responses(
@@ -109,7 +110,8 @@ pub async fn reset(
     params(
         ("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
             description = "The last token to count as handed out today"),
-        ("Idempotency-Key" = Option<String>, Header,
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
     ),
     responses(

@@ -40,12 +40,12 @@ async fn a_repeated_registration_with_the_same_key_gets_the_first_answer_and_no_
 }
 
 #[tokio::test]
-async fn a_key_reused_for_another_request_is_422_and_a_malformed_key_400() {
+async fn a_key_reused_for_another_request_is_409_and_a_malformed_key_400() {
     let app = spawn_app().await;
     post_with_key(&app, REGISTER, "key-2", &patient(8)).await;
     let problem = expect_problem(
         post_with_key(&app, REGISTER, "key-2", &patient(9)).await,
-        422,
+        409,
     )
     .await;
     assert_eq!(problem["type"], "/problems/idempotency-key-reused");

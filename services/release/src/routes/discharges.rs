@@ -71,7 +71,8 @@ pub struct DischargeForm {
         "id": 200, "time": "2021 07 12 9:35 PM", "state": "discharge",
         "post_medication": "NM x 10 days", "next_visit": "2021 08 12 09:00AM"
     })),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

@@ -29,7 +29,8 @@ pub struct MedicationForm {
     request_body(content = MedicationForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"
     })),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

@@ -35,7 +35,8 @@ pub struct ReleaseForm {
         "id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
         "post_medication": "NM x 10 days"
     })),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,

@@ -34,7 +34,8 @@ pub struct TestForm {
         "id": 200, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
         "status": "sample collected", "notes": "possible covid-19"
     })),
-    params(("Idempotency-Key" = Option<String>, Header,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
+            pattern = "^[!-~]+$",
             description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
     responses(
         IdempotencyErrors,
