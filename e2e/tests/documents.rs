@@ -162,3 +162,26 @@ fn the_environment_points_each_base_url_at_its_service_port() {
         );
     }
 }
+
+#[test]
+fn every_post_documents_the_idempotency_key_header() {
+    for service in [
+        &registration::SERVICE,
+        &inspection::SERVICE,
+        &treatment::SERVICE,
+        &release::SERVICE,
+    ] {
+        let document = serde_json::to_value(openapi(service)).unwrap_or_default();
+        for (path, item) in document["paths"].as_object().into_iter().flatten() {
+            let Some(post) = item.get("post") else {
+                continue;
+            };
+            let documented = post["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "idempotency-key" && p["in"] == "header");
+            assert!(documented, "{} POST {path}", service.name);
+        }
+    }
+}

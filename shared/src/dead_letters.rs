@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::http::PathParam;
-use crate::openapi::{IdempotencyErrors, PathErrors, Unavailable};
+use crate::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
 use crate::problem::Problem;
 use crate::service::AppState;
 
@@ -95,9 +95,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
 #[utoipa::path(post, path = "/admin/dead-letters/{id}/retry", tag = "admin",
     operation_id = "retry_dead_letter",
     params(
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+        IdempotencyKey,
         ("id" = i64, Path, description = "The dead letter's id")),
     responses(
         IdempotencyErrors,
@@ -123,9 +121,7 @@ pub async fn retry_one(
 /// Puts every parked message back on the stream, oldest first.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
     operation_id = "retry_all_dead_letters",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 202, description = "Published again; the consumers handle them shortly",

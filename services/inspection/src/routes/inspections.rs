@@ -12,7 +12,8 @@ use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
 use opd_shared::openapi::{
-    BodyErrors, IdempotencyErrors, NotWaiting, PathErrors, Unavailable, UnknownPatient,
+    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, Unavailable,
+    UnknownPatient,
 };
 use opd_shared::outbox;
 use opd_shared::service::AppState;
@@ -68,9 +69,7 @@ pub struct InspectionForm {
         "id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
         "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"
     })),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list and \

@@ -10,7 +10,7 @@ use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientRegistered;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, PathErrors, Unavailable};
+use opd_shared::openapi::{BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
 use opd_shared::outbox::Envelope;
 use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
@@ -26,9 +26,7 @@ use crate::token_counter::{self, IssuedToken};
 /// pending list.
 #[utoipa::path(post, path = "/opd/patient/register", tag = "registration", operation_id = "register_patient",
     request_body = PatientForm,
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Registered; `patient.register` published", body = IssuedToken,

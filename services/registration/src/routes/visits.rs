@@ -6,7 +6,7 @@ use axum::extract::State;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::http::{PathParam, RequestId};
-use opd_shared::openapi::{IdempotencyErrors, PathErrors, Unavailable};
+use opd_shared::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
 use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
@@ -47,9 +47,7 @@ pub async fn next_visit(
     operation_id = "issue_token_post",
     params(
         ("id" = PatientId, Path, description = "The patient's id"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "Today's next token; `patient.register` published",
@@ -110,9 +108,7 @@ pub async fn reset(
     params(
         ("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
             description = "The last token to count as handed out today"),
-        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer"),
+        IdempotencyKey,
     ),
     responses(
         (status = 200, description = "Reset", body = String, content_type = "application/json",

@@ -11,7 +11,9 @@ use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::http::{JsonBody, RequestId};
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, NotWaiting, Unavailable, UnknownPatient};
+use opd_shared::openapi::{
+    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, Unavailable, UnknownPatient,
+};
 use opd_shared::outbox;
 use opd_shared::service::AppState;
 
@@ -71,9 +73,7 @@ pub struct DischargeForm {
         "id": 200, "time": "2021 07 12 9:35 PM", "state": "discharge",
         "post_medication": "NM x 10 days", "next_visit": "2021 08 12 09:00AM"
     })),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list, and with \

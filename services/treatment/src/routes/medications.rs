@@ -10,7 +10,9 @@ use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, PathErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{
+    BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable, UnknownPatient,
+};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
@@ -29,9 +31,7 @@ pub struct MedicationForm {
     request_body(content = MedicationForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"
     })),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Recorded; the patient leaves the pending list", body = String, content_type = "application/json",

@@ -12,7 +12,9 @@ use opd_shared::events::PatientReleaseRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::outbox;
 
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{
+    BodyErrors, IdempotencyErrors, IdempotencyKey, Unavailable, UnknownPatient,
+};
 use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
@@ -35,9 +37,7 @@ pub struct ReleaseForm {
         "id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
         "post_medication": "NM x 10 days"
     })),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Recorded; `patient.release` published", body = String, content_type = "application/json",

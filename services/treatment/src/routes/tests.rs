@@ -10,7 +10,9 @@ use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
 
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, PathErrors, Unavailable, UnknownPatient};
+use opd_shared::openapi::{
+    BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable, UnknownPatient,
+};
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
@@ -34,9 +36,7 @@ pub struct TestForm {
         "id": 200, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
         "status": "sample collected", "notes": "possible covid-19"
     })),
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255,
-            pattern = "^[!-~]+$",
-            description = "Any unique string, e.g. a UUID; a repeat with it gets the first answer")),
+    params(IdempotencyKey),
     responses(
         IdempotencyErrors,
         (status = 201, description = "Recorded", body = String, content_type = "application/json", example = json!("Test recorded successfully")),
