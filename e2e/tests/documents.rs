@@ -185,3 +185,45 @@ fn every_post_documents_the_idempotency_key_header() {
         }
     }
 }
+
+/// A bound that contradicts the declared format makes a value both valid and invalid to a
+/// client (`n = 2332740165` against `u32`'s `int32`): schemathesis found one.
+#[test]
+fn no_integer_bound_contradicts_its_format() {
+    fn check(value: &Value, at: &str) {
+        match value {
+            Value::Object(map) => {
+                if map.get("format").and_then(Value::as_str) == Some("int32") {
+                    for bound in ["maximum", "minimum"] {
+                        if let Some(limit) = map.get(bound).and_then(Value::as_i64) {
+                            assert!(
+                                i32::try_from(limit).is_ok(),
+                                "{at}: {bound} {limit} does not fit int32"
+                            );
+                        }
+                    }
+                }
+                for (key, child) in map {
+                    check(child, &format!("{at}/{key}"));
+                }
+            }
+            Value::Array(items) => {
+                for (i, child) in items.iter().enumerate() {
+                    check(child, &format!("{at}/{i}"));
+                }
+            }
+            _ => {}
+        }
+    }
+    for service in [
+        &registration::SERVICE,
+        &inspection::SERVICE,
+        &treatment::SERVICE,
+        &release::SERVICE,
+    ] {
+        check(
+            &serde_json::to_value(openapi(service)).unwrap_or_default(),
+            service.name,
+        );
+    }
+}

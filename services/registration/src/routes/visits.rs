@@ -84,7 +84,7 @@ async fn issue_token(
 /// The next token is `n + 1`, as in the book. The sequence only moves forward, so that no token
 /// is handed out twice in a day.
 #[utoipa::path(get, path = "/opd/patient/token/reset/{n}", tag = "registration", operation_id = "reset_tokens",
-    params(("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
+    params(("n" = i64, Path, minimum = 0, maximum = 4_294_967_295_i64,
         description = "The last token to count as handed out today")),
     responses(
         (status = 200, description = "Reset", body = String, content_type = "application/json", example = json!("Token reset successful")),
@@ -106,7 +106,7 @@ pub async fn reset(
 #[utoipa::path(post, path = "/opd/patient/token/reset/{n}", tag = "registration",
     operation_id = "reset_tokens_post",
     params(
-        ("n" = u32, Path, minimum = 0, maximum = 4_294_967_295_u32,
+        ("n" = i64, Path, minimum = 0, maximum = 4_294_967_295_i64,
             description = "The last token to count as handed out today"),
         IdempotencyKey,
     ),
