@@ -12,6 +12,10 @@
 #   scripts/walkthroughs.sh                       all three
 #   scripts/walkthroughs.sh newman schemathesis   a choice
 #   OPD_SCHEMATHESIS_EXAMPLES=500 scripts/walkthroughs.sh schemathesis   more examples per operation
+#   OPD_SCHEMATHESIS_SEED=random scripts/walkthroughs.sh schemathesis     explore beyond CI's seed
+#
+# CI uses one fixed seed, so that a run is repeatable and a failure is the change's, not the
+# dice's; exploring with other seeds (and more examples) is how new findings are made.
 #
 # Exits non-zero if any of them failed. Reports land in target/walkthroughs/.
 set -euo pipefail
@@ -82,8 +86,10 @@ run_schemathesis() {
     st="$(ensure_schemathesis)"
     for port in "${PORTS[@]}"; do
         log "schemathesis on http://127.0.0.1:$port/openapi.json"
+        local seed=(--seed "${OPD_SCHEMATHESIS_SEED:-20261122}")
+        [ "${OPD_SCHEMATHESIS_SEED:-}" = random ] && seed=()
         (cd "$OUT" && "$st" run "http://127.0.0.1:$port/openapi.json" --checks all \
-            --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color \
+            --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color "${seed[@]}" \
             --report junit --report-junit-path "$OUT/schemathesis-$port.xml") || true
         counts="$(python3 -c 'import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()

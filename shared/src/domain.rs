@@ -6,7 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// A patient's national identification number, the book's `id`: a positive integer.
+/// A patient's national identification number, the book's `id`: a positive integer, at most
+/// 2^53 - 1, so that every JSON client (JavaScript's numbers included) holds it exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "WholeNumber", into = "i64")]
 pub struct PatientId(i64);
@@ -17,13 +18,20 @@ impl PatientId {
     }
 }
 
+impl PatientId {
+    pub const MAX: i64 = (1 << 53) - 1;
+}
+
 impl TryFrom<i64> for PatientId {
     type Error = String;
     fn try_from(value: i64) -> Result<Self, Self::Error> {
-        if value > 0 {
+        if (1..=Self::MAX).contains(&value) {
             Ok(Self(value))
         } else {
-            Err(format!("a patient id is a positive integer, got {value}"))
+            Err(format!(
+                "a patient id is a positive integer of at most {}, got {value}",
+                Self::MAX
+            ))
         }
     }
 }
@@ -79,9 +87,10 @@ impl<'de> Deserialize<'de> for WholeNumber {
                     .map_err(|_| E::custom(format!("{v} is too large")))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<WholeNumber, E> {
-                // 2^63 is exactly representable, so the comparison is exact.
-                const LIMIT: f64 = 9_223_372_036_854_775_808.0;
-                if v.fract() == 0.0 && (-LIMIT..LIMIT).contains(&v) {
+                // Beyond 2^53 a decimal number may already have been rounded to a neighbouring
+                // whole number: refuse it rather than read another value than was meant.
+                const LIMIT: f64 = 9_007_199_254_740_992.0;
+                if v.fract() == 0.0 && (-LIMIT..=LIMIT).contains(&v) {
                     #[allow(clippy::cast_possible_truncation)]
                     Ok(WholeNumber(v as i64))
                 } else {
@@ -201,6 +210,11 @@ mod tests {
         assert!("abc".parse::<PatientId>().is_err());
         let from_json = |text: &str| serde_json::from_str::<PatientId>(text).map(PatientId::get);
         assert_eq!(from_json("200.0").ok(), Some(200));
+        assert_eq!(
+            from_json("2046606483675293.0").ok(),
+            Some(2_046_606_483_675_293)
+        );
+        assert!(from_json("9007199254740993").is_err());
         assert!(from_json("200.5").is_err());
         assert!(from_json("1e30").is_err());
         assert!(from_json("\"200\"").is_err());
@@ -289,6 +303,7 @@ mod schemas {
                 .schema_type(Type::Integer)
                 .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
                 .minimum(Some(1))
+                .maximum(Some(PatientId::MAX))
                 .description(Some("The patient's national identification number"))
                 .examples([json!(200)])
                 .into()
