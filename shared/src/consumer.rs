@@ -189,30 +189,8 @@ impl<H: EventHandler> Consumer<H> {
         let consumer = stream
             .get_or_create_consumer(&self.durable, wanted.clone())
             .await?;
-        let live = &consumer.cached_info().config;
-        let mut drift = Vec::new();
-        if live.filter_subject != wanted.filter_subject {
-            drift.push(format!("filter_subject: live {}", live.filter_subject));
-        }
-        if live.ack_policy != wanted.ack_policy {
-            drift.push(format!("ack_policy: live {:?}", live.ack_policy));
-        }
-        if live.ack_wait != wanted.ack_wait {
-            drift.push(format!(
-                "ack_wait: live {:?}, expected {:?}",
-                live.ack_wait, wanted.ack_wait
-            ));
-        }
-        if live.max_deliver != wanted.max_deliver {
-            drift.push(format!("max_deliver: live {}", live.max_deliver));
-        }
-        if !drift.is_empty() {
-            tracing::error!(
-                alert = "consumer-drift",
-                drift = %drift.join("; "),
-                "the durable consumer's live settings differ from this service's; using it as it is"
-            );
-        }
+        let drift = crate::nats::consumer_drift(&wanted, &consumer.cached_info().config);
+        crate::nats::report_drift("consumer-drift", &self.durable, &drift);
         Ok(consumer)
     }
 
@@ -243,23 +221,10 @@ impl<H: EventHandler> Consumer<H> {
             .iter()
             .filter_map(|message| message.message.reply.clone())
             .collect();
-        let client = self.jetstream.client();
         let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
-        let in_progress = async {
-            let mut ticks = tokio::time::interval(period);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                for reply in &replies {
-                    if let Err(error) = client.publish(reply.clone(), "+WPI".into()).await {
-                        tracing::debug!(%error, "progress acknowledgement not sent");
-                    }
-                }
-            }
-        };
         tokio::select! {
             outcomes = self.handle_batch(batch) => outcomes,
-            () = in_progress => unreachable!("the progress loop never ends"),
+            never = keep_in_progress(self.jetstream.client(), replies, period) => match never {},
         }
     }
 
@@ -502,6 +467,24 @@ impl<H: EventHandler> Consumer<H> {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.
+async fn keep_in_progress(
+    client: async_nats::Client,
+    replies: Vec<async_nats::Subject>,
+    period: Duration,
+) -> std::convert::Infallible {
+    let mut ticks = tokio::time::interval(period);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        for reply in &replies {
+            if let Err(error) = client.publish(reply.clone(), "+WPI".into()).await {
+                tracing::debug!(%error, "progress acknowledgement not sent");
+            }
+        }
     }
 }
 

@@ -90,10 +90,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        match &self {
-            Self::Internal(error) => tracing::error!(error = ?error, "request failed"),
-            Self::Unavailable(detail) => tracing::warn!(%detail, "dependency unavailable"),
-            _ => {}
+        // Where the database could not serve a request, `From<sqlx::Error>` logged the cause.
+        if let Self::Internal(error) = &self {
+            tracing::error!(error = ?error, "request failed");
         }
         self.to_problem().into_response()
     }

@@ -150,8 +150,14 @@ async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Beg
 /// Records the answer for repeats, or releases the key when nothing happened.
 async fn finish(pool: &PgPool, key: &str, response: Response) -> Response {
     let (parts, body) = response.into_parts();
-    let Ok(body) = to_bytes(body, usize::MAX).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    let body = match to_bytes(body, usize::MAX).await {
+        Ok(body) => body,
+        Err(error) => {
+            return crate::error::ApiError::Internal(anyhow::anyhow!(
+                "reading the answer to an idempotent request: {error}"
+            ))
+            .into_response();
+        }
     };
     let content_type = parts
         .headers

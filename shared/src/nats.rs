@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
@@ -74,56 +75,71 @@ pub async fn ensure_stream(
     let wanted = stream_config(settings);
     let stream = js.get_or_create_stream(wanted.clone()).await?;
     let drift = stream_drift(&wanted, &stream.cached_info().config);
-    if !drift.is_empty() {
-        tracing::error!(
-            alert = "stream-drift",
-            stream = %wanted.name,
-            drift = %drift.join("; "),
-            "the stream's live settings differ from this service's; leaving them as they are"
-        );
-    }
+    report_drift("stream-drift", &wanted.name, &drift);
     Ok(stream)
 }
 
-/// The settings of `live` that differ from `wanted`, as `name: live …, expected …`.
+/// The settings of a live stream that differ from `wanted`, as `name: live …, expected …`.
 pub fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
-    let mut drift = Vec::new();
-    let mut compare = |name: &str, live: String, wanted: String| {
-        if live != wanted {
-            drift.push(format!("{name}: live {live}, expected {wanted}"));
-        }
-    };
-    compare(
-        "subjects",
-        format!("{:?}", live.subjects),
-        format!("{:?}", wanted.subjects),
-    );
-    compare(
-        "replicas",
-        live.num_replicas.to_string(),
-        wanted.num_replicas.to_string(),
-    );
-    compare(
-        "max_age",
-        format!("{:?}", live.max_age),
-        format!("{:?}", wanted.max_age),
-    );
-    compare(
-        "duplicate_window",
-        format!("{:?}", live.duplicate_window),
-        format!("{:?}", wanted.duplicate_window),
-    );
-    compare(
-        "storage",
-        format!("{:?}", live.storage),
-        format!("{:?}", wanted.storage),
-    );
-    compare(
-        "retention",
-        format!("{:?}", live.retention),
-        format!("{:?}", wanted.retention),
-    );
-    drift
+    differences(&[
+        ("subjects", dbg(&live.subjects), dbg(&wanted.subjects)),
+        (
+            "replicas",
+            dbg(&live.num_replicas),
+            dbg(&wanted.num_replicas),
+        ),
+        ("max_age", dbg(&live.max_age), dbg(&wanted.max_age)),
+        (
+            "duplicate_window",
+            dbg(&live.duplicate_window),
+            dbg(&wanted.duplicate_window),
+        ),
+        ("storage", dbg(&live.storage), dbg(&wanted.storage)),
+        ("retention", dbg(&live.retention), dbg(&wanted.retention)),
+    ])
+}
+
+/// The settings of a live durable consumer that differ from `wanted`, the same way.
+pub fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
+    differences(&[
+        (
+            "filter_subject",
+            dbg(&live.filter_subject),
+            dbg(&wanted.filter_subject),
+        ),
+        ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
+        ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),
+        (
+            "max_deliver",
+            dbg(&live.max_deliver),
+            dbg(&wanted.max_deliver),
+        ),
+    ])
+}
+
+/// Logs drift loudly (`alert` is `stream-drift` or `consumer-drift`); the caller goes on with
+/// the live settings.
+pub fn report_drift(alert: &'static str, name: &str, drift: &[String]) {
+    if !drift.is_empty() {
+        tracing::error!(
+            alert,
+            name,
+            drift = %drift.join("; "),
+            "live settings differ from this service's; using them as they are"
+        );
+    }
+}
+
+fn dbg(value: &impl std::fmt::Debug) -> String {
+    format!("{value:?}")
+}
+
+fn differences(settings: &[(&str, String, String)]) -> Vec<String> {
+    settings
+        .iter()
+        .filter(|(_, live, wanted)| live != wanted)
+        .map(|(name, live, wanted)| format!("{name}: live {live}, expected {wanted}"))
+        .collect()
 }
 
 #[cfg(test)]

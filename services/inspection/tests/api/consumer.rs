@@ -196,6 +196,9 @@ async fn an_event_that_fails_on_every_delivery_is_parked_after_the_last_and_does
         .await;
     registered(&app, 300, 2).await;
     assert_eq!(next_outcome(&consumer).await, [Outcome::Applied]);
+    // Handled: the second event only; parked: the first, once.
+    assert_eq!(app.count("select count(*) from processed_events").await, 1);
+    assert_eq!(app.count("select count(*) from dead_letters").await, 1);
 }
 
 #[tokio::test]
@@ -237,6 +240,7 @@ async fn a_durable_consumer_the_operator_tuned_is_used_as_it_is() {
         live.info().await.unwrap().config.ack_wait,
         Duration::from_secs(120)
     );
+    app.assert_handled_once(1).await;
 }
 
 #[tokio::test]

@@ -105,4 +105,6 @@ async fn retrying_all_puts_every_parked_message_back_and_what_still_fails_is_par
     })
     .await;
     assert!(after[0]["stream_sequence"].as_i64() > before[1]["stream_sequence"].as_i64());
+    // Parked again, never handled.
+    assert_eq!(app.count("select count(*) from processed_events").await, 0);
 }

@@ -83,4 +83,5 @@ async fn one_inspection_takes_only_the_earliest_waiting_visit_off_the_list() {
         pending_count(&app, 1).await,
         [json!({"id": 300, "token": 3})]
     );
+    app.assert_handled_once(2).await;
 }

@@ -118,3 +118,23 @@ async fn an_oversized_body_with_a_key_is_413_like_any_other() {
     let problem = expect_problem(post_with_key(&app, REGISTER, "key-4", &body).await, 413).await;
     assert_eq!(problem["type"], "/problems/payload-too-large");
 }
+
+#[tokio::test]
+async fn keys_and_published_events_are_pruned_after_their_retention() {
+    let app = crate::helpers::started(crate::helpers::builder().settings(|settings| {
+        settings.http.idempotency_retention = std::time::Duration::from_millis(200);
+        settings.outbox.retention = std::time::Duration::from_millis(200);
+        settings.outbox.prune_interval = std::time::Duration::from_millis(100);
+    }))
+    .await;
+    post_with_key(&app, REGISTER, "key-5", &patient(4)).await;
+    assert_eq!(app.count("select count(*) from idempotency_keys").await, 1);
+    opd_testing::eventually("the key and the published event to be pruned", || async {
+        let keys = app.count("select count(*) from idempotency_keys").await;
+        let outbox = app.count("select count(*) from outbox").await;
+        (keys == 0 && outbox == 0).then_some(())
+    })
+    .await;
+    // The patient stays; only the bookkeeping went.
+    assert_eq!(app.count("select count(*) from patients").await, 1);
+}

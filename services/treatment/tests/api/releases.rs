@@ -48,4 +48,5 @@ async fn a_second_release_request_for_the_same_treatment_is_409_and_publishes_no
     .await;
     app.post_expect("/opd/treatment/release", &request, 201)
         .await;
+    app.assert_handled_once(2).await;
 }
