@@ -10,9 +10,12 @@
 //! runs; a request abandoned by the timeout keeps it in progress, as it may still complete.
 //! Keys are kept for `http.idempotency_retention`.
 //!
-//! The record and the effect are two transactions: if the process dies between the effect's
-//! commit and the recording of its answer, the key stays "in progress" (a 409 for every
-//! repeat) until it expires. Nothing is ever done twice; only that one answer is lost.
+//! The record and the effect are two transactions. If the process dies while a request runs,
+//! its key stays "in progress"; once it is older than `abandon_after` (longer than any request
+//! may run), a repeat takes the key over and runs the request again. The effect may already
+//! have been committed before the crash: the state rules then answer the rerun with a 409
+//! (already registered, not waiting, already requested), so nothing is ever done twice; only
+//! the first answer is lost.
 
 use axum::body::{Body, Bytes, to_bytes};
 use axum::extract::{Request, State};
@@ -33,11 +36,19 @@ pub struct Keys {
     /// `http.body_limit_bytes`: the middleware reads the body before the handler's extractor
     /// would enforce it.
     pub body_limit: usize,
+    /// A key still in progress after this long belongs to a request that died with its
+    /// process: a repeat may take it over. Longer than `http.request_timeout`, which bounds
+    /// every live request.
+    pub abandon_after: std::time::Duration,
 }
 
 /// The middleware; mount it with `axum::middleware::from_fn_with_state(keys, idempotency::layer)`.
 pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Response {
-    let Keys { pool, body_limit } = keys;
+    let Keys {
+        pool,
+        body_limit,
+        abandon_after,
+    } = keys;
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -53,7 +64,7 @@ pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Re
         return crate::error::ApiError::PayloadTooLarge.into_response();
     };
     let path = parts.uri.path().to_owned();
-    match begin(&pool, &key, &path, &body).await {
+    match begin(&pool, &key, &path, &body, abandon_after).await {
         Ok(Begun::First) => {}
         Ok(Begun::Repeat(answer)) => return answer,
         Err(error) => return unavailable(&error),
@@ -79,7 +90,13 @@ enum Begun {
 }
 
 /// Records the key, or answers a repeat.
-async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Begun, sqlx::Error> {
+async fn begin(
+    pool: &PgPool,
+    key: &str,
+    path: &str,
+    body: &Bytes,
+    abandon_after: std::time::Duration,
+) -> Result<Begun, sqlx::Error> {
     let inserted = sqlx::query!(
         "insert into idempotency_keys (key, method, path, request_body)
          values ($1, 'POST', $2, $3)
@@ -95,15 +112,17 @@ async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Beg
         return Ok(Begun::First);
     }
     let Some(first) = sqlx::query!(
-        "select path, request_body, status, content_type, response_body
-         from idempotency_keys where key = $1",
+        r#"select path, request_body, status, content_type, response_body,
+                  created_at < now() - make_interval(secs => $2) as "abandoned!"
+           from idempotency_keys where key = $1"#,
         key,
+        abandon_after.as_secs_f64(),
     )
     .fetch_optional(pool)
     .await?
     else {
         // Released in between (its request failed for a passing reason): this one may run.
-        return Box::pin(begin(pool, key, path, body)).await;
+        return Box::pin(begin(pool, key, path, body, abandon_after)).await;
     };
     if first.path != path || first.request_body != body.as_ref() {
         return Ok(Begun::Repeat(
@@ -118,6 +137,10 @@ async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Beg
         ));
     }
     let Some(status) = first.status else {
+        if first.abandoned && take_over(pool, key, abandon_after).await? {
+            tracing::warn!("taking over an idempotency key abandoned by a request that died");
+            return Ok(Begun::First);
+        }
         return Ok(Begun::Repeat(
             Problem::new(
                 StatusCode::CONFLICT,
@@ -145,6 +168,25 @@ async fn begin(pool: &PgPool, key: &str, path: &str, body: &Bytes) -> Result<Beg
         .headers_mut()
         .insert(REPLAYED, HeaderValue::from_static("true"));
     Ok(Begun::Repeat(response))
+}
+
+/// Claims a key left in progress by a dead request; false if another repeat claimed it first.
+async fn take_over(
+    pool: &PgPool,
+    key: &str,
+    abandon_after: std::time::Duration,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query!(
+        "update idempotency_keys set created_at = now()
+         where key = $1 and status is null
+           and created_at < now() - make_interval(secs => $2)",
+        key,
+        abandon_after.as_secs_f64(),
+    )
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(claimed == 1)
 }
 
 /// Records the answer for repeats, or releases the key when nothing happened.

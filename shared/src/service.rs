@@ -160,13 +160,7 @@ impl Infra {
 /// what a request meets after the health checks.
 pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) -> Router {
     crate::http::with_common_layers(
-        routes_with_state(
-            service,
-            pool,
-            None,
-            Arc::new(Notify::new()),
-            settings.http.body_limit_bytes,
-        ),
+        routes_with_state(service, pool, None, Arc::new(Notify::new()), &settings.http),
         &settings.http,
     )
 }
@@ -178,7 +172,7 @@ fn routes_with_state(
     pool: PgPool,
     jetstream: Option<jetstream::Context>,
     outbox_written: Arc<Notify>,
-    body_limit: usize,
+    http: &crate::config::HttpSettings,
 ) -> Router {
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::openapi::document(service, api);
@@ -187,7 +181,10 @@ fn routes_with_state(
         .layer(axum::middleware::from_fn_with_state(
             crate::idempotency::Keys {
                 pool: pool.clone(),
-                body_limit,
+                body_limit: http.body_limit_bytes,
+                // Twice the longest a live request may run: a timed-out request's commit may
+                // still be landing at the timeout itself.
+                abandon_after: http.request_timeout * 2,
             },
             crate::idempotency::layer,
         ))
@@ -244,7 +241,7 @@ impl Application {
                 infra.pool.clone(),
                 Some(infra.jetstream.clone()),
                 infra.outbox_written.clone(),
-                http.body_limit_bytes,
+                http,
             )
             .merge(health::routes(readiness)),
             http,

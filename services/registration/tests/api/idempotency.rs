@@ -110,6 +110,67 @@ async fn a_request_the_database_could_not_serve_releases_its_key_for_the_retry()
     assert!(retried.headers().get("idempotent-replayed").is_none());
 }
 
+/// Leaves `key` as a request that died with its process would: recorded, never answered,
+/// `age_secs` ago.
+async fn abandon_key(app: &opd_testing::TestApp, key: &str, body: &Value, age_secs: u32) {
+    let body = serde_json::to_vec(body).unwrap();
+    sqlx::query(
+        "insert into idempotency_keys (key, method, path, request_body, created_at)
+         values ($1, 'POST', $2, $3, now() - make_interval(secs => $4))",
+    )
+    .bind(key)
+    .bind(REGISTER)
+    .bind(body)
+    .bind(f64::from(age_secs))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_key_left_in_progress_by_a_dead_process_is_taken_over_once_it_is_stale() {
+    let app = spawn_app().await;
+    // Still young: its request may be running; the repeat must wait.
+    abandon_key(&app, "young", &patient(10), 1).await;
+    let problem = expect_problem(
+        post_with_key(&app, REGISTER, "young", &patient(10)).await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/request-in-progress");
+
+    // Older than twice the request timeout (15 s): its process died before the effect.
+    abandon_key(&app, "dead-before", &patient(11), 60).await;
+    let retried = post_with_key(&app, REGISTER, "dead-before", &patient(11)).await;
+    assert_eq!(retried.status(), 201, "the repeat ran the request");
+    let again = post_with_key(&app, REGISTER, "dead-before", &patient(11)).await;
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+
+    // Its process died after committing the effect: the rerun meets the state rule, and
+    // nothing is done twice.
+    app.post_expect(REGISTER, &patient(12), 201).await;
+    abandon_key(&app, "dead-after", &patient(12), 60).await;
+    let problem = expect_problem(
+        post_with_key(&app, REGISTER, "dead-after", &patient(12)).await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/conflict");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already registered"),
+        "{problem}"
+    );
+    assert_eq!(
+        app.count("select count(*) from patients where id in (11, 12)")
+            .await,
+        2
+    );
+    assert_eq!(app.count("select count(*) from outbox").await, 2);
+}
+
 #[tokio::test]
 async fn an_oversized_body_with_a_key_is_413_like_any_other() {
     let app = spawn_app().await;
