@@ -10,19 +10,27 @@
 //! runs; a request abandoned by the timeout keeps it in progress, as it may still complete.
 //! Keys are kept for `http.idempotency_retention`.
 //!
-//! The record and the effect are two transactions. If the process dies while a request runs,
-//! its key stays "in progress"; once it is older than `abandon_after` (longer than any request
-//! may run), a repeat takes the key over and runs the request again. The effect may already
-//! have been committed before the crash: the state rules then answer the rerun with a 409
-//! (already registered, not waiting, already requested), so nothing is ever done twice; only
-//! the first answer is lost.
+//! The record and the answer are two transactions around the effect's. If the process dies
+//! while a request runs, its key stays "in progress"; once it is older than `abandon_after`
+//! (longer than any request may run), a repeat may take the key over and run the request
+//! again. Whether the effect was committed before the crash is known in one of two ways:
+//! - handlers whose effect a repeat would simply add again (a new visit token, a medication, a
+//!   test result) record [`Effect`] in the effect's own transaction; a repeat that finds it
+//!   gets a 409 `answer-lost` instead of a rerun;
+//! - every other effect is refused by a state rule when repeated (already registered, not
+//!   waiting, a release already requested, already released): the rerun answers that 409.
+//!
+//! Either way nothing is done twice; only the first answer is lost.
 
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Request, State};
+use std::convert::Infallible;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::problem::Problem;
 
@@ -64,6 +72,8 @@ pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Re
         return crate::error::ApiError::PayloadTooLarge.into_response();
     };
     let path = parts.uri.path().to_owned();
+    let mut parts = parts;
+    parts.extensions.insert(Effect(Some(key.clone())));
     match begin(&pool, &key, &path, &body, abandon_after).await {
         Ok(Begun::First) => {}
         Ok(Begun::Repeat(answer)) => return answer,
@@ -112,7 +122,7 @@ async fn begin(
         return Ok(Begun::First);
     }
     let Some(first) = sqlx::query!(
-        r#"select path, request_body, status, content_type, response_body,
+        r#"select path, request_body, status, content_type, response_body, effect_committed,
                   created_at < now() - make_interval(secs => $2) as "abandoned!"
            from idempotency_keys where key = $1"#,
         key,
@@ -137,6 +147,18 @@ async fn begin(
         ));
     }
     let Some(status) = first.status else {
+        if first.abandoned && first.effect_committed {
+            return Ok(Begun::Repeat(
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "answer-lost",
+                    "Answer lost",
+                    "the first request with this Idempotency-Key took effect, but the service \
+                     stopped before it could answer; look the result up instead of repeating it",
+                )
+                .into_response(),
+            ));
+        }
         if first.abandoned && take_over(pool, key, abandon_after).await? {
             tracing::warn!("taking over an idempotency key abandoned by a request that died");
             return Ok(Begun::First);
@@ -170,6 +192,40 @@ async fn begin(
     Ok(Begun::Repeat(response))
 }
 
+/// The idempotency key of the request at hand, for handlers whose effect a repeat would add
+/// again: [`Effect::committed_in`] marks the key in the effect's own transaction. Without a key
+/// (GET, or a POST without the header) it does nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Effect(Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Effect {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<Self>().cloned().unwrap_or_default())
+    }
+}
+
+impl Effect {
+    /// Marks the key as having taken effect; call it inside the effect's transaction.
+    pub async fn committed_in(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        if let Some(key) = &self.0 {
+            sqlx::query!(
+                "update idempotency_keys set effect_committed = true where key = $1",
+                key
+            )
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the request carries a key, i.e. whether its effect needs a transaction.
+    pub fn is_keyed(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
 /// Claims a key left in progress by a dead request; false if another repeat claimed it first.
 async fn take_over(
     pool: &PgPool,
@@ -178,7 +234,7 @@ async fn take_over(
 ) -> Result<bool, sqlx::Error> {
     let claimed = sqlx::query!(
         "update idempotency_keys set created_at = now()
-         where key = $1 and status is null
+         where key = $1 and status is null and not effect_committed
            and created_at < now() - make_interval(secs => $2)",
         key,
         abandon_after.as_secs_f64(),

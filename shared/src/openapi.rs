@@ -181,8 +181,9 @@ impl IntoResponses for IdempotencyErrors {
             (
                 "409",
                 "The Idempotency-Key was used for another request \
-                 (`/problems/idempotency-key-reused`), or its first request is still running \
-                 (`/problems/request-in-progress`)",
+                 (`/problems/idempotency-key-reused`), its first request is still running \
+                 (`/problems/request-in-progress`), or took effect but its answer was lost when \
+                 the service stopped (`/problems/answer-lost`)",
             ),
         ])
     }

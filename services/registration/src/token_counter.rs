@@ -72,7 +72,7 @@ pub async fn register(
 /// Hands a registered patient the day's next token for a new visit, with its
 /// `patient.register` event. None if no patient has that id.
 pub async fn issue_for_visit(
-    pool: &PgPool,
+    executor: impl sqlx::PgExecutor<'_>,
     patient: PatientId,
     event: &Envelope,
 ) -> Result<Option<IssuedToken>, sqlx::Error> {
@@ -102,7 +102,7 @@ pub async fn issue_for_visit(
         event.source,
         event.request_id,
     )
-    .fetch_optional(pool)
+    .fetch_optional(executor)
     .await?;
     Ok(token.map(|token| IssuedToken { id: patient, token }))
 }

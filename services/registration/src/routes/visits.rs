@@ -6,6 +6,7 @@ use axum::extract::State;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 use opd_shared::http::{PathParam, RequestId};
+use opd_shared::idempotency::Effect;
 use opd_shared::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
 use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
@@ -35,7 +36,7 @@ pub async fn next_visit(
     request_id: RequestId,
     id: PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    issue_token(state, request_id, id).await
+    issue_token(state, Effect::default(), request_id, id).await
 }
 
 /// A token for a new visit of a registered patient: the proper method for it.
@@ -59,21 +60,34 @@ pub async fn next_visit(
 #[tracing::instrument(skip(state, request_id))]
 pub async fn next_visit_post(
     state: State<AppState>,
+    effect: Effect,
     request_id: RequestId,
     id: PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    issue_token(state, request_id, id).await
+    issue_token(state, effect, request_id, id).await
 }
 
 async fn issue_token(
     State(state): State<AppState>,
+    effect: Effect,
     RequestId(request_id): RequestId,
     PathParam(id): PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
     let event = Envelope::new::<PatientRegistered>(&state.event_context(request_id));
-    let issued = token_counter::issue_for_visit(&state.pool, id, &event)
-        .await?
-        .ok_or_else(|| unknown_patient(id))?;
+    // A repeat would hand out another token: with a key, the key is marked in the same
+    // transaction; without one, the single statement is its own transaction.
+    let issued = if effect.is_keyed() {
+        let mut tx = state.pool.begin().await?;
+        let issued = token_counter::issue_for_visit(&mut *tx, id, &event).await?;
+        if issued.is_some() {
+            effect.committed_in(&mut tx).await?;
+        }
+        tx.commit().await?;
+        issued
+    } else {
+        token_counter::issue_for_visit(&state.pool, id, &event).await?
+    }
+    .ok_or_else(|| unknown_patient(id))?;
     state.events_written();
     tracing::info!(token = issued.token, "token issued");
     Ok(Json(issued))

@@ -113,15 +113,28 @@ async fn a_request_the_database_could_not_serve_releases_its_key_for_the_retry()
 /// Leaves `key` as a request that died with its process would: recorded, never answered,
 /// `age_secs` ago.
 async fn abandon_key(app: &opd_testing::TestApp, key: &str, body: &Value, age_secs: u32) {
+    abandon_key_at(app, REGISTER, key, body, age_secs, false).await;
+}
+
+async fn abandon_key_at(
+    app: &opd_testing::TestApp,
+    path: &str,
+    key: &str,
+    body: &Value,
+    age_secs: u32,
+    effect_committed: bool,
+) {
     let body = serde_json::to_vec(body).unwrap();
     sqlx::query(
-        "insert into idempotency_keys (key, method, path, request_body, created_at)
-         values ($1, 'POST', $2, $3, now() - make_interval(secs => $4))",
+        "insert into idempotency_keys
+             (key, method, path, request_body, created_at, effect_committed)
+         values ($1, 'POST', $2, $3, now() - make_interval(secs => $4), $5)",
     )
     .bind(key)
-    .bind(REGISTER)
+    .bind(path)
     .bind(body)
     .bind(f64::from(age_secs))
+    .bind(effect_committed)
     .execute(&app.pool)
     .await
     .unwrap();
@@ -169,6 +182,46 @@ async fn a_key_left_in_progress_by_a_dead_process_is_taken_over_once_it_is_stale
         2
     );
     assert_eq!(app.count("select count(*) from outbox").await, 2);
+}
+
+#[tokio::test]
+async fn a_dead_request_whose_additive_effect_was_committed_is_not_run_again() {
+    let app = spawn_app().await;
+    register(&app, 20).await;
+    let path = "/opd/patient/token/20";
+    // A keyed token request marks its key in the transaction that issues the token.
+    post_with_key(&app, path, "visit-20", &json!(null)).await;
+    assert_eq!(
+        app.count(
+            "select count(*) from idempotency_keys where key = 'visit-20' and effect_committed"
+        )
+        .await,
+        1
+    );
+
+    // A request that died after issuing its token: the repeat is told, not given a third.
+    abandon_key_at(&app, path, "died-20", &json!(null), 60, true).await;
+    let problem = expect_problem(
+        post_with_key(&app, path, "died-20", &json!(null)).await,
+        409,
+    )
+    .await;
+    assert_eq!(problem["type"], "/problems/answer-lost");
+    assert_eq!(
+        app.count("select count(*) from issued_tokens where patient_id = 20")
+            .await,
+        2
+    );
+    // One that died before issuing it is run again.
+    abandon_key_at(&app, path, "died-early-20", &json!(null), 60, false).await;
+    assert_eq!(
+        post_with_key(&app, path, "died-early-20", &json!(null))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        json!({"id": 20, "token": 3})
+    );
 }
 
 #[tokio::test]

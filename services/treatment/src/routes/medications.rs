@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
+use opd_shared::idempotency::Effect;
 
 use opd_shared::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable, UnknownPatient,
@@ -41,6 +42,7 @@ pub struct MedicationForm {
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn record(
     State(state): State<AppState>,
+    effect: Effect,
     JsonBody(form): JsonBody<MedicationForm>,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
@@ -67,6 +69,7 @@ pub async fn record(
     )
     .execute(&mut *tx)
     .await?;
+    effect.committed_in(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json("Record updated successfully")))
 }

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::error::ApiError;
 use opd_shared::http::{JsonBody, PathParam};
+use opd_shared::idempotency::Effect;
 
 use opd_shared::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable, UnknownPatient,
@@ -45,6 +46,7 @@ pub struct TestForm {
 #[tracing::instrument(skip_all, fields(patient_id = %form.id))]
 pub async fn record(
     State(state): State<AppState>,
+    effect: Effect,
     JsonBody(form): JsonBody<TestForm>,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
@@ -61,6 +63,7 @@ pub async fn record(
     )
     .execute(&mut *tx)
     .await?;
+    effect.committed_in(&mut tx).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json("Test recorded successfully")))
 }
