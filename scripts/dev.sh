@@ -10,10 +10,12 @@
 #   scripts/dev.sh stop NAME        stop one piece: a service (registration, inspection, …),
 #   scripts/dev.sh start NAME         a NATS node (nats-1, nats-2, nats-3) or postgres
 #   scripts/dev.sh kill NAME        SIGKILL a service or a NATS node, as a crash would
+#   scripts/dev.sh start NAME-2     a second replica of a service (port + 100, same database)
 #   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
 #
 # OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
-# (scripts/bench.sh uses both).
+# (scripts/bench.sh uses both). OPD_DEV_CGROUPS, a cgroup v2 folder, starts each process in a
+# cgroup of its own there, so that firewall rules can single it out (scripts/drills.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -29,9 +31,10 @@ PG_PORT=5433
 SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
 NODES=(nats-1 nats-2 nats-3)
 
-port_of_service() {
-    local s
-    for s in "${SERVICES[@]}"; do if [ "${s%%:*}" = "$1" ]; then echo "${s##*:}"; fi; done
+port_of_service() { # a replica NAME-2 listens 100 above its service
+    local s base="${1%-2}" offset=0
+    [ "$base" = "$1" ] || offset=100
+    for s in "${SERVICES[@]}"; do if [ "${s%%:*}" = "$base" ]; then echo $(("${s##*:}" + offset)); fi; done
 }
 node_index() { echo "${1##nats-}"; }
 is_service() { [ -n "$(port_of_service "$1")" ]; }
@@ -56,6 +59,10 @@ alive() {
 spawn() { # spawn NAME COMMAND...: start in the background, detached, logging to its file
     local name="$1"; shift
     mkdir -p "$DEV/run" "$DEV/logs"
+    if [ -n "${OPD_DEV_CGROUPS:-}" ]; then
+        mkdir -p "$OPD_DEV_CGROUPS/$name"
+        set -- bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$OPD_DEV_CGROUPS/$name" "$@"
+    fi
     setsid "$@" >>"$(log_file "$name")" 2>&1 < /dev/null &
     echo $! >"$(pid_file "$name")"
 }
@@ -137,9 +144,10 @@ start_service() {
     local name="$1" port
     running "$name" && return 0
     port="$(port_of_service "$name")"
-    [ -x "$ROOT/target/$PROFILE/$name" ] || build_services
+    [ -x "$ROOT/target/$PROFILE/${name%-2}" ] || build_services
     log "starting $name on port $port"
-    OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" spawn "$name" "$ROOT/target/$PROFILE/$name"
+    OPD_HTTP__PORT="$port" OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" \
+        spawn "$name" "$ROOT/target/$PROFILE/${name%-2}"
 }
 
 wait_service() {
@@ -166,7 +174,7 @@ cmd_up() {
 
 cmd_down() {
     local entry node
-    for entry in "${SERVICES[@]}"; do terminate "${entry%%:*}"; done
+    for entry in "${SERVICES[@]}"; do terminate "${entry%%:*}-2"; terminate "${entry%%:*}"; done
     for node in "${NODES[@]}"; do terminate "$node"; done
     if [ -f "$DEV/pg/postmaster.pid" ]; then pg_stop "$DEV/pg"; log "stopped postgres"; fi
 }
