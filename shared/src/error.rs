@@ -17,6 +17,9 @@ pub enum ApiError {
     /// A path parameter does not parse (400).
     #[error("invalid path parameter: {0}")]
     InvalidPath(String),
+    /// A query parameter does not parse or is out of range (400).
+    #[error("invalid query parameter: {0}")]
+    InvalidQuery(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -55,6 +58,12 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "invalid-path-parameter",
                 "Invalid path parameter",
+                detail.clone(),
+            ),
+            Self::InvalidQuery(detail) => Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query-parameter",
+                "Invalid query parameter",
                 detail.clone(),
             ),
             Self::NotFound(detail) => Problem::new(

@@ -18,6 +18,7 @@ pub mod idempotency;
 pub mod nats;
 pub mod openapi;
 pub mod outbox;
+pub mod page;
 pub mod problem;
 pub mod retry;
 pub mod service;

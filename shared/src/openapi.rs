@@ -129,6 +129,19 @@ impl IntoResponses for PathErrors {
     }
 }
 
+/// The error of every paginated list.
+pub struct QueryErrors;
+
+impl IntoResponses for QueryErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "400",
+            "`limit` or `after` does not parse or is out of range \
+             (`/problems/invalid-query-parameter`)",
+        )])
+    }
+}
+
 /// The error of every handler that uses the database.
 pub struct Unavailable;
 

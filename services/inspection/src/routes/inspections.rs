@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -12,10 +12,11 @@ use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
 use opd_shared::openapi::{
-    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, Unavailable,
-    UnknownPatient,
+    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, QueryErrors,
+    Unavailable, UnknownPatient,
 };
 use opd_shared::outbox;
+use opd_shared::page::{DayToken, PageParams, PageRequest};
 use opd_shared::service::AppState;
 
 use super::WAITING;
@@ -24,27 +25,46 @@ use super::WAITING;
 pub struct PendingVisit {
     id: i64,
     token: i64,
+    /// The list's sort key with `token`; the cursor of the next page.
+    #[serde(skip)]
+    #[schema(ignore)]
+    registered_on: chrono::NaiveDate,
 }
 
 /// Patients waiting for inspection, in token order (oldest day first).
 #[utoipa::path(get, path = "/opd/inspection/pending", tag = "inspection", operation_id = "pending_inspection",
+    params(PageParams),
     responses(
         (status = 200, description = "Registered patients not yet inspected, in token order",
-            body = Vec<PendingVisit>, example = json!([{ "id": 200, "token": 1 }])),
-        Unavailable,
+            body = Vec<PendingVisit>,
+            headers(("link" = String, description = "`<…?limit=N&after=CURSOR>; rel=\"next\"` when more entries follow")),
+            example = json!([{ "id": 200, "token": 1 }])),
+        QueryErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
-pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingVisit>>, ApiError> {
+pub async fn pending(
+    State(state): State<AppState>,
+    page: PageRequest<DayToken>,
+) -> Result<(HeaderMap, Json<Vec<PendingVisit>>), ApiError> {
+    let after = page.after.map(|after| (after.day, after.token));
     let visits = sqlx::query_as!(
         PendingVisit,
-        "select patient_id as id, token
+        "select patient_id as id, token, registered_on
          from visits
          where inspected_at is null
-         order by registered_on, token",
+           and ($1::date is null or (registered_on, token) > ($1, $2))
+         order by registered_on, token
+         limit $3",
+        after.map(|(day, _)| day),
+        after.map_or(0, |(_, token)| token),
+        page.fetch(),
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(visits))
+    Ok(page.answer(visits, |visit| DayToken {
+        day: visit.registered_on,
+        token: visit.token,
+    }))
 }
 
 /// The body of `POST /opd/inspection/record` (the book's `InspectionRequest`).
@@ -168,7 +188,8 @@ pub async fn history(
         "select patient_id as id, time, observations, medication, tests, notes
          from inspections
          where patient_id = $1
-         order by id",
+         -- Qualified: a bare `id` would name the output column, the patient's id.
+         order by inspections.id",
         id.get(),
     )
     .fetch_all(&mut *conn)

@@ -85,3 +85,60 @@ async fn one_inspection_takes_only_the_earliest_waiting_visit_off_the_list() {
     );
     app.assert_handled_once(2).await;
 }
+
+#[tokio::test]
+async fn a_long_queue_comes_a_page_at_a_time_with_a_link_to_the_next() {
+    let app = spawn_app().await;
+    for token in 1..=5 {
+        registered(&app, 100 + token, token).await;
+    }
+    pending_count(&app, 5).await;
+
+    let mut next = Some(format!("{PENDING}?limit=2"));
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    while let Some(path) = next.take() {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 200);
+        next = response
+            .headers()
+            .get("link")
+            .map(|link| link.to_str().unwrap().to_owned())
+            .map(|link| {
+                assert!(link.ends_with(r#">; rel="next""#), "{link}");
+                link.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            });
+        let page: Vec<serde_json::Value> = response.json().await.unwrap();
+        assert!(page.len() <= 2);
+        seen.extend(
+            page.into_iter()
+                .map(|entry| entry["token"].as_i64().unwrap()),
+        );
+        pages += 1;
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5], "each entry once, in token order");
+    assert_eq!(pages, 3);
+
+    // The default page holds a small queue whole, with no link: the book's answer.
+    let whole = app.get(PENDING).await;
+    assert!(whole.headers().get("link").is_none());
+
+    for bad in [
+        "limit=0",
+        "limit=1001",
+        "limit=x",
+        "after=yesterday",
+        "after=2026-11-22",
+    ] {
+        let problem =
+            opd_testing::expect_problem(app.get(&format!("{PENDING}?{bad}")).await, 400).await;
+        assert_eq!(
+            problem["type"], "/problems/invalid-query-parameter",
+            "{bad}"
+        );
+    }
+}

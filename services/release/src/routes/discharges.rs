@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -12,9 +12,11 @@ use opd_shared::error::ApiError;
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::http::{JsonBody, RequestId};
 use opd_shared::openapi::{
-    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, Unavailable, UnknownPatient,
+    BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, QueryErrors, Unavailable,
+    UnknownPatient,
 };
 use opd_shared::outbox;
+use opd_shared::page::{PageParams, PageRequest};
 use opd_shared::service::AppState;
 
 use super::WAITING;
@@ -30,27 +32,40 @@ pub struct PendingRelease {
     post_medication: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notes: Option<String>,
+    /// The list's sort key; the cursor of the next page.
+    #[serde(skip)]
+    #[schema(ignore)]
+    position: i64,
 }
 
 /// Patients waiting to be released, in the order treatment asked.
 #[utoipa::path(get, path = "/opd/release/pending", tag = "release", operation_id = "pending_release",
+    params(PageParams),
     responses(
         (status = 200, description = "Patients treatment asked to release, not yet released",
-            body = Vec<PendingRelease>),
-        Unavailable,
+            body = Vec<PendingRelease>,
+            headers(("link" = String, description = "`<…?limit=N&after=CURSOR>; rel=\"next\"` when more entries follow"))),
+        QueryErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
-pub async fn pending(State(state): State<AppState>) -> Result<Json<Vec<PendingRelease>>, ApiError> {
+pub async fn pending(
+    State(state): State<AppState>,
+    page: PageRequest<i64>,
+) -> Result<(HeaderMap, Json<Vec<PendingRelease>>), ApiError> {
     let pending = sqlx::query_as!(
         PendingRelease,
-        "select patient_id as id, time, next_state, post_medication, notes
+        "select patient_id as id, time, next_state, post_medication, notes, id as position
          from release_queue
-         where released_at is null
-         order by id",
+         where released_at is null and id > $1
+         -- `position`, not `id`: in order by, `id` would name the output column (the patient).
+         order by position
+         limit $2",
+        page.after.unwrap_or(0),
+        page.fetch(),
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(pending))
+    Ok(page.answer(pending, |entry| entry.position))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -100,7 +100,9 @@ pub async fn history(
     let records = sqlx::query_as!(
         MedicationView,
         "select patient_id as id, time, dose, notes from medications
-         where patient_id = $1 order by id",
+         where patient_id = $1
+         -- Qualified: a bare `id` would name the output column, the patient's id.
+         order by medications.id",
         id.get(),
     )
     .fetch_all(&mut *conn)

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use serde::Serialize;
 use sqlx::PgConnection;
 use utoipa::ToSchema;
@@ -9,7 +10,8 @@ use utoipa::ToSchema;
 use opd_shared::domain::PatientId;
 use opd_shared::error::ApiError;
 
-use opd_shared::openapi::Unavailable;
+use opd_shared::openapi::{QueryErrors, Unavailable};
+use opd_shared::page::{PageParams, PageRequest};
 use opd_shared::service::AppState;
 
 use super::WAITING;
@@ -24,31 +26,42 @@ pub struct PendingTreatment {
     tests: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notes: Option<String>,
+    /// The list's sort key; the cursor of the next page.
+    #[serde(skip)]
+    #[schema(ignore)]
+    position: i64,
 }
 
 /// Patients waiting for treatment, in the order inspection sent them.
 #[utoipa::path(get, path = "/opd/treatment/pending", tag = "treatment", operation_id = "pending_treatment",
+    params(PageParams),
     responses(
         (status = 200, description = "Patients inspection sent for treatment and not yet given \
             medication, with inspection's instructions", body = Vec<PendingTreatment>,
+            headers(("link" = String, description = "`<…?limit=N&after=CURSOR>; rel=\"next\"` when more entries follow")),
             example = json!([{ "id": 200, "medication": "XYZ x 3",
                 "tests": "FBT, UC", "notes": "possible Covid-19" }])),
-        Unavailable,
+        QueryErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
 pub async fn pending(
     State(state): State<AppState>,
-) -> Result<Json<Vec<PendingTreatment>>, ApiError> {
+    page: PageRequest<i64>,
+) -> Result<(HeaderMap, Json<Vec<PendingTreatment>>), ApiError> {
     let pending = sqlx::query_as!(
         PendingTreatment,
-        "select patient_id as id, medication, tests, notes
+        "select patient_id as id, medication, tests, notes, id as position
          from treatment_queue
-         where treated_at is null
-         order by id",
+         where treated_at is null and id > $1
+         -- `position`, not `id`: in order by, `id` would name the output column (the patient).
+         order by position
+         limit $2",
+        page.after.unwrap_or(0),
+        page.fetch(),
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(pending))
+    Ok(page.answer(pending, |entry| entry.position))
 }
 
 /// Every request names a patient; this service only knows those inspection sent to it. Any

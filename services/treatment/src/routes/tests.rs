@@ -98,7 +98,9 @@ pub async fn history(
     let records = sqlx::query_as!(
         TestView,
         "select patient_id as id, time, test_name, results, status, notes from test_records
-         where patient_id = $1 order by id",
+         where patient_id = $1
+         -- Qualified: a bare `id` would name the output column, the patient's id.
+         order by test_records.id",
         id.get(),
     )
     .fetch_all(&mut *conn)

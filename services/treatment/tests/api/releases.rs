@@ -50,3 +50,27 @@ async fn a_second_release_request_for_the_same_treatment_is_409_and_publishes_no
         .await;
     app.assert_handled_once(2).await;
 }
+
+#[tokio::test]
+async fn the_pending_list_pages_by_its_own_order() {
+    let app = spawn_app().await;
+    for id in [30, 10, 20] {
+        sent_for_treatment(&app, id).await;
+    }
+    let first = app.get(&format!("{PENDING}?limit=2")).await;
+    let link = first.headers()["link"].to_str().unwrap().to_owned();
+    let first: Vec<serde_json::Value> = first.json().await.unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|entry| entry["id"].clone())
+            .collect::<Vec<_>>(),
+        [30, 10],
+        "the order inspection sent them in"
+    );
+    let next = link.trim_start_matches('<').split('>').next().unwrap();
+    let rest = app.get(next).await;
+    assert!(rest.headers().get("link").is_none(), "the last page");
+    let rest: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(rest, json!([{"id": 20, "medication": "XYZ x 3"}]));
+}
