@@ -4,8 +4,8 @@
 # with warnings as errors and the whole test suite, then starts the platform natively on the
 # book's ports (scripts/dev.sh, in a throwaway directory) and runs what people learn it with
 # against it: the tutorial's commands (docs/tutorial.md), the Swagger UI pages, the Postman
-# collection and schemathesis (scripts/walkthroughs.sh). Cleans up after itself, also on
-# failure. The cargo tests start their own NATS servers (one node each, three where clustering
+# collection and schemathesis (scripts/walkthroughs.sh), and the quick failure drills
+# (scripts/drills.sh --quick). Cleans up after itself, also on failure. The cargo tests start their own NATS servers (one node each, three where clustering
 # is tested; see testing/src/nats.rs).
 #
 #   scripts/test.sh                 everything
@@ -105,4 +105,12 @@ if [ -n "$walkthroughs" ]; then
         done
         die "a walkthrough failed (see above)"
     fi
+    scripts/dev.sh down >/dev/null 2>&1
+    unset OPD_DEV_DIR
+
+    # The quick drills start their own stack on the same ports (scripts/drills.sh).
+    started=$SECONDS
+    log "quick drills: a consumer and the stream leader killed mid-batch (scripts/drills.sh --quick)"
+    scripts/drills.sh --quick
+    log "quick drills took $((SECONDS - started)) s"
 fi

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use inspection::SERVICE as INSPECTION;
+use opd_testing::platform::ACK_WAIT;
 use opd_testing::{Platform, eventually};
 use registration::SERVICE as REGISTRATION;
 use serde_json::{Value, json};
@@ -96,8 +97,9 @@ async fn registrations_made_while_inspection_is_down_all_arrive_exactly_once() {
         .map(|entry| entry["token"].as_i64().unwrap())
         .collect();
     assert_eq!(order, (1..=40).collect::<Vec<_>>());
-    // And it stays that way: nothing is applied a second time later.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // And it stays that way: nothing is applied a second time later, when every message not
+    // acknowledged would have been redelivered.
+    tokio::time::sleep(ACK_WAIT + Duration::from_secs(1)).await;
     let again = platform
         .app(&INSPECTION)
         .get_expect("/opd/inspection/pending", 200)
@@ -107,25 +109,133 @@ async fn registrations_made_while_inspection_is_down_all_arrive_exactly_once() {
 }
 
 #[tokio::test]
-async fn losing_a_nats_node_mid_stream_loses_nothing_and_duplicates_nothing() {
+async fn inspection_killed_while_it_drains_a_backlog_loses_and_repeats_nothing() {
+    let mut platform = Platform::start(&[&REGISTRATION, &INSPECTION]).await;
+    platform.app_mut(&INSPECTION).stop().await;
+    let registration = platform.app(&REGISTRATION);
+    join_all((1..=200).map(|id| async move {
+        registration
+            .post_expect("/opd/patient/register", &patient(id), 201)
+            .await
+    }))
+    .await;
+
+    // Each visit takes 30 ms to write, so the crashes below land mid-drain: some of the backlog
+    // handled, messages in hand, transactions open.
+    platform
+        .app(&INSPECTION)
+        .execute(
+            "create function slow_visit() returns trigger language plpgsql as
+                 $$ begin perform pg_sleep(0.03); return new; end $$;
+             create trigger slow_visit before insert on visits
+                 for each row execute function slow_visit()",
+        )
+        .await;
+    for _ in 0..2 {
+        platform.app_mut(&INSPECTION).restart().await;
+        let handled = platform
+            .app(&INSPECTION)
+            .count("select count(*) from processed_events");
+        let started = handled.await;
+        eventually("inspection to be draining", || async {
+            let handled = platform
+                .app(&INSPECTION)
+                .count("select count(*) from processed_events")
+                .await;
+            (handled > started).then_some(())
+        })
+        .await;
+        platform.app_mut(&INSPECTION).crash().await;
+    }
+    let handled = platform
+        .app(&INSPECTION)
+        .count("select count(*) from processed_events")
+        .await;
+    assert!(
+        handled < 200,
+        "the crashes came before the end of the backlog ({handled})"
+    );
+    platform
+        .app(&INSPECTION)
+        .execute("drop trigger slow_visit on visits")
+        .await;
+    platform.app_mut(&INSPECTION).restart().await;
+    platform
+        .app(&INSPECTION)
+        .list_until("/opd/inspection/pending?limit=1000", "all 200 patients", |list| {
+            list.len() >= 200
+        })
+        .await;
+    // Past the ack_wait, every message the crashed instances held has been redelivered.
+    tokio::time::sleep(ACK_WAIT + Duration::from_secs(1)).await;
+    let pending = platform
+        .app(&INSPECTION)
+        .get_expect("/opd/inspection/pending?limit=1000", 200)
+        .await;
+    let mut seen: HashMap<i64, usize> = HashMap::new();
+    for entry in pending.as_array().unwrap() {
+        *seen.entry(entry["id"].as_i64().unwrap()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|&count| count == 1), "{seen:?}");
+    platform.app(&INSPECTION).assert_handled_once(200).await;
+}
+
+#[tokio::test]
+async fn losing_the_stream_leader_mid_stream_loses_nothing_and_the_flow_goes_on_without_it() {
     let platform = Platform::start_clustered(&[&REGISTRATION, &INSPECTION]).await;
     let registration = platform.app(&REGISTRATION);
-    for id in 1..=20 {
+    let inspection = platform.app(&INSPECTION);
+    for id in 1..=10 {
         registration
             .post_expect("/opd/patient/register", &patient(id), 201)
             .await;
-        if id == 10 {
-            platform.nats.kill_node(0).await;
-        }
     }
+    // The node that leads the stream, not an arbitrary one: its loss forces an election.
+    let leader = inspection
+        .stream_info()
+        .await
+        .cluster
+        .and_then(|cluster| cluster.leader)
+        .unwrap();
+    let index = leader
+        .strip_prefix("nats-")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap()
+        - 1;
+    platform.nats.kill_node(index).await;
+
+    // Progress while it is down: the two remaining nodes elect a leader, the relay publishes
+    // and the consumer delivers every patient registered before and after the loss.
+    for id in 11..=20 {
+        registration
+            .post_expect("/opd/patient/register", &patient(id), 201)
+            .await;
+    }
+    inspection
+        .list_until(
+            "/opd/inspection/pending",
+            "20 patients without the old leader",
+            |list| list.len() >= 20,
+        )
+        .await;
+    let new_leader = inspection
+        .stream_info()
+        .await
+        .cluster
+        .and_then(|c| c.leader);
+    assert!(
+        new_leader.is_some_and(|name| name != leader),
+        "a new leader was elected"
+    );
+
+    platform.nats.restart_node(index).await;
     for id in 21..=30 {
         registration
             .post_expect("/opd/patient/register", &patient(id), 201)
             .await;
     }
-    platform.nats.restart_node(0).await;
-    let pending = platform
-        .app(&INSPECTION)
+    let pending = inspection
         .list_until("/opd/inspection/pending", "all 30 patients", |list| {
             list.len() >= 30
         })
@@ -136,5 +246,5 @@ async fn losing_a_nats_node_mid_stream_loses_nothing_and_duplicates_nothing() {
         .collect();
     assert_eq!(pending.len(), 30);
     assert_eq!(ids, (1..=30).collect());
-    platform.app(&INSPECTION).assert_handled_once(30).await;
+    inspection.assert_handled_once(30).await;
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use inspection::SERVICE as INSPECTION;
+use opd_testing::platform::ACK_WAIT;
 use opd_testing::{Platform, TestApp, eventually};
 use registration::SERVICE as REGISTRATION;
 use release::SERVICE as RELEASE;
@@ -208,8 +209,8 @@ async fn stopping_treatment_and_release_mid_journey_loses_and_repeats_nothing() 
         .await;
     assert_exactly_once(&pending, &ids);
 
-    // Nothing arrives a second time later on either.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing arrives a second time later on either, past the consumers' ack_wait.
+    tokio::time::sleep(ACK_WAIT + Duration::from_secs(1)).await;
     for (service, path) in [
         (&TREATMENT, "/opd/treatment/pending"),
         (&RELEASE, "/opd/release/pending"),

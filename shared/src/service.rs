@@ -16,6 +16,7 @@ use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::{ServiceDefaults, Settings};
@@ -292,17 +293,25 @@ impl Application {
             relay,
             consumers,
         } = self;
-        let mut handles = Vec::new();
+        // Aborted if this future is dropped (a test's simulated crash): no task outlives its
+        // service.
+        let mut handles: Vec<(&str, AbortOnDropHandle<()>)> = Vec::new();
         // The relay stops only once the HTTP server has drained: requests still running when
         // shutdown begins may commit events, and it publishes them before the process ends.
         let relay_stop = CancellationToken::new();
         if relay {
             let relay = Relay::new(&infra);
-            handles.push(("outbox relay", tokio::spawn(relay.run(relay_stop.clone()))));
+            handles.push((
+                "outbox relay",
+                AbortOnDropHandle::new(tokio::spawn(relay.run(relay_stop.clone()))),
+            ));
         }
         for subscription in consumers {
             let task = (subscription.start)(subscription.durable, &infra, shutdown.child_token());
-            handles.push((subscription.durable, tokio::spawn(task)));
+            handles.push((
+                subscription.durable,
+                AbortOnDropHandle::new(tokio::spawn(task)),
+            ));
         }
         tracing::info!(port, "listening for HTTP requests");
         let grace = infra.settings.http.shutdown_grace;

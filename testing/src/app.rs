@@ -65,6 +65,17 @@ impl Running {
     }
 }
 
+impl Running {
+    /// Ends the instance as SIGKILL would: its tasks stop wherever they are, nothing is drained
+    /// or acknowledged; transactions in flight roll back.
+    pub async fn crash(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.abort();
+            let _ = handle.await;
+        }
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.shutdown.cancel();
@@ -370,6 +381,14 @@ impl TestApp {
     pub async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;
+        }
+    }
+
+    /// Ends the service as SIGKILL would (see [`Running::crash`]); its database and NATS server
+    /// stay.
+    pub async fn crash(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.crash().await;
         }
     }
 

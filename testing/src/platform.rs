@@ -2,11 +2,17 @@
 //! one NATS server, for end-to-end tests.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use opd_shared::service::Service;
 use serde_json::Value;
 
 use crate::{NatsServer, TestApp};
+
+/// Every consumer of a platform redelivers what it did not acknowledge after this long, instead
+/// of 30 s: a test that waits a little longer than this for "nothing more arrives" has seen
+/// every redelivery there could be.
+pub const ACK_WAIT: Duration = Duration::from_secs(3);
 
 pub struct Platform {
     pub nats: Arc<NatsServer>,
@@ -27,7 +33,12 @@ impl Platform {
     async fn start_on(nats: Arc<NatsServer>, services: &[&'static Service]) -> Self {
         let mut apps = Vec::new();
         for service in services {
-            apps.push(TestApp::builder(service).nats(nats.clone()).spawn().await);
+            let app = TestApp::builder(service)
+                .nats(nats.clone())
+                .settings(|settings| settings.consumer.ack_wait = ACK_WAIT)
+                .spawn()
+                .await;
+            apps.push(app);
         }
         Self { nats, apps }
     }
