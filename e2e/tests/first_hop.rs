@@ -162,9 +162,11 @@ async fn inspection_killed_while_it_drains_a_backlog_loses_and_repeats_nothing()
     platform.app_mut(&INSPECTION).restart().await;
     platform
         .app(&INSPECTION)
-        .list_until("/opd/inspection/pending?limit=1000", "all 200 patients", |list| {
-            list.len() >= 200
-        })
+        .list_until(
+            "/opd/inspection/pending?limit=1000",
+            "all 200 patients",
+            |list| list.len() >= 200,
+        )
         .await;
     // Past the ack_wait, every message the crashed instances held has been redelivered.
     tokio::time::sleep(ACK_WAIT + Duration::from_secs(1)).await;
