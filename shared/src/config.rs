@@ -50,6 +50,10 @@ pub struct HttpSettings {
     /// dependency cannot hold connections for ever. Keep it above `database.statement_timeout`.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// A client must send its whole request head (line and headers) within this time of
+    /// connecting, or of its previous request on a kept-alive connection.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
     /// Requests served at once; one more is answered with 503 at once instead of queueing, so
     /// that a burst degrades into quick refusals rather than ever longer waits.
     pub max_concurrent_requests: usize,
@@ -192,6 +196,11 @@ pub struct OutboxSettings {
     /// How often the relay deletes old published rows and old handled-event records.
     #[serde(with = "humantime_serde")]
     pub prune_interval: Duration,
+    /// At start-up and after each reconnection to NATS, the relay publishes again what it
+    /// published this recently: longer than the nodes' `sync_interval` (10 s), shorter than
+    /// the stream's duplicate window (2 min).
+    #[serde(with = "humantime_serde")]
+    pub republish_window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -243,6 +252,7 @@ impl Settings {
                 body_limit_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(20),
                 request_timeout: Duration::from_secs(15),
+                header_read_timeout: Duration::from_secs(10),
                 max_concurrent_requests: 1024,
                 idempotency_retention: Duration::from_secs(24 * 60 * 60),
             },
@@ -280,6 +290,7 @@ impl Settings {
                 },
                 retention: Duration::from_secs(24 * 60 * 60),
                 prune_interval: Duration::from_secs(60),
+                republish_window: Duration::from_secs(30),
             },
             consumer: ConsumerSettings {
                 ack_wait: Duration::from_secs(30),

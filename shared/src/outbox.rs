@@ -145,7 +145,27 @@ impl Relay {
         // A producer may start before any consumer: until the stream is known to exist,
         // make sure of it first, or JetStream has nowhere to store what we publish.
         let mut stream_ready = false;
+        // The server process we last published to. Another one (a restarted node, a failover,
+        // and our own start) may not hold what we published most recently.
+        let client = self.jetstream.client();
+        let mut published_to: Option<String> = None;
+        let started = chrono::Utc::now();
         while !shutdown.is_cancelled() {
+            if client.connection_state() == async_nats::connection::State::Connected {
+                let server = client.server_info().server_id;
+                if published_to.as_ref() != Some(&server) {
+                    // At our start, what was published before it is in doubt (not what other
+                    // replicas publish meanwhile); on a new server later, everything until now.
+                    let until = if published_to.is_none() {
+                        started
+                    } else {
+                        chrono::Utc::now()
+                    };
+                    if self.republish_recent(until).await.is_ok() {
+                        published_to = Some(server);
+                    }
+                }
+            }
             if tokio::time::Instant::now() >= next_prune {
                 self.prune().await;
                 next_prune = tokio::time::Instant::now() + self.settings.prune_interval;
@@ -181,6 +201,37 @@ impl Relay {
         }
         self.drain().await;
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Marks the events published within `outbox.republish_window` as unpublished, so that
+    /// the relay publishes them again. JetStream acknowledges a write before its nodes flush it
+    /// to disk (`sync_interval` in nats/node.conf), so a power loss of every node can drop the
+    /// newest events; once connected to another server process (or at our own start) nothing
+    /// tells us whether it did.
+    /// Repeats cost little: JetStream drops those it still holds (the window is shorter than
+    /// the stream's duplicate window), and consumers recognise the rest by event id.
+    async fn republish_recent(
+        &self,
+        until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), sqlx::Error> {
+        let marked = sqlx::query!(
+            "update outbox set published_at = null, claimed_until = null
+             where published_at > $2::timestamptz - make_interval(secs => $1)
+               and published_at <= $2",
+            self.settings.republish_window.as_secs_f64(),
+            until,
+        )
+        .execute(&self.pool)
+        .await
+        .inspect_err(|error| tracing::warn!(%error, "recent events not marked for republishing"))?
+        .rows_affected();
+        if marked > 0 {
+            tracing::info!(
+                marked,
+                "publishing recent events again after a (re)connection"
+            );
+        }
+        Ok(())
     }
 
     /// At shutdown, after the last requests have finished: publishes what they committed, so
@@ -245,19 +296,36 @@ impl Relay {
             .filter_map(|(row, outcome)| outcome.as_ref().err().map(|reason| (row, reason)))
             .collect();
         for (row, reason) in &failures {
-            // Released at once, so that the retry after the backoff may take it again.
+            // The row waits out a backoff of its own (growing with its attempts), so that a row
+            // that cannot be published does not hold up the rows behind it.
             sqlx::query!(
                 "update outbox
-                 set attempts = attempts + 1, last_error = $2, claimed_until = null
+                 set attempts = attempts + 1, last_error = $2,
+                     claimed_until = now() + make_interval(
+                         secs => least(power(2, least(attempts, 30)) * $3, $4))
                  where id = $1",
                 row.id,
                 reason.as_str(),
+                self.settings.retry.initial.as_secs_f64(),
+                self.settings.retry.max.as_secs_f64(),
             )
             .execute(&self.pool)
             .await?;
         }
         match failures.first() {
             None => Ok(published.len()),
+            // Others went through: NATS is fine, these rows are the problem. Reported, and
+            // the relay goes on at full speed.
+            Some((row, reason)) if !published.is_empty() => {
+                tracing::warn!(
+                    failed = failures.len(),
+                    event_id = %row.id,
+                    subject = %row.subject,
+                    %reason,
+                    "events not published; each will be retried after its own backoff"
+                );
+                Ok(published.len())
+            }
             Some((row, reason)) => Err(RelayError::Publish {
                 failed: failures.len(),
                 claimed: claimed.len(),

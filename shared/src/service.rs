@@ -315,7 +315,14 @@ impl Application {
         }
         tracing::info!(port, "listening for HTTP requests");
         let grace = infra.settings.http.shutdown_grace;
-        let served = crate::http::serve(listener, router, shutdown.clone(), grace).await;
+        let served = crate::http::serve(
+            listener,
+            router,
+            shutdown.clone(),
+            grace,
+            infra.settings.http.header_read_timeout,
+        )
+        .await;
         shutdown.cancel();
         relay_stop.cancel();
         for (name, handle) in handles {

@@ -209,6 +209,23 @@ impl NatsServer {
         self.wait_until_healthy().await;
     }
 
+    /// Kills every node, throws away what each had stored, and starts them again: what a power
+    /// loss does to writes the nodes acknowledged but had not flushed to disk yet, at its worst.
+    pub async fn lose_everything_and_restart(&self) {
+        self.kill_all().await;
+        let names: Vec<String> = self.nodes().iter().map(|node| node.name.clone()).collect();
+        for name in names {
+            let store = self.dir.join(name);
+            if store.exists() {
+                std::fs::remove_dir_all(&store).expect("cannot remove a node's store");
+            }
+        }
+        for index in 0..self.node_count() {
+            self.spawn(index);
+        }
+        self.wait_until_healthy().await;
+    }
+
     /// Waits until every running node reports JetStream healthy, which includes a meta leader.
     pub async fn wait_until_healthy(&self) {
         if !self.healthy_within(Duration::from_secs(30)).await {

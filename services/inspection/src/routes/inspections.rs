@@ -44,9 +44,12 @@ pub struct PendingVisit {
 #[tracing::instrument(skip(state))]
 pub async fn pending(
     State(state): State<AppState>,
-    page: PageRequest<DayToken>,
+    page: PageRequest,
 ) -> Result<(HeaderMap, Json<Vec<PendingVisit>>), ApiError> {
-    let after = page.after.map(|after| (after.day, after.token));
+    let after = page
+        .after
+        .map(DayToken::from_cursor)
+        .map(|after| (after.day, after.token));
     let visits = sqlx::query_as!(
         PendingVisit,
         "select patient_id as id, token, registered_on
@@ -61,9 +64,12 @@ pub async fn pending(
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(page.answer(visits, |visit| DayToken {
-        day: visit.registered_on,
-        token: visit.token,
+    Ok(page.answer(visits, |visit| {
+        DayToken {
+            day: visit.registered_on,
+            token: visit.token,
+        }
+        .cursor()
     }))
 }
 

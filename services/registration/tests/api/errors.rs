@@ -157,3 +157,28 @@ async fn a_request_over_the_concurrency_limit_is_refused_at_once() {
     assert_eq!(first.await.unwrap().status(), 201);
     app.get_expect("/opd/patient/view/1", 200).await;
 }
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = started(builder().settings(|settings| {
+        settings.http.header_read_timeout = Duration::from_millis(500);
+    }))
+    .await;
+    let address = app.url("").trim_start_matches("http://").to_owned();
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    // The request line and one header, and then nothing: the blank line never comes.
+    slow.write_all(b"GET /opd/patient/ HTTP/1.1\r\nHost: opd\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await;
+    assert!(
+        closed.is_ok(),
+        "the connection was still open 5 s later (header_read_timeout is 500 ms)"
+    );
+    // A client that sends its request in time is served as ever.
+    let home = app.get("/opd/patient/").await;
+    assert_eq!(home.status(), 200);
+}

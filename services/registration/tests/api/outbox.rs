@@ -43,6 +43,76 @@ async fn events_written_while_nats_is_down_are_published_when_it_returns() {
 }
 
 #[tokio::test]
+async fn events_the_cluster_lost_before_flushing_them_are_published_again_on_reconnection() {
+    let app = spawn_app().await;
+    for id in 1..=3 {
+        register(&app, id).await;
+    }
+    app.events_until("patient.register", 3).await;
+    eventually("the events to be stamped published", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+
+    // The nodes acknowledged the three events but lose them, stream and all.
+    app.nats.lose_everything_and_restart().await;
+    register(&app, 4).await;
+    let events = app.events_until("patient.register", 4).await;
+    let mut ids: Vec<i64> = events
+        .iter()
+        .map(|(_, payload)| payload["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, vec![1, 2, 3, 4], "the lost events are back, once each");
+}
+
+#[tokio::test]
+async fn a_row_that_can_never_be_published_does_not_hold_up_the_rows_behind_it() {
+    // The production backoff (up to 10 s), not the tests' quick one.
+    let app = started(builder().settings(|settings| {
+        settings.outbox.retry.initial = Duration::from_millis(500);
+        settings.outbox.retry.max = Duration::from_secs(10);
+    }))
+    .await;
+    register(&app, 1).await;
+    app.events_until("patient.register", 1).await;
+    // No stream captures this subject: every publish of it fails.
+    app.execute(
+        "insert into outbox (id, subject, event_type, source, payload)
+         values (gen_random_uuid(), 'nowhere.lost', 'opd.test.v1', 'test', '{}')",
+    )
+    .await;
+    // A commit wakes the relay, which meets the row; then long enough for a relay that backs
+    // off as a whole to be sleeping seconds between passes.
+    register(&app, 100).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    for id in 2..=4 {
+        let started = std::time::Instant::now();
+        register(&app, id).await;
+        eventually(&format!("patient {id}'s event"), || async {
+            let published = app
+                .count(&format!(
+                    "select count(*) from outbox where published_at is not null \
+                     and payload->>'id' = '{id}'"
+                ))
+                .await;
+            (published == 1).then_some(())
+        })
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "patient {id} waited {:?} behind the failing row",
+            started.elapsed()
+        );
+    }
+    let failing = app
+        .count("select count(*) from outbox where published_at is null and last_error is not null")
+        .await;
+    assert_eq!(failing, 1, "the failing row is still there, with its error");
+}
+
+#[tokio::test]
 async fn a_republished_event_is_dropped_by_jetstream_deduplication() {
     // No relay of its own: the test drives it.
     let app = started(builder().without_background_tasks()).await;

@@ -50,7 +50,7 @@ pub struct PendingRelease {
 #[tracing::instrument(skip(state))]
 pub async fn pending(
     State(state): State<AppState>,
-    page: PageRequest<i64>,
+    page: PageRequest,
 ) -> Result<(HeaderMap, Json<Vec<PendingRelease>>), ApiError> {
     let pending = sqlx::query_as!(
         PendingRelease,

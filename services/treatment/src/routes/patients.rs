@@ -46,7 +46,7 @@ pub struct PendingTreatment {
 #[tracing::instrument(skip(state))]
 pub async fn pending(
     State(state): State<AppState>,
-    page: PageRequest<i64>,
+    page: PageRequest,
 ) -> Result<(HeaderMap, Json<Vec<PendingTreatment>>), ApiError> {
     let pending = sqlx::query_as!(
         PendingTreatment,
