@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta};
+use crate::health::{ConsumerState, Consumers};
 use crate::retry::{Backoff, sleep_or_cancel};
 use crate::service::Infra;
 
@@ -70,6 +71,7 @@ pub struct Consumer<H> {
     nats: NatsSettings,
     settings: ConsumerSettings,
     handler: H,
+    states: Consumers,
 }
 
 /// What became of one message.
@@ -96,6 +98,7 @@ impl<H: EventHandler> Consumer<H> {
             nats: infra.settings.nats.clone(),
             settings: infra.settings.consumer.clone(),
             handler,
+            states: infra.consumers.clone(),
         }
     }
 
@@ -121,8 +124,10 @@ impl<H: EventHandler> Consumer<H> {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::from_settings(self.settings.retry);
         while !shutdown.is_cancelled() {
+            self.states.set(&self.durable, ConsumerState::Binding);
             let mut messages = match self.subscribe().await {
                 Ok(messages) => {
+                    self.states.set(&self.durable, ConsumerState::Consuming);
                     backoff.reset();
                     tracing::info!(subject = H::Event::SUBJECT, "consuming");
                     messages
@@ -162,6 +167,7 @@ impl<H: EventHandler> Consumer<H> {
                 }
                 if let Some(error) = failure {
                     // Missed heartbeats, a deleted consumer, a lost connection: bind again.
+                    self.states.set(&self.durable, ConsumerState::Binding);
                     tracing::warn!(%error, "consumer stream failed; binding again");
                     sleep_or_cancel(backoff.next_delay(), &shutdown).await;
                     break;

@@ -3,8 +3,12 @@
 //!
 //! NATS is not part of readiness: while it is unreachable every write still succeeds, its
 //! events waiting in the outbox, and every read works. Taking the API out of rotation then would
-//! turn a broker outage into a full outage. `/readyz` reports NATS in its body instead.
+//! turn a broker outage into a full outage. `/readyz` reports NATS in its body instead, and
+//! each durable consumer's state: `consuming`, or `binding` while it cannot reach its consumer
+//! on the stream (at start, after the cluster was down, after missed heartbeats).
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -21,6 +25,43 @@ use crate::problem::Problem;
 pub struct Readiness {
     pub pool: PgPool,
     pub nats: async_nats::Client,
+    pub consumers: Consumers,
+}
+
+/// What each durable consumer of the service is doing, as its task last reported.
+#[derive(Clone, Default)]
+pub struct Consumers(Arc<Mutex<BTreeMap<String, ConsumerState>>>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerState {
+    /// Not bound to its consumer on the stream (yet, or any more); it keeps trying.
+    Binding,
+    /// Bound, and receiving messages or heartbeats.
+    Consuming,
+}
+
+impl Consumers {
+    pub fn set(&self, durable: &str, state: ConsumerState) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(durable.to_owned(), state);
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .map(|(durable, state)| {
+                let state = match state {
+                    ConsumerState::Binding => "binding",
+                    ConsumerState::Consuming => "consuming",
+                };
+                (durable.clone(), json!(state))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
 }
 
 pub fn routes(readiness: Readiness) -> Router {
@@ -44,7 +85,8 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     responses(
         (status = 200, description = "Ready; `nats` says whether events flow right now",
             body = Object,
-            example = json!({ "status": "ready", "database": "up", "nats": "down" })),
+            example = json!({ "status": "ready", "database": "up", "nats": "down",
+                "consumers": { "inspection-patient-register": "binding" } })),
         (status = 503, description = "The database is down (`/problems/not-ready`)",
             body = Problem, content_type = "application/problem+json"),
     ))]
@@ -58,7 +100,13 @@ pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
     let nats = readiness.nats.connection_state() == async_nats::connection::State::Connected;
     let status = |up: bool| if up { "up" } else { "down" };
     if database {
-        Json(json!({ "status": "ready", "database": "up", "nats": status(nats) })).into_response()
+        Json(json!({
+            "status": "ready",
+            "database": "up",
+            "nats": status(nats),
+            "consumers": readiness.consumers.report(),
+        }))
+        .into_response()
     } else {
         Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

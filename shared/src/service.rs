@@ -140,6 +140,8 @@ pub struct Infra {
     pub jetstream: jetstream::Context,
     /// Requests that wrote events wake the relay through it.
     pub outbox_written: Arc<Notify>,
+    /// The consumers report their state here, `/readyz` reads it.
+    pub consumers: crate::health::Consumers,
 }
 
 impl Infra {
@@ -153,6 +155,7 @@ impl Infra {
             nats,
             jetstream,
             outbox_written: Arc::new(Notify::new()),
+            consumers: crate::health::Consumers::default(),
         })
     }
 }
@@ -235,6 +238,7 @@ impl Application {
         let readiness = Readiness {
             pool: infra.pool.clone(),
             nats: infra.nats.clone(),
+            consumers: infra.consumers.clone(),
         };
         let router = crate::http::with_common_layers(
             routes_with_state(

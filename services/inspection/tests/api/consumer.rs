@@ -295,3 +295,34 @@ async fn a_batch_that_takes_longer_than_ack_wait_is_not_redelivered_meanwhile() 
     assert_eq!(outcomes, [Outcome::Applied]);
     app.assert_handled_once(1).await;
 }
+
+#[tokio::test]
+async fn after_the_whole_cluster_was_down_the_consumer_binds_again_and_health_says_so_meanwhile() {
+    let app = spawn_app().await;
+    let consumer_is = |expected: &'static str| {
+        let app = &app;
+        async move {
+            opd_testing::eventually(
+                &format!("/readyz to report the consumer {expected}"),
+                || async {
+                    let answer = app.get("/readyz").await;
+                    // Ready all the while: the database is up.
+                    assert_eq!(answer.status(), 200);
+                    let body: serde_json::Value = answer.json().await.ok()?;
+                    (body["consumers"][REGISTRATIONS_CONSUMER] == expected).then_some(())
+                },
+            )
+            .await;
+        }
+    };
+    consumer_is("consuming").await;
+
+    app.nats.kill_all().await;
+    consumer_is("binding").await;
+
+    app.nats.restart_all().await;
+    consumer_is("consuming").await;
+    registered(&app, 200, 1).await;
+    pending_count(&app, 1).await;
+    app.assert_handled_once(1).await;
+}

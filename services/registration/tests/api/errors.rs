@@ -45,6 +45,9 @@ async fn a_database_outage_is_503_and_the_service_recovers() {
     .await;
     assert_eq!(status, 201);
     assert_eq!(app.get("/readyz").await.status(), 200);
+    // The relay, which failed all through the outage, publishes again.
+    let events = app.events_until("patient.register", 1).await;
+    assert_eq!(events[0].1["id"], 1);
 }
 
 #[tokio::test]
