@@ -6,9 +6,11 @@
 # holds each event once). One line per drill: patients, lost, duplicated, client errors,
 # recovery time.
 #
-#   scripts/drills.sh               every drill (about 12 minutes)
+#   scripts/drills.sh               every drill and the self-check (about eight minutes)
 #   scripts/drills.sh --quick       two of them, fewer patients (scripts/test.sh runs these)
 #   scripts/drills.sh DRILL...      the named drills (names below, in `run_drill`)
+#   scripts/drills.sh self-check    proves the checks can fail: a forged event is published
+#                                   mid-batch, and the checks must report it
 #
 # It starts its own stack (state in target/drills/stack; it needs the book's ports free) and
 # removes it, with every firewall rule and cgroup it made, when it ends. OPD_DRILL_PATIENTS and
@@ -137,6 +139,9 @@ cmd_fault() {
         db-writable) db_writable "$1" ;;
         partition) partition "$1" ;;
         heal) heal_partitions ;;
+        # An event no producer wrote: the stream gains one more than the journeys explain, and
+        # inspection parks it (it has no event headers).
+        forge) target/debug/opd-events publish patient.register '{"id":1,"token":1}' ;;
         # A service started with other stream settings (a shorter max_age) must not rewrite the
         # shared stream.
         drift) "${DEV[@]}" kill registration; OPD_NATS__MAX_AGE=1h "${DEV[@]}" start registration ;;
@@ -176,7 +181,8 @@ check_counts() {
     [ $((after[0] - before[0])) = "$patients" ] || problems+=" inspection handled $((after[0] - before[0]));"
     [ $((after[2] - before[2])) = "$patients" ] || problems+=" treatment handled $((after[2] - before[2]));"
     [ $((after[4] - before[4])) = "$patients" ] || problems+=" release handled $((after[4] - before[4]));"
-    [ "${after[1]}${after[3]}${after[5]}" = 000 ] || problems+=" dead letters ${after[1]}/${after[3]}/${after[5]};"
+    local parked="$((after[1] - before[1]))/$((after[3] - before[3]))/$((after[5] - before[5]))"
+    [ "$parked" = 0/0/0 ] || problems+=" dead letters parked $parked;"
     [ "$stream" = "$expected" ] || problems+=" the stream gained $stream events, not $expected;"
     [ -z "$problems" ] || { echo "expected $patients of each:$problems"; return 1; }
 }
@@ -246,13 +252,22 @@ run_drill() {
             elif ! grep -q 'alert="stream-drift"' "$OPD_DEV_DIR/logs/registration.log"; then
                 FAILED+=("$1: registration did not report the drift")
             fi ;;
+        self-check)
+            local failed_before="${#FAILED[@]}"
+            drill "$1" --fault "$(fault forge)"
+            if [ "${#FAILED[@]}" = "$failed_before" ]; then
+                FAILED+=("$1: the checks missed a forged event")
+            else
+                log "self-check: the checks caught the forged event, as they must"
+                unset 'FAILED[-1]'
+            fi ;;
         *) die "unknown drill '$1'" ;;
     esac
 }
 
 ALL=(kill-registration kill-inspection kill-treatment kill-release kill-nats-node
      kill-stream-leader kill-one-of-two-replicas database-down database-read-only nats-partition
-     nats-cluster-restart stream-drift)
+     nats-cluster-restart self-check stream-drift)
 QUICK=(kill-inspection kill-stream-leader)
 
 cleanup() {
@@ -276,7 +291,7 @@ main() {
     ensure_tool iptables iptables
     ensure_tool curl curl
     log "building opd-drill and the services"
-    SQLX_OFFLINE=true cargo build --quiet -p opd-drills
+    SQLX_OFFLINE=true cargo build --quiet -p opd-drills --bin opd-drill -p opd-shared --bin opd-events
     trap cleanup EXIT
     cleanup
     mkdir -p "$(dirname "$RESULTS")" && : >"$RESULTS"
