@@ -75,20 +75,27 @@ probe_unavailable() {
     fi
 }
 
-monitor() { # monitor PATH: the JSON of the first node that answers
+# stream_field EXPRESSION: a field of the PATIENT stream, from the first node that reports it.
+# Right after start-up, or while a node is down, a node may not list the stream yet: the others
+# are asked, for up to 30 s.
+stream_field() {
     local i
-    for i in 1 2 3; do
-        curl -fsS "http://127.0.0.1:$((8221 + i))$1" 2>/dev/null && return 0
-    done
-    return 1
-}
-
-stream_field() { # stream_field EXPRESSION: a field of the PATIENT stream as a node reports it
-    monitor '/jsz?streams=true&config=true' | python3 -c "
+    for _ in $(seq 1 60); do
+        for i in 1 2 3; do
+            curl -fsS "http://127.0.0.1:$((8221 + i))/jsz?streams=true&config=true" 2>/dev/null \
+                | python3 -c "
 import json, sys
 streams = [s for a in json.load(sys.stdin).get('account_details', []) for s in a.get('stream_detail', [])]
-s = next(s for s in streams if s['name'] == 'PATIENT')
-print($1)"
+found = [s for s in streams if s['name'] == 'PATIENT']
+if not found:
+    sys.exit(1)
+s = found[0]
+print($1)" 2>/dev/null && return 0
+        done
+        sleep 0.5
+    done
+    echo "no NATS node reports the PATIENT stream" >&2
+    return 1
 }
 
 stream_leader() { stream_field "s['cluster']['leader']"; }
