@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool};
 
 use crate::config::{DatabaseSettings, redact_url};
 use crate::retry::Backoff;
@@ -27,6 +27,9 @@ pub fn migrator(service: &Migrator) -> Migrator {
     }
 }
 
+/// A pooled connection idle for this long is pinged before it is handed out.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Connects, retrying while the database is not reachable yet (a container still starting),
 /// then applies the migrations.
 pub async fn connect_and_migrate(
@@ -41,6 +44,19 @@ pub async fn connect_and_migrate(
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // By default sqlx pings every connection it hands out: one more round trip per request,
+        // although a busy pool's connections were in use milliseconds ago (and sqlx pings each
+        // one again as it comes back, dropping it if that fails). Only a connection idle for
+        // longer, which the server or a proxy may have closed meanwhile, is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options);
 
     let deadline = tokio::time::Instant::now() + settings.startup_timeout;
