@@ -12,6 +12,9 @@
 #   scripts/dev.sh kill NAME        SIGKILL a service or a NATS node, as a crash would
 #   scripts/dev.sh start NAME-2     a second replica of a service (port + 100, same database)
 #   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
+#   scripts/dev.sh start prometheus Prometheus (Debian's package) with the alerting rules on
+#                                   http://127.0.0.1:9190, scraping every service and the NATS
+#                                   exporter (opd-nats-exporter, on port 7777)
 #
 # OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
 # (scripts/bench.sh uses both). OPD_DEV_CGROUPS, a cgroup v2 folder, starts each process in a
@@ -154,6 +157,34 @@ wait_service() {
     wait_http "http://127.0.0.1:$(port_of_service "$1")/readyz" "$1" 90
 }
 
+# --- Prometheus (optional) --------------------------------------------------------------------
+
+PROMETHEUS_PORT=9190
+EXPORTER_PORT=7777
+
+start_prometheus() {
+    running prometheus && return 0
+    ensure_prometheus
+    # The NATS nodes' own figures (stream, consumer lag, replicas) come through the exporter.
+    if ! running nats-exporter; then
+        SQLX_OFFLINE=true cargo build --quiet $PROFILE_FLAG -p opd-nats-exporter
+        log "starting nats-exporter on port $EXPORTER_PORT"
+        OPD_NATS_EXPORTER_LISTEN="127.0.0.1:$EXPORTER_PORT" \
+            spawn nats-exporter "$ROOT/target/$PROFILE/opd-nats-exporter"
+        wait_http "http://127.0.0.1:$EXPORTER_PORT/healthz" nats-exporter 30
+    fi
+    # The configuration and the rules side by side, as Prometheus resolves rule files relative
+    # to its configuration file.
+    mkdir -p "$DEV/prometheus/data"
+    cp "$ROOT/observability/prometheus/prometheus-native.yml" "$DEV/prometheus/prometheus.yml"
+    cp "$ROOT/observability/prometheus/alerts.yml" "$DEV/prometheus/alerts.yml"
+    log "starting prometheus on port $PROMETHEUS_PORT"
+    spawn prometheus prometheus --config.file="$DEV/prometheus/prometheus.yml" \
+        --storage.tsdb.path="$DEV/prometheus/data" \
+        --web.listen-address="127.0.0.1:$PROMETHEUS_PORT"
+    wait_http "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" prometheus 30
+}
+
 # --- commands ---------------------------------------------------------------------------------
 
 cmd_up() {
@@ -176,6 +207,8 @@ cmd_down() {
     local entry node
     for entry in "${SERVICES[@]}"; do terminate "${entry%%:*}-2"; terminate "${entry%%:*}"; done
     for node in "${NODES[@]}"; do terminate "$node"; done
+    terminate prometheus
+    terminate nats-exporter
     if [ -f "$DEV/pg/postmaster.pid" ]; then pg_stop "$DEV/pg"; log "stopped postgres"; fi
 }
 
@@ -200,6 +233,8 @@ cmd_status() {
     for entry in "${SERVICES[@]}"; do
         status_line "${entry%%:*}" "http://127.0.0.1:${entry##*:}"
     done
+    if running prometheus; then status_line prometheus "http://127.0.0.1:$PROMETHEUS_PORT"; fi
+    if running nats-exporter; then status_line nats-exporter "http://127.0.0.1:$EXPORTER_PORT/metrics"; fi
 }
 
 status_line() {
@@ -214,6 +249,7 @@ cmd_stop() {
     local name="${1:-}"
     if is_service "$name" || is_node "$name"; then terminate "$name"
     elif [ "$name" = postgres ]; then pg_stop "$DEV/pg"; log "stopped postgres"
+    elif [ "$name" = prometheus ]; then terminate prometheus; terminate nats-exporter
     else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
     fi
 }
@@ -236,6 +272,7 @@ cmd_start() {
     if is_service "$name"; then start_service "$name"; wait_service "$name"
     elif is_node "$name"; then NATS_SERVER_BIN="$(ensure_nats_server)"; start_node "$name"; wait_node "$name"
     elif [ "$name" = postgres ]; then start_postgres
+    elif [ "$name" = prometheus ]; then start_prometheus
     else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
     fi
 }
@@ -256,5 +293,5 @@ case "${1:-}" in
     start) cmd_start "${2:-}" ;;
     kill) cmd_kill "${2:-}" ;;
     logs) cmd_logs "${2:-}" "${3:-}" ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

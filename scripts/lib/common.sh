@@ -135,6 +135,17 @@ ensure_tool() { # ensure_tool COMMAND DEBIAN_PACKAGE
     command -v "$1" >/dev/null 2>&1 || apt_install "$2"
 }
 
+# Prometheus and promtool from Debian's package. Installing it may start the packaged daemon on
+# port 9090, the registration service's, where no policy-rc.d forbids that: it is stopped again.
+ensure_prometheus() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    log "installing Prometheus and promtool (Debian package)"
+    apt_install prometheus
+    if [ -x /etc/init.d/prometheus ] && /etc/init.d/prometheus status >/dev/null 2>&1; then
+        as_root /etc/init.d/prometheus stop >&2 || true
+    fi
+}
+
 # PostgreSQL refuses to run as root: run its programs as the `postgres` user then.
 pg_run() {
     if [ "$(id -u)" = 0 ]; then

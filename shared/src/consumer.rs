@@ -9,6 +9,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta};
 use crate::health::{ConsumerState, Consumers};
+use crate::metrics::{Handled, Metrics};
 use crate::retry::{Backoff, sleep_or_cancel};
 use crate::service::Infra;
 
@@ -72,6 +74,7 @@ pub struct Consumer<H> {
     settings: ConsumerSettings,
     handler: H,
     states: Consumers,
+    metrics: Arc<Metrics>,
 }
 
 /// What became of one message.
@@ -89,6 +92,18 @@ pub enum Outcome {
     Ignored,
 }
 
+impl Outcome {
+    fn as_handled(&self) -> Handled {
+        match self {
+            Self::Applied => Handled::Applied,
+            Self::Duplicate => Handled::Duplicate,
+            Self::Parked(_) => Handled::Parked,
+            Self::Retry(_) => Handled::Retried,
+            Self::Ignored => Handled::Ignored,
+        }
+    }
+}
+
 impl<H: EventHandler> Consumer<H> {
     pub fn new(durable: &str, infra: &Infra, handler: H) -> Self {
         Self {
@@ -99,6 +114,7 @@ impl<H: EventHandler> Consumer<H> {
             settings: infra.settings.consumer.clone(),
             handler,
             states: infra.consumers.clone(),
+            metrics: infra.metrics.clone(),
         }
     }
 
@@ -228,10 +244,31 @@ impl<H: EventHandler> Consumer<H> {
             .filter_map(|message| message.message.reply.clone())
             .collect();
         let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
-        tokio::select! {
+        let started = std::time::Instant::now();
+        let event_times: Vec<Option<DateTime<Utc>>> = batch
+            .iter()
+            .map(|message| {
+                EventMeta::from_headers(message.headers.as_ref())
+                    .ok()
+                    .map(|meta| meta.time)
+            })
+            .collect();
+        let redelivered = batch
+            .iter()
+            .filter(|message| message.info().is_ok_and(|info| info.delivered > 1))
+            .count();
+        let outcomes = tokio::select! {
             outcomes = self.handle_batch(batch) => outcomes,
             never = keep_in_progress(self.jetstream.client(), replies, period) => match never {},
-        }
+        };
+        let handled: Vec<(Handled, Option<DateTime<Utc>>)> = outcomes
+            .iter()
+            .map(Outcome::as_handled)
+            .zip(event_times)
+            .collect();
+        self.metrics
+            .batch_consumed(&self.durable, &handled, redelivered, started.elapsed());
+        outcomes
     }
 
     async fn handle_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {

@@ -140,9 +140,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 /// Adds what every API needs around its routes: problem details for unknown routes and methods,
 /// request ids (kept from the client or generated, echoed in the response), a trace span per
-/// request named by its matched route, a body size limit, and a 500 problem instead of a dropped
+/// request named by its matched route, request counts and latencies by route (`/metrics`), a body size limit, and a 500 problem instead of a dropped
 /// connection should a handler ever panic.
-pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
+pub fn with_common_layers(
+    router: Router,
+    settings: &HttpSettings,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> Router {
     let limits = Limits {
         permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
         timeout: settings.request_timeout,
@@ -177,6 +181,10 @@ pub fn with_common_layers(router: Router, settings: &HttpSettings) -> Router {
                     }),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(axum::middleware::from_fn_with_state(
+                    metrics,
+                    crate::metrics::record_http,
+                ))
                 .layer(CatchPanicLayer::custom(|_panic| panic_response()))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
         )

@@ -15,6 +15,7 @@ pub mod events;
 pub mod health;
 pub mod http;
 pub mod idempotency;
+pub mod metrics;
 pub mod nats;
 pub mod openapi;
 pub mod outbox;

@@ -90,6 +90,7 @@ pub struct Relay {
     /// The relay also prunes expired idempotency keys, with the other housekeeping.
     idempotency_retention: Duration,
     wake: Arc<Notify>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +126,7 @@ impl Relay {
             nats: infra.settings.nats.clone(),
             idempotency_retention: infra.settings.http.idempotency_retention,
             wake: infra.outbox_written.clone(),
+            metrics: infra.metrics.clone(),
         }
     }
 
@@ -274,7 +276,11 @@ impl Relay {
         if claimed.is_empty() {
             return Ok(0);
         }
+        let sent = std::time::Instant::now();
         let outcomes = self.publish_all(&claimed).await;
+        let failed = outcomes.iter().filter(|outcome| outcome.is_err()).count();
+        self.metrics
+            .batch_published(claimed.len() - failed, failed, sent.elapsed());
         let published: Vec<Uuid> = claimed
             .iter()
             .zip(&outcomes)

@@ -142,6 +142,8 @@ pub struct Infra {
     pub outbox_written: Arc<Notify>,
     /// The consumers report their state here, `/readyz` reads it.
     pub consumers: crate::health::Consumers,
+    /// This instance's metrics, served at `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Infra {
@@ -156,6 +158,7 @@ impl Infra {
             jetstream,
             outbox_written: Arc::new(Notify::new()),
             consumers: crate::health::Consumers::default(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
     }
 }
@@ -166,6 +169,7 @@ pub fn api_router(service: &'static Service, pool: PgPool, settings: &Settings) 
     crate::http::with_common_layers(
         routes_with_state(service, pool, None, Arc::new(Notify::new()), &settings.http),
         &settings.http,
+        Arc::new(crate::metrics::Metrics::new()),
     )
 }
 
@@ -248,8 +252,18 @@ impl Application {
                 infra.outbox_written.clone(),
                 http,
             )
-            .merge(health::routes(readiness)),
+            .merge(health::routes(readiness))
+            .merge(crate::metrics::routes(
+                infra.metrics.clone(),
+                infra.pool.clone(),
+                Some(crate::metrics::EventsSource {
+                    jetstream: infra.jetstream.clone(),
+                    stream: infra.settings.nats.stream.clone(),
+                    durables: service.consumers.iter().map(|c| c.durable).collect(),
+                }),
+            )),
             http,
+            infra.metrics.clone(),
         );
         Ok(Self {
             port,

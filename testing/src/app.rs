@@ -287,6 +287,27 @@ impl TestApp {
         .await
     }
 
+    /// The value of one series from `GET /metrics`, named with its labels exactly as the
+    /// service writes them (`opd_dead_letters`,
+    /// `opd_consumer_messages_total{durable="…",outcome="applied"}`); None when the service does
+    /// not report it (yet).
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status(), 200, "GET /metrics");
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+            Some(
+                value
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{series} has the value {value:?}: {e}")),
+            )
+        })
+    }
+
     /// A single number from the service's database, e.g. `select count(*) from outbox`.
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)

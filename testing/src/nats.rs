@@ -150,6 +150,14 @@ impl NatsServer {
             .join("\n")
     }
 
+    /// HTTP monitoring URLs of every node (`/varz`, `/jsz`, `/healthz`).
+    pub fn monitor_urls(&self) -> Vec<String> {
+        self.nodes()
+            .iter()
+            .map(|node| format!("http://127.0.0.1:{}", node.monitor_port))
+            .collect()
+    }
+
     /// Client URLs of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes()

@@ -11,4 +11,5 @@ mod dead_letters;
 mod errors;
 mod helpers;
 mod inspections;
+mod metrics;
 mod validation;

@@ -10,6 +10,7 @@
 mod errors;
 mod helpers;
 mod idempotency;
+mod metrics;
 mod outbox;
 mod patients;
 mod tokens;

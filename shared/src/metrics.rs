@@ -1,0 +1,497 @@
+//! Prometheus metrics, served at `GET /metrics` in the OpenMetrics text format.
+//!
+//! Each service instance keeps a registry of its own rather than a process-wide recorder: the
+//! tests run many instances in one process, and each must count only its own work. Counters and
+//! histograms are updated where the work happens; what lives in tables (the outbox backlog, the
+//! dead letters) and the pool's state are read when Prometheus scrapes, so a scrape costs two
+//! small queries and the hot path none.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+use sqlx::PgPool;
+
+use crate::error::ApiError;
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How long a scrape waits for the database before it reports it down.
+const SCRAPE_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    /// The route as declared (`/opd/patient/view/{id}`), never the raw path: one series per
+    /// route, whatever ids clients send.
+    route: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurableLabels {
+    durable: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    durable: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PoolLabels {
+    state: String,
+}
+
+/// What became of a consumed message, as the metrics name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    Applied,
+    Duplicate,
+    Parked,
+    Retried,
+    Ignored,
+}
+
+impl Handled {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Parked => "parked",
+            Self::Retried => "retried",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
+fn seconds_histogram(first_bucket: f64, buckets: u16) -> Histogram {
+    Histogram::new(exponential_buckets(first_bucket, 2.0, buckets))
+}
+
+/// One service instance's metrics.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_duration: Family<HttpLabels, Histogram>,
+    published: Counter,
+    publish_failures: Counter,
+    publish_duration: Histogram,
+    consumed: Family<OutcomeLabels, Counter>,
+    redelivered: Family<DurableLabels, Counter>,
+    handling_duration: Family<DurableLabels, Histogram>,
+    hop_duration: Family<DurableLabels, Histogram>,
+    outbox_unpublished: Gauge,
+    outbox_oldest_age: Gauge<f64, AtomicU64>,
+    dead_letters: Gauge,
+    database_up: Gauge,
+    pool_connections: Family<PoolLabels, Gauge>,
+    pool_max: Gauge,
+    consumer_pending: Family<DurableLabels, Gauge>,
+    consumer_ack_pending: Family<DurableLabels, Gauge>,
+    nats_connected: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("opd");
+        let http_requests = Family::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, matched route and status",
+            http_requests.clone(),
+        );
+        let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            seconds_histogram(0.000_5, 16)
+        });
+        registry.register_with_unit(
+            "http_request_duration",
+            "Time from a request's arrival to its answer",
+            Unit::Seconds,
+            http_duration.clone(),
+        );
+        let published = Counter::default();
+        registry.register(
+            "outbox_published",
+            "Events the relay published and JetStream acknowledged",
+            published.clone(),
+        );
+        let publish_failures = Counter::default();
+        registry.register(
+            "outbox_publish_failures",
+            "Events the relay sent that JetStream did not acknowledge (they are sent again)",
+            publish_failures.clone(),
+        );
+        let publish_duration = seconds_histogram(0.000_25, 16);
+        registry.register_with_unit(
+            "outbox_publish_duration",
+            "Time from sending a batch of events to JetStream's last acknowledgement of it",
+            Unit::Seconds,
+            publish_duration.clone(),
+        );
+        let consumed = Family::default();
+        registry.register(
+            "consumer_messages",
+            "Messages a durable consumer took, by outcome: applied, duplicate (applied before), \
+             parked (in dead_letters), retried (redelivered later), ignored",
+            consumed.clone(),
+        );
+        let redelivered = Family::default();
+        registry.register(
+            "consumer_redelivered",
+            "Messages that arrived for a second time or more",
+            redelivered.clone(),
+        );
+        let handling_duration = Family::<DurableLabels, Histogram>::new_with_constructor(|| {
+            seconds_histogram(0.000_25, 16)
+        });
+        registry.register_with_unit(
+            "consumer_handling_duration",
+            "Time a consumer took over a batch of messages, from arrival to acknowledgement",
+            Unit::Seconds,
+            handling_duration.clone(),
+        );
+        let hop_duration = Family::<DurableLabels, Histogram>::new_with_constructor(|| {
+            seconds_histogram(0.001, 18)
+        });
+        registry.register_with_unit(
+            "consumer_hop_duration",
+            "Time from an event's ce-time (its producer's transaction) to its effect here",
+            Unit::Seconds,
+            hop_duration.clone(),
+        );
+        let outbox_unpublished = Gauge::default();
+        registry.register(
+            "outbox_unpublished",
+            "Events in the outbox waiting to be published",
+            outbox_unpublished.clone(),
+        );
+        let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
+        registry.register_with_unit(
+            "outbox_oldest_unpublished_age",
+            "How long the oldest unpublished event has waited (0 when none waits)",
+            Unit::Seconds,
+            outbox_oldest_age.clone(),
+        );
+        let dead_letters = Gauge::default();
+        registry.register(
+            "dead_letters",
+            "Messages parked in dead_letters, waiting for an operator",
+            dead_letters.clone(),
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "database_up",
+            "1 when the database answered this scrape's queries, else 0",
+            database_up.clone(),
+        );
+        let pool_connections = Family::default();
+        registry.register(
+            "db_pool_connections",
+            "Connections of the database pool, in use or idle",
+            pool_connections.clone(),
+        );
+        let pool_max = Gauge::default();
+        registry.register(
+            "db_pool_max_connections",
+            "The most connections the pool opens; requests wait when all are in use",
+            pool_max.clone(),
+        );
+        let consumer_pending = Family::default();
+        registry.register(
+            "consumer_pending",
+            "Messages in the stream that this durable consumer has not been given yet (its lag), \
+             as JetStream reports it",
+            consumer_pending.clone(),
+        );
+        let consumer_ack_pending = Family::default();
+        registry.register(
+            "consumer_ack_pending",
+            "Messages this durable consumer has been given but not yet acknowledged",
+            consumer_ack_pending.clone(),
+        );
+        let nats_connected = Gauge::default();
+        registry.register(
+            "nats_connected",
+            "1 while the service is connected to a NATS server, else 0",
+            nats_connected.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            published,
+            publish_failures,
+            publish_duration,
+            consumed,
+            redelivered,
+            handling_duration,
+            hop_duration,
+            outbox_unpublished,
+            outbox_oldest_age,
+            dead_letters,
+            database_up,
+            pool_connections,
+            pool_max,
+            consumer_pending,
+            consumer_ack_pending,
+            nats_connected,
+        }
+    }
+
+    /// A batch the relay sent: how many JetStream acknowledged, how many it did not, and how long
+    /// the acknowledgements took.
+    pub fn batch_published(&self, acknowledged: usize, failed: usize, took: Duration) {
+        self.published.inc_by(acknowledged as u64);
+        self.publish_failures.inc_by(failed as u64);
+        self.publish_duration.observe(took.as_secs_f64());
+    }
+
+    /// A batch a consumer handled: each message's outcome and, where known, its event time.
+    pub fn batch_consumed(
+        &self,
+        durable: &str,
+        messages: &[(Handled, Option<DateTime<Utc>>)],
+        redelivered: usize,
+        took: Duration,
+    ) {
+        let durable_labels = DurableLabels {
+            durable: durable.to_owned(),
+        };
+        let now = Utc::now();
+        for (outcome, event_time) in messages {
+            self.consumed
+                .get_or_create(&OutcomeLabels {
+                    durable: durable.to_owned(),
+                    outcome: outcome.label().to_owned(),
+                })
+                .inc();
+            if let (Handled::Applied, Some(time)) = (outcome, event_time) {
+                let hop = (now - *time).to_std().unwrap_or_default();
+                self.hop_duration
+                    .get_or_create(&durable_labels)
+                    .observe(hop.as_secs_f64());
+            }
+        }
+        if redelivered > 0 {
+            self.redelivered
+                .get_or_create(&durable_labels)
+                .inc_by(redelivered as u64);
+        }
+        if !messages.is_empty() {
+            self.handling_duration
+                .get_or_create(&durable_labels)
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    fn http_answered(&self, labels: HttpLabels, took: Duration) {
+        self.http_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        self.http_requests.get_or_create(&labels).inc();
+    }
+
+    /// Reads what lives in the database, the pool and JetStream, then encodes everything.
+    async fn scrape(
+        &self,
+        pool: &PgPool,
+        events: Option<&EventsSource>,
+    ) -> Result<String, std::fmt::Error> {
+        if let Some(events) = events {
+            self.read_consumers(events).await;
+        }
+        let idle = pool.num_idle() as i64;
+        let size = i64::from(pool.size());
+        self.pool_connections
+            .get_or_create(&PoolLabels {
+                state: "idle".into(),
+            })
+            .set(idle);
+        self.pool_connections
+            .get_or_create(&PoolLabels {
+                state: "in_use".into(),
+            })
+            .set((size - idle).max(0));
+        self.pool_max
+            .set(i64::from(pool.options().get_max_connections()));
+        match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, table_state(pool)).await {
+            Ok(Ok(state)) => {
+                self.outbox_unpublished.set(state.unpublished);
+                self.outbox_oldest_age.set(state.oldest_age_seconds);
+                self.dead_letters.set(state.dead_letters);
+                self.database_up.set(1);
+            }
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "metrics: the database did not answer");
+                self.database_up.set(0);
+            }
+            Err(_) => {
+                self.database_up.set(0);
+            }
+        }
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+impl Metrics {
+    async fn read_consumers(&self, events: &EventsSource) {
+        let connected = events.jetstream.client().connection_state()
+            == async_nats::connection::State::Connected;
+        self.nats_connected.set(i64::from(connected));
+        for durable in &events.durables {
+            let labels = DurableLabels {
+                durable: (*durable).to_owned(),
+            };
+            let info = async {
+                let stream = events.jetstream.get_stream_no_info(&events.stream).await?;
+                stream
+                    .consumer_info(*durable)
+                    .await
+                    .map_err(anyhow::Error::from)
+            };
+            match tokio::time::timeout(SCRAPE_QUERY_TIMEOUT, info).await {
+                Ok(Ok(info)) => {
+                    self.consumer_pending
+                        .get_or_create(&labels)
+                        .set(i64::try_from(info.num_pending).unwrap_or(i64::MAX));
+                    self.consumer_ack_pending
+                        .get_or_create(&labels)
+                        .set(i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX));
+                }
+                // A figure that cannot be read now is left out rather than shown stale.
+                _ => {
+                    self.consumer_pending.remove(&labels);
+                    self.consumer_ack_pending.remove(&labels);
+                }
+            }
+        }
+    }
+}
+
+/// Where a scrape reads the consuming side: JetStream's own counts for each durable consumer
+/// of the service.
+#[derive(Clone)]
+pub struct EventsSource {
+    pub jetstream: async_nats::jetstream::Context,
+    pub stream: String,
+    pub durables: Vec<&'static str>,
+}
+
+struct TableState {
+    unpublished: i64,
+    oldest_age_seconds: f64,
+    dead_letters: i64,
+}
+
+async fn table_state(pool: &PgPool) -> Result<TableState, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"select
+               (select count(*) from outbox where published_at is null) as "unpublished!",
+               (select coalesce(extract(epoch from now() - min(created_at)), 0)::float8
+                from outbox where published_at is null) as "oldest_age_seconds!",
+               (select count(*) from dead_letters) as "dead_letters!""#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(TableState {
+        unpublished: row.unpublished,
+        oldest_age_seconds: row.oldest_age_seconds,
+        dead_letters: row.dead_letters,
+    })
+}
+
+#[derive(Clone)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+    events: Option<EventsSource>,
+}
+
+/// `GET /metrics`.
+pub fn routes(metrics: Arc<Metrics>, pool: PgPool, events: Option<EventsSource>) -> Router {
+    Router::new()
+        .route("/metrics", get(serve_metrics))
+        .with_state(Scrape {
+            metrics,
+            pool,
+            events,
+        })
+}
+
+async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
+    match scrape
+        .metrics
+        .scrape(&scrape.pool, scrape.events.as_ref())
+        .await
+    {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
+            text,
+        )
+            .into_response(),
+        // Writing to a String cannot fail; should the encoder ever report an error anyway, the
+        // scrape fails visibly rather than answering half a page.
+        Err(error) => {
+            ApiError::Internal(anyhow::anyhow!("metrics not encoded: {error}")).into_response()
+        }
+    }
+}
+
+/// Middleware: counts every answer and its latency by method, matched route and status.
+pub async fn record_http(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    // Clients may send any method name: only the standard ones get a series of their own.
+    let method = match *request.method() {
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::DELETE
+        | Method::PATCH
+        | Method::OPTIONS => request.method().as_str(),
+        _ => "other",
+    }
+    .to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    metrics.http_answered(
+        HttpLabels {
+            method,
+            route,
+            status: response.status().as_u16().to_string(),
+        },
+        started.elapsed(),
+    );
+    response
+}
