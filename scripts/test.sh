@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The one test command. Installs what is missing (nats-server, PostgreSQL, newman,
-# schemathesis, Chromium, Prometheus), starts a throwaway PostgreSQL server, checks the alerting
-# rules with promtool, runs cargo fmt --check, clippy with warnings as errors and the whole test
-# suite, then starts the platform natively on the book's ports (scripts/dev.sh, in a throwaway
-# directory) and runs what people learn it with against it: the tutorial's commands
-# (docs/tutorial.md), the Swagger UI pages, the Postman collection and schemathesis
-# (scripts/walkthroughs.sh), and the quick failure drills (scripts/drills.sh --quick). Cleans up
-# after itself, also on failure. The cargo tests start their own NATS servers (one node each,
-# three where clustering is tested; see testing/src/nats.rs).
+# schemathesis, Chromium, Prometheus, cargo-deny), starts a throwaway PostgreSQL server, checks
+# the dependencies with cargo-deny (scripts/audit.sh) and the alerting rules with promtool, runs
+# cargo fmt --check, clippy with warnings as errors and the whole test suite, then starts the
+# platform natively on the book's ports (scripts/dev.sh, in a throwaway directory) and runs what
+# people learn it with against it: the tutorial's commands (docs/tutorial.md), the Swagger UI
+# pages, the Postman collection and schemathesis (scripts/walkthroughs.sh), and the quick failure
+# drills (scripts/drills.sh --quick). Cleans up after itself, also on failure. The cargo tests
+# start their own NATS servers (one node each, three where clustering is tested; see
+# testing/src/nats.rs).
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh -p inspection   extra arguments go to `cargo test` (instead of --workspace),
@@ -62,6 +63,9 @@ leaked="$(cargo tree $SERVICE_PACKAGES -e normal,build --prefix none --target al
 log "cargo machete (every crate uses every dependency it lists)"
 ensure_cargo_tool cargo-machete cargo-machete "$CARGO_MACHETE_VERSION"
 cargo machete
+
+# Advisories from the RustSec snapshot beside the repository, licenses, bans, sources.
+scripts/audit.sh
 
 log "promtool: the alerting rules and their unit tests (observability/prometheus)"
 ensure_prometheus
