@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
 use sqlx::PgPool;
 
 use crate::error::ApiError;
@@ -79,6 +79,19 @@ impl Handled {
     }
 }
 
+/// Registers `metric` under `name` and returns it (metrics are handles: the registry and the
+/// caller share one value).
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// [`add`] for a metric in seconds: the name gets the `_seconds` suffix.
+fn add_seconds<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register_with_unit(name, help, Unit::Seconds, metric.clone());
+    metric
+}
+
 fn seconds_histogram(first_bucket: f64, buckets: u16) -> Histogram {
     Histogram::new(exponential_buckets(first_bucket, 2.0, buckets))
 }
@@ -115,150 +128,124 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("opd");
-        let http_requests = Family::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by method, matched route and status",
-            http_requests.clone(),
-        );
-        let http_duration = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
-            seconds_histogram(0.000_5, 16)
-        });
-        registry.register_with_unit(
-            "http_request_duration",
-            "Time from a request's arrival to its answer",
-            Unit::Seconds,
-            http_duration.clone(),
-        );
-        let published = Counter::default();
-        registry.register(
-            "outbox_published",
-            "Events the relay published and JetStream acknowledged",
-            published.clone(),
-        );
-        let publish_failures = Counter::default();
-        registry.register(
-            "outbox_publish_failures",
-            "Events the relay sent that JetStream did not acknowledge (they are sent again)",
-            publish_failures.clone(),
-        );
-        let publish_duration = seconds_histogram(0.000_25, 16);
-        registry.register_with_unit(
-            "outbox_publish_duration",
-            "Time from sending a batch of events to JetStream's last acknowledgement of it",
-            Unit::Seconds,
-            publish_duration.clone(),
-        );
-        let consumed = Family::default();
-        registry.register(
-            "consumer_messages",
-            "Messages a durable consumer took, by outcome: applied, duplicate (applied before), \
-             parked (in dead_letters), retried (redelivered later), ignored",
-            consumed.clone(),
-        );
-        let redelivered = Family::default();
-        registry.register(
-            "consumer_redelivered",
-            "Messages that arrived for a second time or more",
-            redelivered.clone(),
-        );
-        let handling_duration = Family::<DurableLabels, Histogram>::new_with_constructor(|| {
-            seconds_histogram(0.000_25, 16)
-        });
-        registry.register_with_unit(
-            "consumer_handling_duration",
-            "Time a consumer took over a batch of messages, from arrival to acknowledgement",
-            Unit::Seconds,
-            handling_duration.clone(),
-        );
-        let hop_duration = Family::<DurableLabels, Histogram>::new_with_constructor(|| {
-            seconds_histogram(0.001, 18)
-        });
-        registry.register_with_unit(
-            "consumer_hop_duration",
-            "Time from an event's ce-time (its producer's transaction) to its effect here",
-            Unit::Seconds,
-            hop_duration.clone(),
-        );
-        let outbox_unpublished = Gauge::default();
-        registry.register(
-            "outbox_unpublished",
-            "Events in the outbox waiting to be published",
-            outbox_unpublished.clone(),
-        );
-        let outbox_oldest_age = Gauge::<f64, AtomicU64>::default();
-        registry.register_with_unit(
-            "outbox_oldest_unpublished_age",
-            "How long the oldest unpublished event has waited (0 when none waits)",
-            Unit::Seconds,
-            outbox_oldest_age.clone(),
-        );
-        let dead_letters = Gauge::default();
-        registry.register(
-            "dead_letters",
-            "Messages parked in dead_letters, waiting for an operator",
-            dead_letters.clone(),
-        );
-        let database_up = Gauge::default();
-        registry.register(
-            "database_up",
-            "1 when the database answered this scrape's queries, else 0",
-            database_up.clone(),
-        );
-        let pool_connections = Family::default();
-        registry.register(
-            "db_pool_connections",
-            "Connections of the database pool, in use or idle",
-            pool_connections.clone(),
-        );
-        let pool_max = Gauge::default();
-        registry.register(
-            "db_pool_max_connections",
-            "The most connections the pool opens; requests wait when all are in use",
-            pool_max.clone(),
-        );
-        let consumer_pending = Family::default();
-        registry.register(
-            "consumer_pending",
-            "Messages in the stream that this durable consumer has not been given yet (its lag), \
-             as JetStream reports it",
-            consumer_pending.clone(),
-        );
-        let consumer_ack_pending = Family::default();
-        registry.register(
-            "consumer_ack_pending",
-            "Messages this durable consumer has been given but not yet acknowledged",
-            consumer_ack_pending.clone(),
-        );
-        let nats_connected = Gauge::default();
-        registry.register(
-            "nats_connected",
-            "1 while the service is connected to a NATS server, else 0",
-            nats_connected.clone(),
-        );
+        let r = &mut registry;
+        let http_histogram = || seconds_histogram(0.000_5, 16);
+        let batch_histogram = || seconds_histogram(0.000_25, 16);
+        let hop_histogram = || seconds_histogram(0.001, 18);
         Self {
+            http_requests: add(
+                r,
+                "http_requests",
+                "HTTP requests answered, by method, matched route and status",
+                Family::default(),
+            ),
+            http_duration: add_seconds(
+                r,
+                "http_request_duration",
+                "Time from a request's arrival to its answer",
+                Family::new_with_constructor(http_histogram),
+            ),
+            published: add(
+                r,
+                "outbox_published",
+                "Events the relay published and JetStream acknowledged",
+                Counter::default(),
+            ),
+            publish_failures: add(
+                r,
+                "outbox_publish_failures",
+                "Events the relay sent that JetStream did not acknowledge (they are sent again)",
+                Counter::default(),
+            ),
+            publish_duration: add_seconds(
+                r,
+                "outbox_publish_duration",
+                "Time from sending a batch of events to JetStream's last acknowledgement of it",
+                batch_histogram(),
+            ),
+            consumed: add(
+                r,
+                "consumer_messages",
+                "Messages a durable consumer took, by outcome: applied, duplicate (applied \
+                 before), parked (in dead_letters), retried (redelivered later), ignored",
+                Family::default(),
+            ),
+            redelivered: add(
+                r,
+                "consumer_redelivered",
+                "Messages that arrived for a second time or more",
+                Family::default(),
+            ),
+            handling_duration: add_seconds(
+                r,
+                "consumer_handling_duration",
+                "Time a consumer took over a batch of messages, from arrival to acknowledgement",
+                Family::new_with_constructor(batch_histogram),
+            ),
+            hop_duration: add_seconds(
+                r,
+                "consumer_hop_duration",
+                "Time from an event's ce-time (its producer's transaction) to its effect here",
+                Family::new_with_constructor(hop_histogram),
+            ),
+            outbox_unpublished: add(
+                r,
+                "outbox_unpublished",
+                "Events in the outbox waiting to be published",
+                Gauge::default(),
+            ),
+            outbox_oldest_age: add_seconds(
+                r,
+                "outbox_oldest_unpublished_age",
+                "How long the oldest unpublished event has waited (0 when none waits)",
+                Gauge::default(),
+            ),
+            dead_letters: add(
+                r,
+                "dead_letters",
+                "Messages parked in dead_letters, waiting for an operator",
+                Gauge::default(),
+            ),
+            database_up: add(
+                r,
+                "database_up",
+                "1 when the database answered this scrape's queries, else 0",
+                Gauge::default(),
+            ),
+            pool_connections: add(
+                r,
+                "db_pool_connections",
+                "Connections of the database pool, in use or idle",
+                Family::default(),
+            ),
+            pool_max: add(
+                r,
+                "db_pool_max_connections",
+                "The most connections the pool opens; requests wait when all are in use",
+                Gauge::default(),
+            ),
+            consumer_pending: add(
+                r,
+                "consumer_pending",
+                "Messages in the stream that this durable consumer has not been given yet (its \
+                 lag), as JetStream reports it",
+                Family::default(),
+            ),
+            consumer_ack_pending: add(
+                r,
+                "consumer_ack_pending",
+                "Messages this durable consumer has been given but not yet acknowledged",
+                Family::default(),
+            ),
+            nats_connected: add(
+                r,
+                "nats_connected",
+                "1 while the service is connected to a NATS server, else 0",
+                Gauge::default(),
+            ),
             registry,
-            http_requests,
-            http_duration,
-            published,
-            publish_failures,
-            publish_duration,
-            consumed,
-            redelivered,
-            handling_duration,
-            hop_duration,
-            outbox_unpublished,
-            outbox_oldest_age,
-            dead_letters,
-            database_up,
-            pool_connections,
-            pool_max,
-            consumer_pending,
-            consumer_ack_pending,
-            nats_connected,
         }
     }
-
     /// A batch the relay sent: how many JetStream acknowledged, how many it did not, and how long
     /// the acknowledgements took.
     pub fn batch_published(&self, acknowledged: usize, failed: usize, took: Duration) {
