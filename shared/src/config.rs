@@ -230,6 +230,9 @@ pub struct LogSettings {
     pub filter: String,
     /// `pretty` for people, `json` for log collectors.
     pub format: LogFormat,
+    /// Where spans are exported over OTLP/HTTP (`http://collector:4318/v1/traces`); none are
+    /// exported when unset. Trace context travels with requests and events either way.
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,6 +308,7 @@ impl Settings {
             log: LogSettings {
                 filter: "info,sqlx=warn,async_nats=info".into(),
                 format: LogFormat::Pretty,
+                otlp_endpoint: None,
             },
         }
     }

@@ -340,7 +340,10 @@ impl<H: EventHandler> Consumer<H> {
             // An event twice in one batch is new only the first time.
             let first_time = new.remove(&meta.id);
             if first_time {
-                self.handler.handle(&mut tx, event, &meta).await?;
+                self.handler
+                    .handle(&mut tx, event, &meta)
+                    .instrument(event_span(&self.durable, &meta))
+                    .await?;
             }
             first_times.push(first_time);
         }
@@ -375,14 +378,8 @@ impl<H: EventHandler> Consumer<H> {
         };
         let outcome = match decode::<H::Event>(&message) {
             Ok((meta, event)) => {
-                // The request id ties this handling to the HTTP call that caused the event,
-                // in another service's log.
-                let span = tracing::info_span!(
-                    "event",
-                    event_id = %meta.id,
-                    request_id = meta.request_id.as_deref().unwrap_or(""),
-                    stream_sequence,
-                );
+                let span = event_span(&self.durable, &meta);
+                span.record("stream_sequence", stream_sequence);
                 self.apply(event, &meta).instrument(span).await
             }
             Err(reason) => Outcome::Parked(reason),
@@ -514,6 +511,22 @@ impl<H: EventHandler> Consumer<H> {
 }
 
 /// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.
+/// The span of one event's handling: a child of the trace that caused the event (its
+/// `traceparent`), so that the handling shows up in the producer's request trace. The request id
+/// ties it to that HTTP call in the other service's log.
+fn event_span(durable: &str, meta: &EventMeta) -> tracing::Span {
+    let span = tracing::info_span!(
+        "event",
+        durable,
+        event_id = %meta.id,
+        request_id = meta.request_id.as_deref().unwrap_or(""),
+        stream_sequence = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::continue_trace(&span, meta.traceparent.as_deref());
+    span
+}
+
 async fn keep_in_progress(
     client: async_nats::Client,
     replies: Vec<async_nats::Subject>,

@@ -94,6 +94,8 @@ pub mod headers {
     pub const TIME: &str = "ce-time";
     /// CloudEvents extension attribute: the `x-request-id` of the HTTP call behind the event.
     pub const REQUEST_ID: &str = "ce-requestid";
+    /// W3C trace context (the CloudEvents distributed-tracing extension's attribute).
+    pub const TRACEPARENT: &str = "traceparent";
     pub const CONTENT_TYPE: &str = "content-type";
 }
 
@@ -106,6 +108,8 @@ pub struct EventMeta {
     pub source: String,
     pub time: DateTime<Utc>,
     pub request_id: Option<String>,
+    /// W3C trace context of the request that caused the event (`traceparent` header).
+    pub traceparent: Option<String>,
 }
 
 impl EventMeta {
@@ -121,6 +125,9 @@ impl EventMeta {
         map.insert(headers::CONTENT_TYPE, "application/json");
         if let Some(request_id) = &self.request_id {
             map.insert(headers::REQUEST_ID, request_id.as_str());
+        }
+        if let Some(traceparent) = &self.traceparent {
+            map.insert(headers::TRACEPARENT, traceparent.as_str());
         }
         map
     }
@@ -149,6 +156,7 @@ impl EventMeta {
             source: get(headers::SOURCE)?,
             time,
             request_id: get(headers::REQUEST_ID).ok(),
+            traceparent: get(headers::TRACEPARENT).ok(),
         })
     }
 }
@@ -167,6 +175,7 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default(),
             request_id: Some("req-1".into()),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let headers = meta.to_headers();
         assert_eq!(

@@ -177,7 +177,20 @@ pub fn with_common_layers(
                             .get(REQUEST_ID_HEADER)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("");
-                        tracing::info_span!("http", method = %request.method(), route, request_id)
+                        let span = tracing::info_span!(
+                            "http",
+                            method = %request.method(),
+                            route,
+                            request_id,
+                            trace_id = tracing::field::Empty,
+                        );
+                        // A caller's W3C trace context makes this request part of its trace.
+                        let traceparent = request
+                            .headers()
+                            .get(crate::telemetry::TRACEPARENT)
+                            .and_then(|v| v.to_str().ok());
+                        crate::telemetry::continue_trace(&span, traceparent);
+                        span
                     }),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())

@@ -43,6 +43,8 @@ pub struct Envelope {
     pub event_type: &'static str,
     pub source: &'static str,
     pub request_id: Option<String>,
+    /// The trace of the request that writes the event: the consumer's handling continues it.
+    pub traceparent: Option<String>,
 }
 
 impl Envelope {
@@ -53,6 +55,7 @@ impl Envelope {
             event_type: E::TYPE,
             source: context.source,
             request_id: context.request_id.clone(),
+            traceparent: crate::telemetry::current_traceparent(),
         }
     }
 }
@@ -66,14 +69,15 @@ pub async fn enqueue<E: Event>(
     let envelope = Envelope::new::<E>(context);
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query!(
-        "insert into outbox (id, subject, event_type, source, payload, request_id)
-         values ($1, $2, $3, $4, $5, $6)",
+        "insert into outbox (id, subject, event_type, source, payload, request_id, traceparent)
+         values ($1, $2, $3, $4, $5, $6, $7)",
         envelope.id,
         envelope.subject,
         envelope.event_type,
         envelope.source,
         payload,
         envelope.request_id,
+        envelope.traceparent,
     )
     .execute(conn)
     .await?;
@@ -354,7 +358,8 @@ impl Relay {
                  limit $1
                  for update skip locked
              )
-             returning id, subject, event_type, source, payload, request_id, created_at",
+             returning id, subject, event_type, source, payload, request_id, traceparent,
+                       created_at",
             self.settings.batch_size,
             lease,
         )
@@ -372,6 +377,7 @@ impl Relay {
                     source: row.source,
                     time: row.created_at,
                     request_id: row.request_id,
+                    traceparent: row.traceparent,
                 },
                 subject: row.subject,
                 payload: row.payload,

@@ -362,7 +362,7 @@ impl Application {
 /// The whole `main` of a service: configuration, logging, build, run until SIGTERM or Ctrl-C.
 pub async fn run(service: &'static Service) -> anyhow::Result<()> {
     let settings = Settings::load(service.defaults())?;
-    crate::telemetry::init(&settings.log);
+    let _telemetry = crate::telemetry::init(&settings.log, service.name);
     tracing::info!(
         service = service.name,
         version = service.version,

@@ -1,25 +1,127 @@
-//! Logging set-up: one subscriber per process, pretty for people or JSON for collectors.
+//! Logging and tracing set-up: one subscriber per process, pretty for people or JSON for
+//! collectors, and every span also an OpenTelemetry span.
+//!
+//! Spans always carry W3C trace context, so that a trace passes from an HTTP request through the
+//! outbox and JetStream to the consumer's handling, and JSON log lines name their trace id. They
+//! are exported (OTLP over HTTP) only when `log.otlp_endpoint` is set.
 
-use tracing_subscriber::EnvFilter;
+use std::collections::HashMap;
+
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::{LogFormat, LogSettings};
 
-/// Installs the global subscriber. A second call (several apps in one test process) keeps the
-/// first subscriber, which is what the tests want.
-pub fn init(settings: &LogSettings) {
+/// The W3C trace context header, on HTTP requests and on NATS messages alike.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// Keeps the tracer provider of the process; dropping it flushes the spans not yet exported.
+pub struct Telemetry {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(error) = self.provider.shutdown() {
+            eprintln!("spans not flushed at exit: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber and returns what must live as long as the process. A second
+/// call (several apps in one test process) keeps the first subscriber, which is what the tests
+/// want, and returns None.
+#[must_use = "dropping the guard shuts the tracer down"]
+pub fn init(settings: &LogSettings, service: &'static str) -> Option<Telemetry> {
+    let provider = tracer_provider(settings, service);
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     // Colours only for a terminal: logs written to files (scripts/dev.sh) stay plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(true)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let _already_installed = match settings.format {
-        LogFormat::Json => builder
+    let logs = match settings.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-        LogFormat::Pretty => builder.try_init(),
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .boxed(),
     };
+    let spans = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(spans)
+        .try_init()
+        .ok()
+        .map(|()| Telemetry { provider })
+}
+
+fn tracer_provider(settings: &LogSettings, service: &'static str) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder()
+        .with_resource(Resource::builder().with_service_name(service).build());
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        return builder.build();
+    };
+    match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(endpoint)
+        .build()
+    {
+        Ok(exporter) => builder.with_batch_exporter(exporter).build(),
+        Err(error) => {
+            // Traces are a diagnostic aid: the service runs without them rather than not at all.
+            eprintln!("traces will not be exported to {endpoint}: {error}");
+            builder.build()
+        }
+    }
+}
+
+/// The `traceparent` of the current span, to travel with an event; None outside a trace.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.remove(TRACEPARENT)
+}
+
+/// Makes `span` a child of the trace named by `traceparent` (from an HTTP request or a NATS
+/// message), and records its trace id in the span's `trace_id` field for the logs. Without a
+/// valid `traceparent` the span starts a trace of its own.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(traceparent) = traceparent {
+        let parent = TraceContextPropagator::new().extract(&OneHeader(traceparent));
+        if parent.span().span_context().is_valid() {
+            // Fails only where no OpenTelemetry layer is installed: nothing to continue then.
+            let _ = span.set_parent(parent);
+        }
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+}
+
+/// A carrier holding the one header the trace context propagator reads.
+struct OneHeader<'a>(&'a str);
+
+impl Extractor for OneHeader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
 }

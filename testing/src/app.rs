@@ -1,7 +1,7 @@
 //! The service under test: the real service running in the test process, on its own database
 //! and its own NATS server, with a typed client for its API and a look at its stream.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opd_shared::config::{LogFormat, LogSettings, Settings};
@@ -9,6 +9,7 @@ use opd_shared::consumer::{Consumer, EventHandler};
 use opd_shared::events::{Event, EventMeta};
 use opd_shared::outbox::Relay;
 use opd_shared::service::{Application, Infra, Service};
+use opd_shared::telemetry::Telemetry;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -27,9 +28,17 @@ pub struct Running {
 
 impl Running {
     async fn start(service: &'static Service, settings: Settings, background: bool) -> Self {
-        opd_shared::telemetry::init(&LogSettings {
-            filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            format: LogFormat::Pretty,
+        // The first app of the test process installs the subscriber, and it stays.
+        static TELEMETRY: OnceLock<Option<Telemetry>> = OnceLock::new();
+        TELEMETRY.get_or_init(|| {
+            opd_shared::telemetry::init(
+                &LogSettings {
+                    filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                    format: LogFormat::Pretty,
+                    otlp_endpoint: None,
+                },
+                service.name,
+            )
         });
         let mut app = Application::build(service, settings)
             .await

@@ -117,6 +117,7 @@ pub fn new_meta<E: Event>() -> EventMeta {
         source: "/opd/tests".into(),
         time: chrono::Utc::now(),
         request_id: None,
+        traceparent: None,
     }
 }
 

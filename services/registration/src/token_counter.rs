@@ -46,8 +46,9 @@ pub async fn register(
                select day, last_token, $1 from counter
                returning token
            ), announced as (
-               insert into outbox (id, subject, event_type, source, request_id, payload)
-               select $8, $9, $10, $11, $12, json_build_object('id', $1::bigint, 'token', token)
+               insert into outbox (id, subject, event_type, source, request_id, traceparent, payload)
+               select $8, $9, $10, $11, $12, $13,
+                      json_build_object('id', $1::bigint, 'token', token)
                from issued
            )
            select token as "token!" from issued"#,
@@ -63,6 +64,7 @@ pub async fn register(
         event.event_type,
         event.source,
         event.request_id,
+        event.traceparent,
     )
     .fetch_optional(pool)
     .await?;
@@ -90,8 +92,9 @@ pub async fn issue_for_visit(
                select day, last_token, $1 from counter
                returning token
            ), announced as (
-               insert into outbox (id, subject, event_type, source, request_id, payload)
-               select $2, $3, $4, $5, $6, json_build_object('id', $1::bigint, 'token', token)
+               insert into outbox (id, subject, event_type, source, request_id, traceparent, payload)
+               select $2, $3, $4, $5, $6, $7,
+                      json_build_object('id', $1::bigint, 'token', token)
                from issued
            )
            select token as "token!" from issued"#,
@@ -101,6 +104,7 @@ pub async fn issue_for_visit(
         event.event_type,
         event.source,
         event.request_id,
+        event.traceparent,
     )
     .fetch_optional(executor)
     .await?;
