@@ -288,6 +288,30 @@ def drain_phase(results, backlog=20_000):
     }
 
 
+def single_connection_phase(results):
+    """Where one connection's time goes: the HTTP path alone (the home page, no database), a
+    registration with the pipeline at work behind it (relay, three NATS nodes, inspection) and a
+    registration while NATS is stopped, so that only the request and its statement run (the
+    events wait in the outbox and are published once NATS is back)."""
+    caught_up()
+    log(f"single connection: the home page, then registrations with and without NATS, "
+        f"{DURATION} s each")
+    home = wrk("home.lua", 1, DURATION)
+    with_pipeline = wrk("register.lua", 1, DURATION)
+    caught_up()
+    for node in ("nats-1", "nats-2", "nats-3"):
+        dev("stop", node)
+    alone = wrk("register.lua", 1, DURATION)
+    for node in ("nats-1", "nats-2", "nats-3"):
+        dev("start", node)
+    caught_up()
+    results["single_connection"] = {
+        name: {"throughput": r["throughput"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+        for name, r in (("home page", home), ("register, pipeline at work", with_pipeline),
+                        ("register, NATS stopped", alone))
+    }
+
+
 def pgbench_phase(results):
     log("pgbench floors on the same PostgreSQL instance")
     psql("postgres", "drop database if exists opd_bench")
@@ -343,6 +367,9 @@ def report(results):
           f"(" + ", ".join(f"{k} {v}" for k, v in c.items()
                            if k not in ("total", "registrations", "window")) + ")")
     print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
+    print("one connection: " + ", ".join(
+        f"{name} {r['throughput']:.0f}/s (p50 {r['p50_ms']} ms)"
+        for name, r in results["single_connection"].items()))
     print("PostgreSQL execution time per registration, by statement (64-connection run):")
     for p in results["postgres_profile"]:
         print(f"  {p['ms_per_registration']:>7.4f} ms  {p['calls']:>7} calls  {p['database']:<17} {p['query']}")
@@ -360,6 +387,7 @@ def main():
     end_to_end_phase(results, 1000, "the target rate of issue 8")
     drain_phase(results)
     results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
+    single_connection_phase(results)
     pgbench_phase(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)

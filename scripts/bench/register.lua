@@ -7,6 +7,9 @@
 --                   schedule whatever the answers take, as far as its connections allow.
 --   BENCH_LIMIT     stop after this many requests in all (0 or unset: no limit)
 
+package.path = "scripts/bench/?.lua;" .. package.path
+require("summary")
+
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_usec; } bench_timeval;
@@ -63,14 +66,4 @@ function response(status, headers, body)
   if per_thread_limit > 0 and answered >= per_thread_limit then
     wrk.thread:stop()
   end
-end
-
-function done(summary, latency, requests)
-  local errors = summary.errors
-  io.write(string.format(
-    'BENCH {"requests":%d,"duration_us":%d,"non_2xx":%d,"socket_errors":%d,' ..
-    '"p50_us":%d,"p99_us":%d,"p999_us":%d}\n',
-    summary.requests, summary.duration, errors.status,
-    errors.connect + errors.read + errors.write + errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))
 end
