@@ -141,11 +141,27 @@ async fn one_patients_journey_is_one_trace_across_the_four_services() {
             "{durable}'s handling hangs from no span of the trace"
         );
     }
-    // Requests without a traceparent start traces of their own.
-    let other = traced
-        .iter()
-        .filter(|span| span.name == "http")
-        .filter(|span| attribute(span, "route").as_deref() == Some("/readyz"))
-        .count();
-    assert_eq!(other, 0, "a health check joined the patient's trace");
+    // Requests without a traceparent start traces of their own: the pending-list polls above
+    // sent none, and not one of them is in the patient's trace.
+    let polls = |spans: &[&SpanData]| {
+        spans
+            .iter()
+            .filter(|span| span.name == "http")
+            .filter(|span| attribute(span, "route").as_deref() == Some("/opd/inspection/pending"))
+            .count()
+    };
+    assert!(
+        polls(&spans.iter().collect::<Vec<_>>()) > 0,
+        "no poll was traced at all"
+    );
+    assert_eq!(
+        polls(&traced),
+        0,
+        "a request without traceparent joined the trace"
+    );
+
+    // And the events were each handled once, none parked, in every consuming service.
+    for service in [&INSPECTION, &TREATMENT, &RELEASE] {
+        platform.app(service).assert_handled_once(1).await;
+    }
 }

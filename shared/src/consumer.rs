@@ -245,12 +245,17 @@ impl<H: EventHandler> Consumer<H> {
             .collect();
         let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
         let started = std::time::Instant::now();
+        // Only the event time, for the hop metric: handling decodes the rest.
         let event_times: Vec<Option<DateTime<Utc>>> = batch
             .iter()
             .map(|message| {
-                EventMeta::from_headers(message.headers.as_ref())
+                let time = message
+                    .headers
+                    .as_ref()?
+                    .get(crate::events::headers::TIME)?;
+                DateTime::parse_from_rfc3339(time.as_str())
                     .ok()
-                    .map(|meta| meta.time)
+                    .map(|time| time.with_timezone(&Utc))
             })
             .collect();
         let redelivered = batch
@@ -510,7 +515,6 @@ impl<H: EventHandler> Consumer<H> {
     }
 }
 
-/// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.
 /// The span of one event's handling: a child of the trace that caused the event (its
 /// `traceparent`), so that the handling shows up in the producer's request trace. The request id
 /// ties it to that HTTP call in the other service's log.
@@ -527,6 +531,7 @@ fn event_span(durable: &str, meta: &EventMeta) -> tracing::Span {
     span
 }
 
+/// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.
 async fn keep_in_progress(
     client: async_nats::Client,
     replies: Vec<async_nats::Subject>,

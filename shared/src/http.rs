@@ -140,8 +140,9 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 
 /// Adds what every API needs around its routes: problem details for unknown routes and methods,
 /// request ids (kept from the client or generated, echoed in the response), a trace span per
-/// request named by its matched route, request counts and latencies by route (`/metrics`), a body size limit, and a 500 problem instead of a dropped
-/// connection should a handler ever panic.
+/// request named by its matched route (joining the caller's trace when it sends a
+/// `traceparent`), request counts and latencies by route (`/metrics`), a body size limit, and a
+/// 500 problem instead of a dropped connection should a handler ever panic.
 pub fn with_common_layers(
     router: Router,
     settings: &HttpSettings,
