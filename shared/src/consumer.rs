@@ -21,6 +21,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ConsumerSettings, NatsSettings};
+use crate::domain::mask_values;
 use crate::events::{Event, EventMeta};
 use crate::health::{ConsumerState, Consumers};
 use crate::metrics::{Handled, Metrics};
@@ -397,7 +398,7 @@ impl<H: EventHandler> Consumer<H> {
                     alert = "consumer-gave-up",
                     delivered,
                     stream_sequence,
-                    %reason,
+                    reason = %mask_values(&reason),
                     "event failed on every delivery; parking it"
                 );
                 Outcome::Parked(format!("gave up after {delivered} deliveries: {reason}"))
@@ -408,7 +409,7 @@ impl<H: EventHandler> Consumer<H> {
         let outcome = match outcome {
             Outcome::Parked(reason) => match self.park(&message, stream_sequence, &reason).await {
                 Ok(()) => {
-                    tracing::error!(stream_sequence, %reason, "message parked in dead_letters");
+                    tracing::error!(stream_sequence, reason = %mask_values(&reason), "message parked in dead_letters");
                     Outcome::Parked(reason)
                 }
                 Err(error) => {
@@ -444,7 +445,7 @@ impl<H: EventHandler> Consumer<H> {
     ) -> Result<(), async_nats::Error> {
         let backoff = Backoff::from_settings(self.settings.retry);
         let delay = backoff.delay_for_attempt(u32::try_from(delivered).unwrap_or(u32::MAX));
-        tracing::warn!(%reason, delivered, retry_in_ms = delay.as_millis() as u64, "event not handled yet; will retry");
+        tracing::warn!(reason = %mask_values(reason), delivered, retry_in_ms = delay.as_millis() as u64, "event not handled yet; will retry");
         message.ack_with(AckKind::Nak(Some(delay))).await
     }
 

@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// A patient's national identification number, the book's `id`: a positive integer, at most
 /// 2^53 - 1, so that every JSON client (JavaScript's numbers included) holds it exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// Personal data: `Debug` (what `?id` in a log line and `#[tracing::instrument]` arguments
+/// use) shows it masked, as [`PatientId::masked`] does; `Display` shows it whole, for answers
+/// and messages to the client who sent it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "WholeNumber", into = "i64")]
 pub struct PatientId(i64);
 
@@ -16,6 +20,70 @@ impl PatientId {
     pub fn get(self) -> i64 {
         self.0
     }
+
+    /// The id as logs show it: its last two digits only (`**00` for 200), enough to tell two
+    /// requests apart by eye; the request id and trace id are what correlate log lines.
+    pub fn masked(self) -> Masked {
+        Masked(self.0)
+    }
+}
+
+impl fmt::Debug for PatientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PatientId({})", self.masked())
+    }
+}
+
+/// A number as logs may show it: `**` and its last two digits.
+#[derive(Clone, Copy)]
+pub struct Masked(i64);
+
+impl fmt::Display for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "**{:02}", self.0.rem_euclid(100))
+    }
+}
+
+impl fmt::Debug for Masked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Masks what logs must not hold whole in a message built from outside data (a parse error of
+/// an event quotes the value it refused): the contents of quoted strings become `…`, and every
+/// number of three digits or more keeps only its last two, as [`PatientId::masked`] shows ids.
+pub fn mask_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '"' || c == '`' {
+            out.push(c);
+            out.push('…');
+            let mut escaped = false;
+            for inner in chars.by_ref() {
+                if inner == c && !escaped {
+                    out.push(c);
+                    break;
+                }
+                escaped = inner == '\\' && !escaped;
+            }
+        } else if c.is_ascii_digit() {
+            let mut digits = String::from(c);
+            while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                digits.push(d);
+            }
+            if digits.len() >= 3 {
+                out.push_str("**");
+                out.push_str(&digits[digits.len() - 2..]);
+            } else {
+                out.push_str(&digits);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl PatientId {
@@ -132,9 +200,17 @@ pub fn reject_nul(text: &str) -> Result<(), String> {
 
 /// Free text that must be present and not blank, at most `MAX` characters. Surrounding white
 /// space is dropped (see [`trim`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Names, addresses and clinical notes are personal data: `Debug` shows only the length.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text<const MAX: usize>(String);
+
+impl<const MAX: usize> fmt::Debug for Text<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Text({} characters)", self.0.chars().count())
+    }
+}
 
 impl<const MAX: usize> Text<MAX> {
     pub fn as_str(&self) -> &str {
@@ -165,10 +241,19 @@ impl<const MAX: usize> From<Text<MAX>> for String {
 }
 
 /// Optional free text as the book sends it: absent, `null` and `""` all mean "not given".
-/// Use as `#[serde(default)] field: Note<N>`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Use as `#[serde(default)] field: Note<N>`. Like [`Text`], `Debug` shows only the length.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Option<String>", into = "Option<String>")]
 pub struct Note<const MAX: usize>(Option<String>);
+
+impl<const MAX: usize> fmt::Debug for Note<MAX> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(text) => write!(f, "Note({} characters)", text.chars().count()),
+            None => f.write_str("Note(none)"),
+        }
+    }
+}
 
 impl<const MAX: usize> Note<MAX> {
     pub fn as_deref(&self) -> Option<&str> {
@@ -201,6 +286,33 @@ impl<const MAX: usize> From<Note<MAX>> for Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logs_see_patient_ids_masked() {
+        let id = PatientId::try_from(987_654_321).map_err(|e| e.to_string());
+        assert_eq!(
+            id.map(|id| format!("{id:?} {}", id.masked())).as_deref(),
+            Ok("PatientId(**21) **21")
+        );
+        let short = PatientId::try_from(7).map(|id| id.masked().to_string());
+        assert_eq!(short.as_deref(), Ok("**07"));
+        let text = Text::<10>::try_from("Kusum".to_owned()).map(|t| format!("{t:?}"));
+        assert_eq!(text.as_deref(), Ok("Text(5 characters)"));
+    }
+
+    #[test]
+    fn values_quoted_in_a_message_are_masked() {
+        assert_eq!(
+            mask_values(
+                r#"invalid type: string "Kusum \"K\" Perera", expected i64 at line 1 column 120"#
+            ),
+            r#"invalid type: string "…", expected i64 at line 1 column **20"#
+        );
+        assert_eq!(
+            mask_values("a patient id is a positive integer, got -987654321 for `id`"),
+            "a patient id is a positive integer, got -**21 for `…`"
+        );
+    }
 
     #[test]
     fn patient_ids_are_positive() {

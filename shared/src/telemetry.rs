@@ -46,11 +46,7 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Option<Telemetry> 
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
     // Colours only for a terminal: logs written to files (scripts/dev.sh) stay plain text.
     let logs = match settings.format {
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .boxed(),
+        LogFormat::Json => json_logs(std::io::stdout),
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .boxed(),
@@ -63,6 +59,23 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Option<Telemetry> 
         .try_init()
         .ok()
         .map(|()| Telemetry { provider })
+}
+
+/// The JSON log format: one object per line, with the fields of the span the event happened in
+/// and of each span around it, so that every line names its request id and trace id. Public so
+/// that tests read exactly what a log collector would.
+pub fn json_logs<S, W>(writer: W) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(writer)
+        .boxed()
 }
 
 fn tracer_provider(settings: &LogSettings, service: &'static str) -> SdkTracerProvider {

@@ -37,7 +37,7 @@ impl EventHandler for RegistrationHandler {
                 meta.time.date_naive()
             )));
         }
-        tracing::info!(patient_id = %event.id, token = event.token, "patient waiting for inspection");
+        tracing::info!(patient_id = %event.id.masked(), token = event.token, "patient waiting for inspection");
         Ok(())
     }
 }

@@ -31,7 +31,7 @@ impl EventHandler for ReleaseHandler {
         )
         .execute(&mut *tx)
         .await?;
-        tracing::info!(patient_id = %event.id, "patient waiting for release");
+        tracing::info!(patient_id = %event.id.masked(), "patient waiting for release");
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ impl EventHandler for TreatmentHandler {
         )
         .execute(&mut *tx)
         .await?;
-        tracing::info!(patient_id = %event.id, "patient waiting for treatment");
+        tracing::info!(patient_id = %event.id.masked(), "patient waiting for treatment");
         Ok(())
     }
 }

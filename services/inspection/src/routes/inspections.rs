@@ -102,7 +102,7 @@ pub struct InspectionForm {
             `patient.treatment` (the body) is published", body = PatientSentForTreatment),
         UnknownPatient, NotWaiting, BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn record(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,

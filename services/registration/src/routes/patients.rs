@@ -35,7 +35,7 @@ use crate::token_counter::{self, IssuedToken};
             (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
         BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn register(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,
@@ -64,7 +64,7 @@ pub async fn register(
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
         BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn update(
     State(state): State<AppState>,
     JsonBody(form): JsonBody<PatientForm>,

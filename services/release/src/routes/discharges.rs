@@ -96,7 +96,7 @@ pub struct DischargeForm {
             example = json!("Patient discharge recorded successfully")),
         UnknownPatient, NotWaiting, BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id, state = form.state.as_str()))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked(), state = form.state.as_str()))]
 pub async fn discharge(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,

@@ -39,7 +39,7 @@ pub struct MedicationForm {
             example = json!("Record updated successfully")),
         UnknownPatient, BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn record(
     State(state): State<AppState>,
     effect: Effect,

@@ -46,7 +46,7 @@ pub struct ReleaseForm {
             (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
         UnknownPatient, BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn request(
     State(state): State<AppState>,
     RequestId(request_id): RequestId,

@@ -43,7 +43,7 @@ pub struct TestForm {
         (status = 201, description = "Recorded", body = String, content_type = "application/json", example = json!("Test recorded successfully")),
         UnknownPatient, BodyErrors, Unavailable,
     ))]
-#[tracing::instrument(skip_all, fields(patient_id = %form.id))]
+#[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn record(
     State(state): State<AppState>,
     effect: Effect,
