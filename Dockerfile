@@ -23,11 +23,13 @@ COPY --from=planner /app/recipe.json recipe.json
 RUN cargo chef cook --release --recipe-path recipe.json
 COPY . .
 ENV SQLX_OFFLINE=true
-# Only the four services: test support (opd-testing) and the end-to-end tests stay out of the image.
+# The four services and the NATS exporter (the compose file's observability profile): test
+# support (opd-testing) and the end-to-end tests stay out of the image.
 RUN cargo build --release --locked -p registration -p inspection -p treatment -p release \
+          -p opd-nats-exporter \
     && mkdir /out \
     && cp target/release/registration target/release/inspection \
-          target/release/treatment target/release/release /out/
+          target/release/treatment target/release/release target/release/opd-nats-exporter /out/
 
 FROM ${RUNTIME_IMAGE} AS runtime
 # curl answers the container healthcheck (GET /readyz).

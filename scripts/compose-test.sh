@@ -4,8 +4,10 @@
 # changes only the images, waits for health, runs the book's walkthrough with curl against the
 # published ports, stops one NATS container in the middle of registering a batch of patients,
 # checks that every patient reached inspection exactly once, runs the Postman collection,
-# schemathesis and the Swagger UI check against it (scripts/walkthroughs.sh), and tears
-# everything down (also on failure). The Debian base image is kept between runs, so a second
+# schemathesis and the Swagger UI check against it (scripts/walkthroughs.sh), checks the
+# observability profile (Prometheus scrapes every target and loads the alerting rules, the
+# metrics show the traffic, every Grafana panel's query has data), and tears everything down
+# (also on failure). The Debian base image is kept between runs, so a second
 # run is quicker.
 #
 #   scripts/compose-test.sh
@@ -36,10 +38,11 @@ else
     apt_install docker-compose
     COMPOSE=(docker-compose)
 fi
-COMPOSE+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$STANDINS/docker-compose.override.yml")
+COMPOSE+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$STANDINS/docker-compose.override.yml"
+    --profile observability)
 log "using $("${COMPOSE[0]}" version 2>/dev/null | head -1)"
 
-for port in 4222 4223 4224 8222 8223 8224 9090 9091 9092 9093; do
+for port in 4222 4223 4224 8222 8223 8224 9090 9091 9092 9093 9190 3000; do
     if (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
         die "port $port is in use (is scripts/dev.sh up running? stop it with scripts/dev.sh down)"
     fi
@@ -86,6 +89,9 @@ docker build -q -f "$STANDINS/nats.Dockerfile" -t "opd-ci/nats:${NATS_SERVER_VER
 log "building opd-ci/postgres:${POSTGRES_MAJOR}"
 docker build -q -f "$STANDINS/postgres.Dockerfile" -t "opd-ci/postgres:${POSTGRES_MAJOR}" "$STANDINS" >/dev/null
 
+log "building opd-ci/prometheus:bookworm"
+docker build -q -f "$STANDINS/prometheus.Dockerfile" -t opd-ci/prometheus:bookworm "$STANDINS" >/dev/null
+
 if [ -n "${OPD_COMPOSE_FROM_DOCKERFILE:-}" ]; then
     RUST_VERSION="$(sed -n 's/^channel = "\(.*\)"$/\1/p' rust-toolchain.toml)"
     log "building opd-ci/rust:${RUST_VERSION} from the host's toolchain"
@@ -102,10 +108,11 @@ if [ -n "${OPD_COMPOSE_FROM_DOCKERFILE:-}" ]; then
 else
     PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
     log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
-    SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked $SERVICE_PACKAGES --quiet
+    SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked $SERVICE_PACKAGES \
+        -p opd-nats-exporter --quiet
     TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
     mkdir -p "$WORK/platform/bin"
-    for service in registration inspection treatment release; do
+    for service in registration inspection treatment release opd-nats-exporter; do
         cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
     done
     docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
@@ -113,8 +120,11 @@ fi
 
 # --- the platform -----------------------------------------------------------------------------
 
-log "docker-compose up"
-"${COMPOSE[@]}" up -d --no-build
+# Every service of the file and of the observability profile but Grafana, which has no
+# stand-in (its provisioning is checked below without it).
+mapfile -t SERVICES < <("${COMPOSE[@]}" config --services | grep -vx grafana)
+log "docker-compose --profile observability up (${#SERVICES[@]} services; not grafana)"
+"${COMPOSE[@]}" up -d --no-build "${SERVICES[@]}"
 
 wait_ready() { # wait_ready PORT NAME
     for _ in $(seq 1 180); do
@@ -271,6 +281,64 @@ if len(graces) != 4 or len(stops) < 4 or min(stops) <= max(graces):
     sys.exit(1)
 print(f"  ok    stop_grace_period {min(stops)} s exceeds the services' shutdown grace {max(graces)} s")
 PY
+
+# --- the observability profile ----------------------------------------------------------------
+
+log "observability: Prometheus's targets, rules and figures, and the Grafana dashboards"
+PROMETHEUS=http://127.0.0.1:9190
+python3 - "$PROMETHEUS" "$(grep -c -- '- alert:' observability/prometheus/alerts.yml)" \
+    <<'PY' | tee -a "$WORK/checks.log" || FAILURES=$((FAILURES + 1))
+import json, sys, time, urllib.parse, urllib.request
+
+prometheus, rules_in_file = sys.argv[1], int(sys.argv[2])
+def get(path, **query):
+    url = f"{prometheus}{path}?{urllib.parse.urlencode(query)}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]
+def value(expr):
+    result = get("/api/v1/query", query=expr)["result"]
+    return float(result[0]["value"][1]) if result else None
+
+failed = 0
+def check(ok, title, why):
+    global failed
+    print(f"  ok    {title}" if ok else f"  FAIL  {title}: {why}")
+    failed += not ok
+
+# Every target answered its latest scrape: four services and the NATS exporter. nats-2 was
+# stopped and started again above, so the exporter's figures may need a scrape to settle.
+wanted = {"registration:9090", "inspection:9091", "treatment:9092", "release:9093", "nats-exporter:7777"}
+deadline, health = time.time() + 90, {}
+while time.time() < deadline:
+    targets = get("/api/v1/targets")["activeTargets"]
+    health = {t["labels"]["instance"]: t["health"] for t in targets}
+    if set(health) == wanted and set(health.values()) == {"up"} and value("min(nats_server_up)") == 1:
+        break
+    time.sleep(2)
+check(set(health) == wanted and set(health.values()) == {"up"},
+      "Prometheus scrapes every service and the NATS exporter", health)
+check(value("min(nats_server_up)") == 1, "the exporter reaches all three NATS nodes",
+      value("min(nats_server_up)"))
+rules = [r for group in get("/api/v1/rules")["groups"] for r in group["rules"] if r["type"] == "alerting"]
+check(len(rules) == rules_in_file, f"Prometheus loaded the {rules_in_file} alerting rules", len(rules))
+# The traffic above shows in the figures: at least the 42 registrations' events published and
+# applied at inspection, and nothing left waiting once the consumers caught up.
+published = value('sum(opd_outbox_published_total{service="registration"})') or 0
+check(published >= 42, "registration's relay published every registration event", published)
+applied = value('sum(opd_consumer_messages_total{service="inspection",outcome="applied"})') or 0
+check(applied >= 42, "inspection applied every registration event", applied)
+deadline = time.time() + 60
+while time.time() < deadline and value("sum(nats_consumer_pending)") != 0:
+    time.sleep(2)
+check(value("sum(nats_consumer_pending)") == 0, "no durable has events waiting (JetStream's view)",
+      value("sum(nats_consumer_pending)"))
+check(value("sum(opd_outbox_unpublished)") == 0, "no outbox has events waiting",
+      value("sum(opd_outbox_unpublished)"))
+sys.exit(1 if failed else 0)
+PY
+venv_install "PyYAML==${PYYAML_VERSION}"
+"$(ensure_venv)/bin/python" scripts/lib/check-dashboards.py "$ROOT" --prometheus "$PROMETHEUS" \
+    | tee -a "$WORK/checks.log" || FAILURES=$((FAILURES + 1))
 
 # The Postman collection, schemathesis and the Swagger UI pages against the compose stack (they
 # print their own count lines, which CI adds up).

@@ -71,8 +71,16 @@ scripts/audit.sh
 log "promtool: the alerting rules and their unit tests (observability/prometheus)"
 ensure_prometheus
 promtool check config observability/prometheus/prometheus-native.yml
+promtool check config observability/prometheus/prometheus-compose.yml
 (cd observability/prometheus && promtool test rules alerts.test.yml)
-echo "promtool: 2 passed, 0 failed"
+echo "promtool: 3 passed, 0 failed"
+
+# Grafana cannot run here: its provisioning and dashboard JSON are checked as Grafana reads them
+# (scripts/compose-test.sh also runs every panel query against the compose stack's Prometheus).
+log "the Grafana dashboards (observability/grafana)"
+venv_install "PyYAML==${PYYAML_VERSION}"
+"$(ensure_venv)/bin/python" scripts/lib/check-dashboards.py "$ROOT"
+echo "dashboards: 1 passed, 0 failed"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
