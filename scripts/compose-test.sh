@@ -282,6 +282,52 @@ if len(graces) != 4 or len(stops) < 4 or min(stops) <= max(graces):
 print(f"  ok    stop_grace_period {min(stops)} s exceeds the services' shutdown grace {max(graces)} s")
 PY
 
+# --- least privilege ----------------------------------------------------------------------------
+
+log "least privilege: containers, published ports, database roles"
+# fact TITLE COMMAND...: a check that passes when COMMAND succeeds.
+fact() {
+    local title="$1"; shift
+    if "$@"; then
+        printf '  ok    %s\n' "$title" | tee -a "$WORK/checks.log"
+    else
+        printf '  FAIL  %s\n' "$title"
+        FAILURES=$((FAILURES + 1))
+    fi
+}
+# shellcheck disable=SC2046 # one container id per word
+mapfile -t CONTAINERS < <(docker inspect --format \
+    '{{index .Config.Labels "com.docker.compose.service"}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}}' \
+    $("${COMPOSE[@]}" ps -q))
+writable="$(printf '%s\n' "${CONTAINERS[@]}" | awk '$2 != "true" { print $1 }' | xargs)"
+fact "every container's root filesystem is read-only (${#CONTAINERS[@]} containers)" \
+    test -z "$writable" -a "${#CONTAINERS[@]}" -ge 13
+as_root="$(printf '%s\n' "${CONTAINERS[@]}" \
+    | awk '$1 ~ /^(registration|inspection|treatment|release|nats-exporter|prometheus)$/ && ($3 == "" || $3 == "root" || $3 == "0") { print $1 }' | xargs)"
+fact "the services, the exporter and Prometheus run as a user other than root" test -z "$as_root"
+exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings.Ports}}{{if eq $port "8222/tcp"}}{{range $bindings}}{{.HostIp}} {{end}}{{end}}{{end}}' \
+    $("${COMPOSE[@]}" ps -q nats-1 nats-2 nats-3) | xargs)"
+fact "the NATS monitoring ports are published on 127.0.0.1 only ($exposed)" \
+    test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1"
+for service in registration inspection treatment release; do
+    rights="$("${COMPOSE[@]}" exec -T "$service-db" psql -X -tA -U postgres -d postgres -c \
+        "select rolsuper, rolcreaterole, rolcreatedb from pg_roles where rolname = 'opd_$service'")"
+    fact "opd_$service is no superuser and cannot create roles or databases ($rights)" \
+        test "$rights" = "f|f|f"
+done
+# connects AS HOST DATABASE: whether the role opd_AS (its password) can open DATABASE on HOST,
+# tried from inside HOST's container.
+connects() {
+    "${COMPOSE[@]}" exec -T -e PGPASSWORD="opd_$1_dev" "$2" \
+        psql -X -tA -h "$2" -U "opd_$1" -d "$3" -c "select 1" >/dev/null 2>&1
+}
+refused() { ! connects "$@"; }
+fact "registration's role opens its own database" connects registration registration-db opd_registration
+fact "registration's role cannot open inspection's database" \
+    refused registration inspection-db opd_inspection
+fact "registration's role cannot open the server's postgres database" \
+    refused registration registration-db postgres
+
 # --- the observability profile ----------------------------------------------------------------
 
 log "observability: Prometheus's targets, rules and figures, and the Grafana dashboards"

@@ -101,17 +101,15 @@ start_postgres() {
     if [ -n "$fresh" ]; then provision_databases; fi
 }
 
-# One database and one role per service. Development passwords only (opd_<service>_dev), the
-# same ones the services' default configuration uses. No role may connect to another's database.
+# One database and one role per service (postgres/provision-service.sql, as compose does).
+# Development passwords only (opd_<service>_dev), the same ones the services' default
+# configuration uses. No role may connect to another's database.
 provision_databases() {
     local entry name
     for entry in "${SERVICES[@]}"; do
         name="opd_${entry%%:*}"
-        pg_psql "$DEV/pg" "$PG_PORT" <<SQL
-create role $name login password '${name}_dev';
-create database $name owner $name;
-revoke connect, temporary on database $name from public;
-SQL
+        pg_psql "$DEV/pg" "$PG_PORT" -d postgres -v role="$name" -v password="${name}_dev" \
+            -v database="$name" -f "$ROOT/postgres/provision-service.sql"
     done
 }
 

@@ -11,6 +11,9 @@ POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
 chmod 700 "$PGDATA"
+# As the official entrypoint does: the socket directory may be a fresh tmpfs (read-only root).
+mkdir -p /var/run/postgresql
+chmod 3777 /var/run/postgresql
 
 as_postgres() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 

@@ -67,6 +67,11 @@ pub struct HttpSettings {
 pub struct DatabaseSettings {
     /// `postgres://user:password@host:port/database`
     pub url: String,
+    /// A file holding the password (a Docker or Kubernetes secret), which then replaces any
+    /// password in `url`, so that the URL itself holds no secret. Surrounding white space (the
+    /// file's final newline) is not part of the password.
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
     pub max_connections: u32,
     /// A request waits at most this long for a connection before it is answered with 503.
     #[serde(with = "humantime_serde")]
@@ -85,6 +90,7 @@ impl fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact_url(&self.url))
+            .field("password_file", &self.password_file)
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("startup_timeout", &self.startup_timeout)
@@ -265,6 +271,7 @@ impl Settings {
                     "postgres://opd_{name}:opd_{name}_dev@127.0.0.1:5433/opd_{name}",
                     name = service.name
                 ),
+                password_file: None,
                 max_connections: 10,
                 acquire_timeout: Duration::from_secs(3),
                 startup_timeout: Duration::from_secs(60),

@@ -37,10 +37,19 @@ pub async fn connect_and_migrate(
     service_migrations: &Migrator,
 ) -> anyhow::Result<PgPool> {
     let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
-    let options = settings
+    let mut options = settings
         .url
         .parse::<PgConnectOptions>()?
         .options([("statement_timeout", statement_timeout.as_str())]);
+    if let Some(path) = &settings.password_file {
+        let password = std::fs::read_to_string(path).map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read database.password_file {}: {error}",
+                path.display()
+            )
+        })?;
+        options = options.password(password.trim());
+    }
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)

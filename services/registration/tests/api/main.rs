@@ -13,5 +13,6 @@ mod idempotency;
 mod metrics;
 mod outbox;
 mod patients;
+mod secrets;
 mod tokens;
 mod validation;
