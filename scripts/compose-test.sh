@@ -301,7 +301,7 @@ mapfile -t CONTAINERS < <(docker inspect --format \
     $("${COMPOSE[@]}" ps -q))
 writable="$(printf '%s\n' "${CONTAINERS[@]}" | awk '$2 != "true" { print $1 }' | xargs)"
 fact "every container's root filesystem is read-only (${#CONTAINERS[@]} containers)" \
-    test -z "$writable" -a "${#CONTAINERS[@]}" -ge 13
+    test -z "$writable" -a "${#CONTAINERS[@]}" -ge 14
 as_root="$(printf '%s\n' "${CONTAINERS[@]}" \
     | awk '$1 ~ /^(registration|inspection|treatment|release|nats-exporter|prometheus)$/ && ($3 == "" || $3 == "root" || $3 == "0") { print $1 }' | xargs)"
 fact "the services, the exporter and Prometheus run as a user other than root" test -z "$as_root"
@@ -315,10 +315,18 @@ for service in registration inspection treatment release; do
     fact "opd_$service is no superuser and cannot create roles or databases ($rights)" \
         test "$rights" = "f|f|f"
 done
-# connects AS HOST DATABASE: whether the role opd_AS (its password) can open DATABASE on HOST,
-# tried from inside HOST's container.
+# The passwords the `secrets` service generated for each service's role.
+password_of() { "${COMPOSE[@]}" exec -T "$1-db" cat /run/opd-secrets/db-password; }
+passwords="$(for service in registration inspection treatment release; do password_of "$service"; echo; done)"
+distinct="$(printf '%s\n' "$passwords" | awk 'length($0) >= 30' | sort -u | wc -l)"
+fact "each database role has a generated password of its own ($distinct distinct, 30+ characters)" \
+    test "$distinct" = 4
+fact "docker-compose.yml writes no database password" \
+    bash -c "! grep -Eq '(POSTGRES_PASSWORD|OPD_DB_PASSWORD):|postgres://[^@ ]*:[^@ ]*@' docker-compose.yml"
+# connects AS HOST DATABASE: whether the role opd_AS (with its password) can open DATABASE on
+# HOST, tried from inside HOST's container.
 connects() {
-    "${COMPOSE[@]}" exec -T -e PGPASSWORD="opd_$1_dev" "$2" \
+    "${COMPOSE[@]}" exec -T -e PGPASSWORD="$(password_of "$1")" "$2" \
         psql -X -tA -h "$2" -U "opd_$1" -d "$3" -c "select 1" >/dev/null 2>&1
 }
 refused() { ! connects "$@"; }

@@ -1,12 +1,15 @@
 #!/bin/bash
 # Follows the official postgres image: on an empty PGDATA, initialise a cluster whose superuser
-# is POSTGRES_USER (default postgres) with POSTGRES_PASSWORD, create POSTGRES_DB (default: the
-# user's name), run /docker-entrypoint-initdb.d/*.sql and *.sh, then run the server as postgres.
+# is POSTGRES_USER (default postgres) with POSTGRES_PASSWORD (or the file POSTGRES_PASSWORD_FILE),
+# create POSTGRES_DB (default: the user's name), run /docker-entrypoint-initdb.d/*.sql and *.sh, then run the server as postgres.
 set -euo pipefail
 
 POSTGRES_USER="${POSTGRES_USER:-postgres}"
 POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
-: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD must be set}"
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+    POSTGRES_PASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"
+fi
+: "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD or POSTGRES_PASSWORD_FILE must be set}"
 
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
