@@ -21,12 +21,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::config::{ConsumerSettings, NatsSettings};
-use crate::domain::mask_values;
 use crate::events::{Event, EventMeta};
 use crate::health::{ConsumerState, Consumers};
 use crate::metrics::{Handled, Metrics};
 use crate::retry::{Backoff, sleep_or_cancel};
 use crate::service::Infra;
+use crate::telemetry::mask_values;
 
 /// How a handler failed.
 #[derive(Debug, thiserror::Error)]
