@@ -42,7 +42,7 @@ pub async fn connect_and_migrate(
         .parse::<PgConnectOptions>()?
         .options([("statement_timeout", statement_timeout.as_str())]);
     if let Some(path) = &settings.password_file {
-        let password = std::fs::read_to_string(path).map_err(|error| {
+        let password = tokio::fs::read_to_string(path).await.map_err(|error| {
             anyhow::anyhow!(
                 "cannot read database.password_file {}: {error}",
                 path.display()
