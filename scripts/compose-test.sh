@@ -109,10 +109,10 @@ else
     PROFILE="${OPD_COMPOSE_PROFILE:-dev}"
     log "building the services on the host ($PROFILE profile) and opd-ci/platform:local"
     SQLX_OFFLINE=true cargo build --profile "$PROFILE" --locked $SERVICE_PACKAGES \
-        -p opd-nats-exporter --quiet
+        -p opd-nats-exporter -p opd-nats-admin --quiet
     TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
     mkdir -p "$WORK/platform/bin"
-    for service in registration inspection treatment release opd-nats-exporter; do
+    for service in registration inspection treatment release opd-nats-exporter opd-nats; do
         cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
     done
     docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
@@ -335,6 +335,18 @@ fact "registration's role cannot open inspection's database" \
     refused registration inspection-db opd_inspection
 fact "registration's role cannot open the server's postgres database" \
     refused registration registration-db postgres
+# NATS: TLS only, and each service holds its own identity and nothing more.
+nats_greeting() { exec 3<>/dev/tcp/127.0.0.1/4222 && timeout 2 head -c 400 <&3; }
+fact "the NATS client port requires TLS before anything else" \
+    bash -c "$(declare -f nats_greeting); nats_greeting | grep -q '\"tls_required\":true'"
+for service in registration inspection treatment release; do
+    held="$("${COMPOSE[@]}" exec -T "$service" ls /run/opd-nats | xargs)"
+    seed="$("${COMPOSE[@]}" exec -T "$service" stat -c '%a %u' /run/opd-nats/seed.nk)"
+    fact "$service holds its own NATS seed (mode/uid $seed) and no other credential ($held)" \
+        test "$held" = "ca.pem client-key.pem client.pem seed.nk" -a "$seed" = "400 10001"
+done
+fact "docker-compose.yml writes no NATS seed or private key" \
+    bash -c "! grep -Eq 'SU[A-Z2-7]{50,}|BEGIN (EC |RSA )?PRIVATE KEY' docker-compose.yml"
 
 # --- the observability profile ----------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the platform natively, without Docker, for curl and Postman:
 # a throwaway PostgreSQL (port 5433), a three-node NATS cluster with JetStream (client ports
-# 4222, 4223, 4224) and the services on the book's ports. State and logs live in .dev/.
+# 4222, 4223, 4224; TLS only, one nkey identity per service, credentials generated in
+# .dev/credentials) and the services on the book's ports. State and logs live in .dev/.
 #
 #   scripts/dev.sh up               build, start everything, return once every service is ready
 #   scripts/dev.sh down             stop everything (data is kept for the next `up`)
@@ -115,6 +116,36 @@ provision_databases() {
 
 # --- NATS -------------------------------------------------------------------------------------
 
+# The development CA, the nodes' certificate and every identity's seed and client certificate,
+# generated at the first `up` and kept (delete a file and run `up` again to rotate it).
+CREDENTIALS="$DEV/credentials"
+
+opd_nats() { # opd_nats ARGS...: the administrator's tool (opd-nats-admin)
+    [ -x "$ROOT/target/$PROFILE/opd-nats" ] || build_services
+    "$ROOT/target/$PROFILE/opd-nats" "$@"
+}
+
+ensure_credentials() {
+    opd_nats credentials "$CREDENTIALS" | sed 's/^/    /'
+}
+
+# The settings that make a process connect as IDENTITY: its seed and the development CA.
+# OPD_DEV_MUTUAL_TLS=true makes the nodes ask every client for a certificate, and gives each
+# process its own.
+identity_env() { # identity_env IDENTITY
+    echo "OPD_NATS__NKEY_SEED_FILE=$CREDENTIALS/$1.nk" "OPD_NATS__TLS__CA_FILE=$CREDENTIALS/ca.pem"
+    if [ "${OPD_DEV_MUTUAL_TLS:-false}" = true ]; then
+        echo "OPD_NATS__TLS__CERT_FILE=$CREDENTIALS/$1.pem" "OPD_NATS__TLS__KEY_FILE=$CREDENTIALS/$1-key.pem"
+    fi
+}
+
+# The stream belongs to the administrator: the services' identities may not create it.
+ensure_stream() {
+    log "making sure of the PATIENT stream (as admin)"
+    # shellcheck disable=SC2046 # identity_env prints separate assignments
+    env $(identity_env admin) "$ROOT/target/$PROFILE/opd-nats" stream
+}
+
 start_node() {
     local name="$1" i
     running "$name" && return 0
@@ -125,7 +156,9 @@ start_node() {
         NATS_CLIENT_PORT=$((4221 + i)) NATS_CLUSTER_PORT=$((6221 + i)) NATS_MONITOR_PORT=$((8221 + i)) \
         NATS_STORE_DIR="$DEV/nats/$name" \
         NATS_ROUTE_1=nats://127.0.0.1:6222 NATS_ROUTE_2=nats://127.0.0.1:6223 NATS_ROUTE_3=nats://127.0.0.1:6224 \
-        spawn "$name" "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
+        NATS_TLS_CERT="$CREDENTIALS/server.pem" NATS_TLS_KEY="$CREDENTIALS/server-key.pem" \
+        NATS_TLS_CA="$CREDENTIALS/ca.pem" NATS_TLS_VERIFY="${OPD_DEV_MUTUAL_TLS:-false}" \
+        spawn "$name" env $(cat "$CREDENTIALS/nkeys.env") "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
 }
 
 wait_node() {
@@ -138,7 +171,7 @@ wait_node() {
 build_services() {
     log "building the services ($PROFILE)"
     # shellcheck disable=SC2086 # both are lists of arguments
-    SQLX_OFFLINE=true cargo build --quiet $PROFILE_FLAG $SERVICE_PACKAGES
+    SQLX_OFFLINE=true cargo build --quiet $PROFILE_FLAG $SERVICE_PACKAGES -p opd-nats-admin
 }
 
 start_service() {
@@ -147,8 +180,9 @@ start_service() {
     port="$(port_of_service "$name")"
     [ -x "$ROOT/target/$PROFILE/${name%-2}" ] || build_services
     log "starting $name on port $port"
+    # shellcheck disable=SC2046 # identity_env prints separate assignments
     OPD_HTTP__PORT="$port" OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" \
-        spawn "$name" "$ROOT/target/$PROFILE/${name%-2}"
+        spawn "$name" env $(identity_env "${name%-2}") "$ROOT/target/$PROFILE/${name%-2}"
 }
 
 wait_service() {
@@ -191,10 +225,12 @@ cmd_up() {
     ensure_tool psql postgresql-client
     NATS_SERVER_BIN="$(ensure_nats_server)"
     build_services
+    ensure_credentials
     start_postgres
     local node entry
     for node in "${NODES[@]}"; do start_node "$node"; done
     for node in "${NODES[@]}"; do wait_node "$node"; done
+    ensure_stream
     for entry in "${SERVICES[@]}"; do start_service "${entry%%:*}"; done
     for entry in "${SERVICES[@]}"; do wait_service "${entry%%:*}"; done
     log "the platform is up:"

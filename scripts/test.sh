@@ -107,6 +107,9 @@ log "cargo test took $((SECONDS - started)) s (build included)"
 awk '/^test result:/ { passed += $4; failed += $6 }
      END { printf "cargo-test: %d passed, %d failed\n", passed, failed }' "$WORK/cargo-test.log"
 
+# The break-in tests must fail when a permission is widened (nats/auth.conf, on a copy).
+if [ "$1" = --workspace ]; then scripts/widened-permissions.sh; fi
+
 if [ -n "$walkthroughs" ]; then
     started=$SECONDS
     export OPD_DEV_DIR="$WORK/stack"

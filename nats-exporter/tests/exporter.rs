@@ -45,11 +45,14 @@ async fn until(url: &str, series: &str, value: i64) {
 async fn lag_follows_the_stream_and_a_dead_node_is_reported() {
     let nats = NatsServer::cluster().await;
     let url = exporter_for(&nats).await;
-    let js = opd_testing::stream::jetstream(&nats.urls()).await.unwrap();
+    let js = opd_testing::stream::jetstream(&nats.admin_settings())
+        .await
+        .unwrap();
     let stream = js
         .create_stream(stream::Config {
             name: "EXPORTED".into(),
-            subjects: vec!["exported.>".into()],
+            // Inside `patient.>`: the administrator publishes there only.
+            subjects: vec!["patient.exported.>".into()],
             num_replicas: 3,
             ..Default::default()
         })
@@ -73,7 +76,7 @@ async fn lag_follows_the_stream_and_a_dead_node_is_reported() {
     until(&url, r#"nats_stream_has_leader{stream="EXPORTED"}"#, 1).await;
 
     for n in 0..5 {
-        js.publish("exported.thing", format!("{n}").into())
+        js.publish("patient.exported.thing", format!("{n}").into())
             .await
             .unwrap()
             .await

@@ -142,6 +142,11 @@ pub struct NatsSettings {
     pub servers: Vec<String>,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// The file holding this service's NATS identity: an nkey seed (`SU…`). The server knows
+    /// only the public key, and what that identity may publish and subscribe to
+    /// (`nats/auth.conf`). A secret: give it as a file, never in the configuration itself.
+    pub nkey_seed_file: Option<PathBuf>,
+    pub tls: NatsTlsSettings,
     /// The JetStream stream that carries every `patient.*` event.
     pub stream: String,
     /// Replicas of the stream. Three on the three-node cluster.
@@ -152,6 +157,19 @@ pub struct NatsSettings {
     /// Events older than this are removed from the stream.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+}
+
+/// TLS towards the NATS servers. On by default: the servers refuse plain-text clients anyway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatsTlsSettings {
+    /// Refuse a server that does not offer TLS.
+    pub required: bool,
+    /// The CA certificate (PEM) the servers' certificates must chain to; the system's roots
+    /// when unset.
+    pub ca_file: Option<PathBuf>,
+    /// This client's certificate and key (PEM), for servers that ask for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for NatsSettings {
@@ -167,6 +185,8 @@ impl fmt::Debug for NatsSettings {
             )
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("nkey_seed_file", &self.nkey_seed_file)
+            .field("tls", &self.tls)
             .field("stream", &self.stream)
             .field("replicas", &self.replicas)
             .field("duplicate_window", &self.duplicate_window)
@@ -285,6 +305,13 @@ impl Settings {
                 ],
                 user: None,
                 password: None,
+                nkey_seed_file: None,
+                tls: NatsTlsSettings {
+                    required: true,
+                    ca_file: None,
+                    cert_file: None,
+                    key_file: None,
+                },
                 stream: "PATIENT".into(),
                 replicas: 3,
                 duplicate_window: Duration::from_secs(10 * 60),

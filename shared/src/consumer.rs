@@ -195,12 +195,17 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     /// Creates the durable consumer if it is missing; an existing one is used as it is, as the
-    /// stream is (see [`crate::nats::ensure_stream`]), with any difference reported.
+    /// stream is (see [`crate::nats::open_stream`]), with any difference reported.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-        let stream = crate::nats::ensure_stream(&self.jetstream, &self.nats).await?;
+        let stream = crate::nats::open_stream(&self.jetstream, &self.nats).await?;
         let wanted = pull::Config {
             durable_name: Some(self.durable.clone()),
-            filter_subject: H::Event::SUBJECT.to_owned(),
+            // Its event's subject, and its own retry subject: a dead letter published again
+            // reaches this consumer only, and no other identity may publish there.
+            filter_subjects: vec![
+                H::Event::SUBJECT.to_owned(),
+                crate::events::retry_subject(&self.durable),
+            ],
             ack_policy: jetstream::consumer::AckPolicy::Explicit,
             ack_wait: self.settings.ack_wait,
             deliver_policy: jetstream::consumer::DeliverPolicy::All,

@@ -2,9 +2,11 @@
 //! them back on the stream once the cause is fixed. Mounted under `/admin/` on every service
 //! that consumes events; it must not be reachable from outside the hospital's network.
 //!
-//! A retry publishes the message again as it was received (subject, headers, payload), so it
-//! takes the normal path: the consumer decodes it, its event id keeps it from being applied
-//! twice, and if it still cannot be handled it is parked again, as a new dead letter.
+//! A retry publishes the message again as it was received (headers, payload) on the consumer's
+//! own retry subject (`patient.retry.<durable>`, see [`crate::events::retry_subject`]), so it
+//! takes the normal path to that consumer alone: it decodes it, the event id keeps it from
+//! being applied twice, and if it still cannot be handled it is parked again, as a new dead
+//! letter.
 
 use std::time::Duration;
 
@@ -184,8 +186,11 @@ async fn retry(state: &AppState, id: i64) -> Result<bool, ApiError> {
         tracing::warn!(%error, id, "dead letter not published again");
         ApiError::Unavailable("NATS did not take the message; retry later".into())
     };
+    // To this consumer's own retry subject, not the event's: the other consumers of the subject
+    // have their copy already, and the subject belongs to the service that produces it.
+    let subject = crate::events::retry_subject(&row.consumer);
     let ack = jetstream
-        .publish_with_headers(row.subject.clone(), headers, row.payload.into())
+        .publish_with_headers(subject, headers, row.payload.into())
         .await
         .map_err(|e| unavailable(e.to_string()))?;
     match tokio::time::timeout(PUBLISH_TIMEOUT, ack).await {

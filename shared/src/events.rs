@@ -20,6 +20,15 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     const TYPE: &'static str;
 }
 
+/// Where dead letters of the durable consumer `durable` are published again: inside the
+/// stream's `patient.>`, but read by that consumer only (it filters on its event's subject and
+/// this one), and publishable only by the service that runs it (`nats/auth.conf`). A retry on
+/// the event's own subject would reach every consumer of it, and would need every consuming
+/// service to be allowed to publish events that another service owns.
+pub fn retry_subject(durable: &str) -> String {
+    format!("patient.retry.{durable}")
+}
+
 /// `patient.register`: a patient got a token and waits for inspection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientRegistered {

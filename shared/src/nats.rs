@@ -8,10 +8,15 @@ use async_nats::{ConnectOptions, Event, ServerAddr};
 
 use crate::config::NatsSettings;
 
-/// Connects to the cluster. The client keeps reconnecting for ever, to whichever node answers,
-/// and the call returns at once even when no node is up yet: the relay and the consumers wait
-/// for the connection on their own, and `/readyz` reports it (without failing on it).
+/// Connects to the cluster as `name`. The client keeps reconnecting for ever, to whichever node
+/// answers, and the call returns at once even when no node is up yet: the relay and the
+/// consumers wait for the connection on their own, and `/readyz` reports it (without failing on
+/// it). Only a setting that can never work (a missing seed or certificate file) is an error.
+///
+/// Replies come to `_INBOX.<name>.…` instead of the shared `_INBOX.…`: the server lets each
+/// identity subscribe to its own prefix only, so no service can read another's replies.
 pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
+    install_crypto_provider();
     let servers = settings
         .servers
         .iter()
@@ -23,6 +28,7 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
         .collect::<Result<Vec<_>, _>>()?;
     let mut options = ConnectOptions::new()
         .name(name)
+        .custom_inbox_prefix(inbox_prefix(name))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(3))
@@ -32,13 +38,61 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
                 Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
                 Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode"),
                 Event::SlowConsumer(sid) => tracing::warn!(sid, "slow NATS consumer"),
+                // A refused identity or permission is a configuration fault: say it loudly.
+                Event::ServerError(error) => tracing::error!(%error, "NATS server error"),
+                Event::ClientError(error) => tracing::warn!(%error, "NATS client error"),
                 other => tracing::info!(event = %other, "NATS connection event"),
             }
         });
     if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
         options = options.user_and_password(user.clone(), password.clone());
     }
+    if let Some(path) = &settings.nkey_seed_file {
+        let seed = tokio::fs::read_to_string(path).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot read nats.nkey_seed_file {}: {error}",
+                path.display()
+            )
+        })?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    options = options.require_tls(settings.tls.required);
+    if let Some(path) = &settings.tls.ca_file {
+        readable("nats.tls.ca_file", path).await?;
+        options = options.add_root_certificates(path.clone());
+    }
+    match (&settings.tls.cert_file, &settings.tls.key_file) {
+        (Some(cert), Some(key)) => {
+            readable("nats.tls.cert_file", cert).await?;
+            readable("nats.tls.key_file", key).await?;
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("nats.tls.cert_file and nats.tls.key_file go together"),
+    }
     Ok(options.connect(servers).await?)
+}
+
+/// Where replies to `name`'s requests arrive; `nats/auth.conf` grants each identity its own.
+pub fn inbox_prefix(name: &str) -> String {
+    format!("_INBOX.{name}")
+}
+
+/// rustls needs one process-wide crypto provider. The build has only `ring` (through
+/// async-nats); installing it explicitly keeps a second provider, should a dependency ever
+/// bring one in, from turning the first TLS handshake into a panic.
+pub fn install_crypto_provider() {
+    // Err means a provider is installed already (by an earlier call): nothing to do.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A file the client will read on every (re)connection: checked once here, so that a wrong path
+/// fails the start instead of every reconnection attempt, quietly, for ever.
+async fn readable(setting: &str, path: &std::path::Path) -> anyhow::Result<()> {
+    tokio::fs::metadata(path)
+        .await
+        .map(|_| ())
+        .map_err(|error| anyhow::anyhow!("cannot read {setting} {}: {error}", path.display()))
 }
 
 pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
@@ -60,15 +114,35 @@ pub fn stream_config(settings: &NatsSettings) -> stream::Config {
     }
 }
 
-/// Creates the stream if it is missing, and otherwise leaves it as it is.
+/// The stream as it is, for a service: services may read the stream's information but never
+/// create, update or delete it (their NATS identities are not allowed to). Whoever owns the
+/// stream creates it with [`create_stream`] (`opd-nats stream`); until then this is an error, and
+/// the relay and the consumers try again with their backoff.
 ///
-/// Once the stream exists, its settings belong to whoever operates the cluster: a service never
-/// updates it, neither at start-up nor when it binds again. An update from every process would
-/// let one service started with other settings (a shorter `max_age` deletes unconsumed events
-/// at once), or a new release's defaults, rewrite the shared stream, and revert what an operator
-/// tuned. A difference from this service's settings is reported as an error log line carrying
-/// `alert="stream-drift"`, and the service goes on with the live stream.
-pub async fn ensure_stream(
+/// A difference between the live stream and this service's settings is reported as an error
+/// log line carrying `alert="stream-drift"`, and the service goes on with the live stream: an
+/// update from every service would let one started with other settings (a shorter `max_age`
+/// deletes unconsumed events at once), or a new release's defaults, revert what the operator
+/// tuned.
+pub async fn open_stream(
+    js: &jetstream::Context,
+    settings: &NatsSettings,
+) -> anyhow::Result<stream::Stream> {
+    let wanted = stream_config(settings);
+    let stream = js.get_stream(&wanted.name).await.map_err(|error| {
+        anyhow::anyhow!(
+            "stream {} is not available ({error}); it is created by its owner with `opd-nats stream`",
+            wanted.name
+        )
+    })?;
+    let drift = stream_drift(&wanted, &stream.cached_info().config);
+    report_drift("stream-drift", &wanted.name, &drift);
+    Ok(stream)
+}
+
+/// Creates the stream if it is missing, and otherwise leaves it as it is (reporting drift as
+/// [`open_stream`] does). For the stream's owner, with the administrative identity.
+pub async fn create_stream(
     js: &jetstream::Context,
     settings: &NatsSettings,
 ) -> anyhow::Result<stream::Stream> {
@@ -103,9 +177,9 @@ pub fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<Strin
 pub fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
     differences(&[
         (
-            "filter_subject",
-            dbg(&live.filter_subject),
-            dbg(&wanted.filter_subject),
+            "filter_subjects",
+            dbg(&live.filter_subjects),
+            dbg(&wanted.filter_subjects),
         ),
         ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
         ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),

@@ -101,7 +101,7 @@ pub struct Relay {
 pub enum RelayError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
-    #[error("creating the stream: {0}")]
+    #[error("opening the stream: {0}")]
     Stream(anyhow::Error),
     #[error("{failed} of {claimed} events not published; first: event {id} to {subject}: {reason}")]
     Publish {
@@ -138,7 +138,7 @@ impl Relay {
     /// unpublished rows, oldest first. Returns how many it published. [`Relay::run`] repeats
     /// it; tests call it to drive the relay step by step.
     pub async fn step(&self) -> Result<usize, RelayError> {
-        crate::nats::ensure_stream(&self.jetstream, &self.nats)
+        crate::nats::open_stream(&self.jetstream, &self.nats)
             .await
             .map_err(RelayError::Stream)?;
         self.publish_batch().await
@@ -179,7 +179,7 @@ impl Relay {
             let result = if stream_ready {
                 self.publish_batch().await
             } else {
-                match crate::nats::ensure_stream(&self.jetstream, &self.nats).await {
+                match crate::nats::open_stream(&self.jetstream, &self.nats).await {
                     Ok(_) => {
                         stream_ready = true;
                         continue;

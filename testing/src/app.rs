@@ -141,6 +141,9 @@ impl TestAppBuilder {
         for adjust in self.adjustments {
             adjust(&mut settings);
         }
+        // The stream's owner creates it before the service starts, as `opd-nats stream` does
+        // on the platform: the service's identity may not.
+        create_stream(&settings).await;
         let running = Running::start(self.service, settings.clone(), self.background).await;
         TestApp {
             service: self.service,
@@ -155,6 +158,12 @@ impl TestAppBuilder {
     }
 }
 
+async fn create_stream(settings: &Settings) {
+    opd_nats_admin::create_stream(&stream::as_admin(&settings.nats), crate::PATIENCE)
+        .await
+        .expect("cannot create the stream");
+}
+
 /// Settings for a service under test: a free port, its own database and NATS server, and short
 /// retry delays.
 fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) -> Settings {
@@ -167,6 +176,7 @@ fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) 
     settings.database.acquire_timeout = Duration::from_secs(1);
     settings.nats.servers = nats.urls();
     settings.nats.replicas = nats.node_count();
+    nats.identify(&mut settings.nats, service.name);
     settings.outbox.retry.initial = Duration::from_millis(100);
     settings.outbox.retry.max = Duration::from_secs(1);
     settings.outbox.publish_timeout = Duration::from_secs(2);
@@ -371,6 +381,11 @@ impl TestApp {
         let meta = stream::new_meta::<E>();
         stream::publish_meta(&self.settings.nats, event, &meta).await;
         meta
+    }
+
+    /// Creates the stream as its owner does (`opd-nats stream`), after the cluster lost it.
+    pub async fn create_stream(&self) {
+        create_stream(&self.settings).await;
     }
 
     /// The stream's information once it exists and has a leader.

@@ -1,14 +1,24 @@
 //! Real `nats-server` processes on loopback ports: one node for most tests, three clustered
-//! nodes for the tests that are about clustering (replication, losing a node).
+//! nodes for the tests that are about clustering (replication, losing a node). They run with the
+//! platform's own configuration: TLS, and the identities and permissions of `nats/auth.conf`,
+//! with credentials generated for each server in its directory.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use opd_nats_admin::Credentials;
+use opd_shared::config::{NatsSettings, ServiceDefaults, Settings};
+
 use crate::unique_name;
 
-const CONFIG_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../nats");
+/// The platform's NATS configuration; `OPD_NATS_CONFIG_DIR` points the servers at a changed
+/// copy instead (scripts/widened-permissions.sh checks that the break-in tests notice).
+fn config_dir() -> String {
+    std::env::var("OPD_NATS_CONFIG_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../nats").to_owned())
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,25 +39,33 @@ struct Node {
 /// shared reference, so that a test and the services it runs can hold the same server.
 pub struct NatsServer {
     dir: PathBuf,
+    credentials: Credentials,
+    /// Clients must present a certificate too (`NATS_TLS_VERIFY`).
+    mutual_tls: bool,
     nodes: Mutex<Vec<Node>>,
 }
 
 impl NatsServer {
     /// A single JetStream node, configured from `nats/node.conf`.
     pub async fn single() -> Self {
-        Self::start(1).await
+        Self::start(1, false).await
+    }
+
+    /// A single node that also asks every client for a certificate (mutual TLS).
+    pub async fn single_with_mutual_tls() -> Self {
+        Self::start(1, true).await
     }
 
     /// Three nodes forming one JetStream cluster, configured from `nats/cluster.conf`.
     pub async fn cluster() -> Self {
-        Self::start(3).await
+        Self::start(3, false).await
     }
 
-    async fn start(size: usize) -> Self {
+    async fn start(size: usize, mutual_tls: bool) -> Self {
         // Free ports are found by binding and releasing them, so a test running beside this
         // one can take a port in between; a fresh set of ports settles that.
         for _ in 0..3 {
-            let server = Self::spawn_all(size);
+            let server = Self::spawn_all(size, mutual_tls);
             if server.healthy_within(Duration::from_secs(20)).await
                 && server
                     .jetstream_usable_within(Duration::from_secs(20))
@@ -64,9 +82,13 @@ impl NatsServer {
         panic!("could not start a healthy NATS server of {size} node(s)");
     }
 
-    fn spawn_all(size: usize) -> Self {
+    fn spawn_all(size: usize, mutual_tls: bool) -> Self {
         let dir = std::env::temp_dir().join(unique_name("opd-nats"));
         std::fs::create_dir_all(&dir).expect("cannot create the server's directory");
+        let credentials = Credentials::at(dir.join("credentials"));
+        credentials
+            .generate()
+            .expect("cannot generate the NATS credentials");
         let nodes = (1..=size)
             .map(|i| Node {
                 name: format!("nats-{i}"),
@@ -78,6 +100,8 @@ impl NatsServer {
             .collect();
         let server = Self {
             dir,
+            credentials,
+            mutual_tls,
             nodes: Mutex::new(nodes),
         };
         for index in 0..size {
@@ -111,12 +135,21 @@ impl NatsServer {
         };
         let mut command = Command::new(&binary);
         command
-            .args(["-c", &format!("{CONFIG_DIR}/{config}")])
+            .args(["-c", &format!("{}/{config}", config_dir())])
             .env("NATS_SERVER_NAME", &node.name)
             .env("NATS_HOST", "127.0.0.1")
             .env("NATS_CLIENT_PORT", node.client_port.to_string())
             .env("NATS_MONITOR_PORT", node.monitor_port.to_string())
             .env("NATS_STORE_DIR", self.dir.join(&node.name))
+            .env("NATS_TLS_CERT", self.credentials.server_cert())
+            .env("NATS_TLS_KEY", self.credentials.server_key())
+            .env("NATS_TLS_CA", self.credentials.ca())
+            .env("NATS_TLS_VERIFY", self.mutual_tls.to_string())
+            .envs(
+                self.credentials
+                    .public_keys()
+                    .expect("cannot read the identities' public keys"),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -158,12 +191,51 @@ impl NatsServer {
             .collect()
     }
 
+    /// The route ports the nodes use among themselves.
+    pub fn cluster_ports(&self) -> Vec<u16> {
+        self.nodes().iter().map(|node| node.cluster_port).collect()
+    }
+
     /// Client URLs of every node.
     pub fn urls(&self) -> Vec<String> {
         self.nodes()
             .iter()
             .map(|node| format!("nats://127.0.0.1:{}", node.client_port))
             .collect()
+    }
+
+    /// Where this server's credentials are (CA, certificates, every identity's seed).
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// Connection settings for `identity` (a service's name, or `admin`): this server's nodes,
+    /// its CA, the identity's seed, and its client certificate where the server asks for one.
+    pub fn settings_for(&self, identity: &str) -> NatsSettings {
+        let mut nats = Settings::defaults(ServiceDefaults {
+            name: "admin",
+            port: 0,
+        })
+        .nats;
+        nats.servers = self.urls();
+        nats.replicas = self.node_count();
+        self.identify(&mut nats, identity);
+        nats
+    }
+
+    /// Points `nats` at this server's CA and `identity`'s credentials.
+    pub fn identify(&self, nats: &mut NatsSettings, identity: &str) {
+        nats.nkey_seed_file = Some(self.credentials.seed(identity));
+        nats.tls.ca_file = Some(self.credentials.ca());
+        if self.mutual_tls {
+            nats.tls.cert_file = Some(self.credentials.client_cert(identity));
+            nats.tls.key_file = Some(self.credentials.client_key(identity));
+        }
+    }
+
+    /// The administrator's settings: the identity that owns the stream.
+    pub fn admin_settings(&self) -> NatsSettings {
+        self.settings_for("admin")
     }
 
     pub fn node_count(&self) -> usize {
@@ -245,7 +317,7 @@ impl NatsServer {
     /// every node can be created and removed.
     async fn jetstream_usable_within(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
-        let Ok(js) = crate::stream::jetstream(&self.urls()).await else {
+        let Ok(js) = crate::stream::jetstream(&self.admin_settings()).await else {
             return false;
         };
         let probe = async_nats::jetstream::stream::Config {

@@ -17,19 +17,62 @@ use crate::eventually;
 /// One message as a test sees it: its headers and its payload as JSON (`Null` if it is not JSON).
 pub type Message = (HeaderMap, Value);
 
-/// A JetStream context on a fresh connection to `servers`.
-pub async fn jetstream(servers: &[String]) -> Result<jetstream::Context, async_nats::Error> {
-    let addresses = servers
+/// A JetStream context on a fresh connection, as the administrator, to the cluster that `nats`
+/// (a service's test settings, or [`crate::NatsServer::admin_settings`]) points at. Unlike a
+/// service's connection it fails at once when no node answers.
+pub async fn jetstream(nats: &NatsSettings) -> Result<jetstream::Context, async_nats::Error> {
+    connect(&as_admin(nats), "admin").await.map(jetstream::new)
+}
+
+/// A fresh connection with the identity and TLS settings of `nats`, named `name` (which is
+/// also its inbox prefix, as for a service). Fails at once when no node answers.
+pub async fn connect(
+    nats: &NatsSettings,
+    name: &str,
+) -> Result<async_nats::Client, async_nats::Error> {
+    opd_shared::nats::install_crypto_provider();
+    let addresses = nats
+        .servers
         .iter()
         .map(|url| url.parse::<async_nats::ServerAddr>())
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(jetstream::new(async_nats::connect(addresses).await?))
+    let mut options = async_nats::ConnectOptions::new()
+        .name(name)
+        .custom_inbox_prefix(opd_shared::nats::inbox_prefix(name))
+        .require_tls(nats.tls.required);
+    if let Some(seed) = &nats.nkey_seed_file {
+        options = options.nkey(std::fs::read_to_string(seed)?.trim().to_owned());
+    }
+    if let Some(ca) = &nats.tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&nats.tls.cert_file, &nats.tls.key_file) {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    Ok(options.connect(addresses).await?)
+}
+
+/// `nats` with the administrator's identity from the same credentials directory: the test
+/// looks at and arranges the stream as its owner would, whichever service it tests.
+pub fn as_admin(nats: &NatsSettings) -> NatsSettings {
+    let mut admin = nats.clone();
+    let sibling = |path: &Option<std::path::PathBuf>, name: &str| {
+        path.as_ref()
+            .and_then(|path| path.parent())
+            .map(|dir| dir.join(name))
+    };
+    admin.nkey_seed_file = sibling(&nats.nkey_seed_file, "admin.nk");
+    if nats.tls.cert_file.is_some() {
+        admin.tls.cert_file = sibling(&nats.tls.cert_file, "admin.pem");
+        admin.tls.key_file = sibling(&nats.tls.key_file, "admin-key.pem");
+    }
+    admin
 }
 
 /// Every message of `subject` on the stream now. A stream that does not exist yet holds none;
 /// any other failure (no stream leader while the cluster recovers, say) is an error.
 pub async fn read(nats: &NatsSettings, subject: &str) -> Result<Vec<Message>, async_nats::Error> {
-    let js = jetstream(&nats.servers).await?;
+    let js = jetstream(nats).await?;
     let stream = match js.get_stream(&nats.stream).await {
         Ok(stream) => stream,
         Err(error)
@@ -84,15 +127,14 @@ pub async fn events(nats: &NatsSettings, subject: &str) -> Vec<Message> {
     .await
 }
 
-/// Publishes a raw message on the stream, creating the stream first if no service has yet.
+/// Publishes a raw message on the stream as the administrator, creating the stream first if
+/// it is not there yet.
 pub async fn publish_raw(nats: &NatsSettings, subject: &str, headers: HeaderMap, payload: Vec<u8>) {
-    let js = jetstream(&nats.servers)
-        .await
-        .expect("cannot connect to NATS");
+    let js = jetstream(nats).await.expect("cannot connect to NATS");
     // A cluster that has just started, or lost a node, may need a moment to elect leaders.
     eventually(&format!("a publish to {subject}"), || async {
         let attempt = async {
-            opd_shared::nats::ensure_stream(&js, nats).await?;
+            opd_shared::nats::create_stream(&js, nats).await?;
             js.publish_with_headers(subject.to_owned(), headers.clone(), payload.clone().into())
                 .await?
                 .await?;
@@ -133,7 +175,7 @@ pub async fn publish_meta<E: Event>(nats: &NatsSettings, event: &E, meta: &Event
 /// Messages of the durable consumer `durable` not yet delivered, and delivered but not yet
 /// acknowledged. Both are zero once a consumer has caught up.
 pub async fn consumer_backlog(nats: &NatsSettings, durable: &str) -> Option<(u64, usize)> {
-    let js = jetstream(&nats.servers).await.ok()?;
+    let js = jetstream(nats).await.ok()?;
     let stream = js.get_stream(&nats.stream).await.ok()?;
     let info = stream.consumer_info(durable).await.ok()?;
     Some((info.num_pending, info.num_ack_pending))
@@ -141,7 +183,7 @@ pub async fn consumer_backlog(nats: &NatsSettings, durable: &str) -> Option<(u64
 
 /// The stream's information once it exists (None until then).
 pub async fn stream_info(nats: &NatsSettings) -> Option<stream::Info> {
-    let js = jetstream(&nats.servers).await.ok()?;
+    let js = jetstream(nats).await.ok()?;
     let mut stream = js.get_stream(&nats.stream).await.ok()?;
     stream.info().await.ok().cloned()
 }

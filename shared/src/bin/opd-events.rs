@@ -8,7 +8,13 @@
 //!
 //! It reads the NATS settings the services read (`OPD_NATS__SERVERS`, `opd.toml`), and it
 //! follows the stream with an ordered consumer, which leaves nothing behind on the server.
+//!
+//! It connects as the administrator (no service identity may read the whole stream or publish
+//! every subject): `OPD_NATS__NKEY_SEED_FILE` and `OPD_NATS__TLS__CA_FILE` name the seed and the
+//! CA; unset, it takes those `scripts/dev.sh` generated (`.dev/credentials`, or under
+//! `OPD_DEV_DIR`), so that the tutorial's commands work as they are.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -54,7 +60,14 @@ async fn main() -> anyhow::Result<()> {
         name: "events",
         port: 0,
     })?;
-    let client = opd_shared::nats::connect(&settings.nats, "opd-events").await?;
+    let mut nats = settings.nats.clone();
+    if nats.nkey_seed_file.is_none() {
+        let dev = std::env::var_os("OPD_DEV_DIR").map_or_else(|| ".dev".into(), PathBuf::from);
+        let credentials = dev.join("credentials");
+        nats.nkey_seed_file = Some(credentials.join("admin.nk"));
+        nats.tls.ca_file = nats.tls.ca_file.or(Some(credentials.join("ca.pem")));
+    }
+    let client = opd_shared::nats::connect(&nats, "admin").await?;
     let jetstream = opd_shared::nats::jetstream(client);
     match command {
         Command::Publish { subject, payload } => {

@@ -211,7 +211,7 @@ async fn a_durable_consumer_the_operator_tuned_is_used_as_it_is() {
         .await;
     registered(&app, 200, 1).await;
     // The operator gave the consumer a longer ack_wait than the service's setting.
-    let js = opd_testing::stream::jetstream(&app.settings.nats.servers)
+    let js = opd_testing::stream::jetstream(&app.settings.nats)
         .await
         .unwrap();
     let stream = js.get_stream(&app.settings.nats.stream).await.unwrap();
@@ -262,7 +262,7 @@ async fn a_batch_that_takes_longer_than_ack_wait_is_not_redelivered_meanwhile() 
     let meanwhile = async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         // Another replica asks for work while the first still has the message in hand.
-        let js = opd_testing::stream::jetstream(&app.settings.nats.servers)
+        let js = opd_testing::stream::jetstream(&app.settings.nats)
             .await
             .unwrap();
         let other = js

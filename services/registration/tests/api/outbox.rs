@@ -56,6 +56,8 @@ async fn events_the_cluster_lost_before_flushing_them_are_published_again_on_rec
 
     // The nodes acknowledged the three events but lose them, stream and all.
     app.nats.lose_everything_and_restart().await;
+    // Its owner creates the stream again (no service may); the relay waits for it.
+    app.create_stream().await;
     register(&app, 4).await;
     let events = app.events_until("patient.register", 4).await;
     let mut ids: Vec<i64> = events
@@ -68,15 +70,19 @@ async fn events_the_cluster_lost_before_flushing_them_are_published_again_on_rec
 
 #[tokio::test]
 async fn a_row_that_can_never_be_published_does_not_hold_up_the_rows_behind_it() {
-    // The production backoff (up to 10 s), not the tests' quick one.
+    // The production backoff (up to 10 s), not the tests' quick one. A subject this service may
+    // not publish is refused without an answer (a permission violation is not tied to the
+    // request), so each attempt at the row costs its batch the publish timeout: short here.
     let app = started(builder().settings(|settings| {
         settings.outbox.retry.initial = Duration::from_millis(500);
         settings.outbox.retry.max = Duration::from_secs(10);
+        settings.outbox.publish_timeout = Duration::from_millis(500);
     }))
     .await;
     register(&app, 1).await;
     app.events_until("patient.register", 1).await;
-    // No stream captures this subject: every publish of it fails.
+    // Outside what this service may publish (and what the stream captures): every publish of
+    // it fails.
     app.execute(
         "insert into outbox (id, subject, event_type, source, payload)
          values (gen_random_uuid(), 'nowhere.lost', 'opd.test.v1', 'test', '{}')",
@@ -293,7 +299,7 @@ async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten()
     config.storage = StorageType::Memory;
     config.max_age = Duration::from_secs(3600);
     config.num_replicas = 1;
-    opd_testing::stream::jetstream(&nats.urls())
+    opd_testing::stream::jetstream(&nats.admin_settings())
         .await
         .unwrap()
         .create_stream(config)

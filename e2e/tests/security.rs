@@ -1,0 +1,462 @@
+//! Break-in attempts against the real cluster, configured as the platform is (`nats/node.conf`,
+//! `nats/cluster.conf`, `nats/auth.conf`): TLS only, one identity per service. Every refusal is
+//! paired with what the right identity can do, so that each test fails if a permission is
+//! widened (the refused attempt would then succeed), and cannot pass because nothing works.
+
+#![allow(clippy::unwrap_used, reason = "a failed step must fail the test")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use futures::future::join_all;
+use inspection::SERVICE as INSPECTION;
+use opd_shared::config::NatsSettings;
+use opd_shared::events::{Event, PatientRegistered, headers, retry_subject};
+use opd_testing::stream::{self, new_meta};
+use opd_testing::{NatsServer, TestApp, eventually};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Who publishes what (the book's subjects) and the durable consumer each service runs.
+const SERVICES: [(&str, &str, Option<&str>); 4] = [
+    ("registration", "patient.register", None),
+    (
+        "inspection",
+        "patient.treatment",
+        Some("inspection-patient-register"),
+    ),
+    (
+        "treatment",
+        "patient.release",
+        Some("treatment-patient-treatment"),
+    ),
+    (
+        "release",
+        "patient.admission",
+        Some("release-patient-release"),
+    ),
+];
+
+/// Long enough for an acknowledgement from an idle local server, short enough to try many.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
+
+async fn server_with_stream() -> Arc<NatsServer> {
+    let nats = Arc::new(NatsServer::single().await);
+    opd_nats_admin::create_stream(&nats.admin_settings(), opd_testing::PATIENCE)
+        .await
+        .unwrap();
+    nats
+}
+
+async fn connect_as(nats: &NatsServer, identity: &str) -> jetstream::Context {
+    let client = stream::connect(&nats.settings_for(identity), identity)
+        .await
+        .unwrap_or_else(|e| panic!("{identity} cannot connect: {e}"));
+    let mut js = jetstream::new(client);
+    js.set_timeout(REFUSAL_WAIT);
+    js
+}
+
+/// Whether JetStream stored a message published on `subject` by `js` (false: refused).
+async fn stored(js: &jetstream::Context, subject: &str, id: &str) -> bool {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(headers::MESSAGE_ID, id);
+    match js
+        .publish_with_headers(subject.to_owned(), headers, "{}".into())
+        .await
+    {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn count_on(nats: &NatsServer, subject: &str) -> usize {
+    stream::read(&nats.admin_settings(), subject)
+        .await
+        .unwrap()
+        .len()
+}
+
+#[tokio::test]
+async fn a_client_without_a_known_identity_is_refused() {
+    let nats = NatsServer::single().await;
+    // The right identity connects: the refusals below are about the identity alone.
+    stream::connect(&nats.settings_for("registration"), "registration")
+        .await
+        .unwrap();
+
+    let mut anonymous = nats.settings_for("registration");
+    anonymous.nkey_seed_file = None;
+    let refused = stream::connect(&anonymous, "anonymous").await;
+    assert!(refused.is_err(), "a client without an nkey was let in");
+
+    let stranger = nats.credentials().dir.join("stranger.nk");
+    std::fs::write(
+        &stranger,
+        nkeys::KeyPair::new_user().seed().unwrap().as_bytes(),
+    )
+    .unwrap();
+    let mut unknown = nats.settings_for("registration");
+    unknown.nkey_seed_file = Some(stranger);
+    let refused = stream::connect(&unknown, "stranger").await;
+    assert!(
+        refused.is_err(),
+        "an nkey the server does not know was let in"
+    );
+}
+
+/// What a client speaking plain text to `port` gets: what the server sends first (its INFO line
+/// on a client port; nothing on a route port, which starts with the TLS handshake), what it
+/// answers to `greeting`, and whether it then closed the connection.
+async fn plain_text_session(port: u16, greeting: &str) -> (String, String, bool) {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut first = vec![0; 4096];
+    let read = tokio::time::timeout(Duration::from_millis(500), socket.read(&mut first))
+        .await
+        .map_or(0, |read| read.unwrap_or(0));
+    let first = String::from_utf8_lossy(&first[..read]).into_owned();
+    let _ = socket.write_all(greeting.as_bytes()).await;
+    let mut answer = Vec::new();
+    let closed = tokio::time::timeout(REFUSAL_WAIT, socket.read_to_end(&mut answer))
+        .await
+        .is_ok();
+    (first, String::from_utf8_lossy(&answer).into_owned(), closed)
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn plain_text_is_refused_on_the_client_port() {
+    let nats = NatsServer::single().await;
+    let port = port_of(&nats.urls()[0]);
+    let (info, answer, closed) =
+        plain_text_session(port, "CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+    assert!(info.contains("\"tls_required\":true"), "{info}");
+    assert!(
+        !answer.contains("PONG"),
+        "a plain-text client was served: {answer}"
+    );
+    assert!(closed, "the server kept a plain-text client connected");
+}
+
+#[tokio::test]
+async fn a_node_without_the_clusters_certificate_cannot_join_it() {
+    let nats = NatsServer::cluster().await;
+    // What a node joining in plain text (or any stranger on the route port) meets.
+    let (first, answer, closed) = plain_text_session(
+        nats.cluster_ports()[0],
+        "CONNECT {\"verbose\":false,\"name\":\"rogue\"}\r\nPING\r\n",
+    )
+    .await;
+    assert!(
+        !first.contains("\"server_id\""),
+        "the route port spoke plain text: {first}"
+    );
+    assert!(
+        !answer.contains("PONG"),
+        "a plain-text route was served: {answer}"
+    );
+    assert!(closed, "the node kept a plain-text route connected");
+    // The genuine nodes did form the cluster, over TLS.
+    let routes: serde_json::Value = reqwest::get(format!("{}/routez", nats.monitor_urls()[0]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(routes["num_routes"].as_u64().unwrap_or(0) >= 2, "{routes}");
+}
+
+#[tokio::test]
+async fn a_service_publishes_its_own_subjects_only() {
+    let nats = server_with_stream().await;
+    // A refusal shows as a missing acknowledgement: the identities are tried side by side.
+    join_all(SERVICES.iter().map(|&(identity, own, _)| {
+        let nats = nats.clone();
+        async move {
+            let js = connect_as(&nats, identity).await;
+            assert!(
+                stored(&js, own, &format!("{identity}-own")).await,
+                "{identity} cannot publish {own}"
+            );
+            let retry_of_inspection = retry_subject("inspection-patient-register");
+            let mut forbidden: Vec<&str> = SERVICES
+                .iter()
+                .map(|(_, subject, _)| *subject)
+                .filter(|subject| *subject != own)
+                .collect();
+            // Nor outside the book's subjects, nor on another consumer's retry subject.
+            forbidden.extend(["patient.anything", "audit.log"]);
+            if identity != "inspection" {
+                forbidden.push(&retry_of_inspection);
+            }
+            for subject in forbidden {
+                assert!(
+                    !stored(&js, subject, &format!("{identity}-{subject}")).await,
+                    "{identity} published {subject}"
+                );
+            }
+        }
+    }))
+    .await;
+    for (_, subject, _) in SERVICES {
+        assert_eq!(
+            count_on(&nats, subject).await,
+            1,
+            "only its owner's message on {subject}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_service_cannot_create_change_purge_or_delete_the_stream() {
+    let nats = server_with_stream().await;
+    let admin = connect_as(&nats, "admin").await;
+    assert!(stored(&admin, "patient.register", "before").await);
+    let defaults = nats.admin_settings();
+    join_all(SERVICES.iter().map(|&(identity, _, _)| {
+        let (nats, defaults) = (nats.clone(), defaults.clone());
+        async move {
+            let js = connect_as(&nats, identity).await;
+            // It may read the stream's information: the relay and consumers do.
+            let stream = js.get_stream("PATIENT").await.unwrap();
+            assert!(
+                js.delete_stream("PATIENT").await.is_err(),
+                "{identity} deleted the stream"
+            );
+            assert!(
+                stream.purge().await.is_err(),
+                "{identity} purged the stream"
+            );
+            let mut shorter = opd_shared::nats::stream_config(&defaults);
+            shorter.max_age = Duration::from_secs(1);
+            assert!(
+                js.update_stream(&shorter).await.is_err(),
+                "{identity} changed the stream"
+            );
+            let other = jetstream::stream::Config {
+                name: "SIDE".into(),
+                subjects: vec!["side.>".into()],
+                ..Default::default()
+            };
+            assert!(
+                js.create_stream(other).await.is_err(),
+                "{identity} created a stream"
+            );
+        }
+    }))
+    .await;
+    assert_eq!(
+        count_on(&nats, "patient.register").await,
+        1,
+        "the stream kept its message"
+    );
+    // The owner can do what the services could not.
+    let mut stream = admin.get_stream("PATIENT").await.unwrap();
+    stream.purge().await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.messages, 0);
+}
+
+#[tokio::test]
+async fn a_service_cannot_read_another_services_consumer() {
+    let nats = server_with_stream().await;
+    let admin = connect_as(&nats, "admin").await;
+    assert!(stored(&admin, "patient.register", "one").await);
+    let durable = "inspection-patient-register";
+    let config = consumer::pull::Config {
+        durable_name: Some(durable.into()),
+        filter_subject: "patient.register".into(),
+        ..Default::default()
+    };
+    // Inspection creates and reads its own consumer.
+    let inspection = connect_as(&nats, "inspection").await;
+    let own = inspection
+        .get_stream("PATIENT")
+        .await
+        .unwrap()
+        .get_or_create_consumer(durable, config.clone())
+        .await
+        .unwrap();
+
+    let others = SERVICES.iter().filter(|(name, _, _)| *name != "inspection");
+    join_all(others.map(|&(identity, _, _)| {
+        let nats = nats.clone();
+        async move {
+            let js = connect_as(&nats, identity).await;
+            let stream = js.get_stream("PATIENT").await.unwrap();
+            assert!(
+                stream.consumer_info(durable).await.is_err(),
+                "{identity} read inspection's consumer information"
+            );
+            // Pulling from inspection's consumer: the request is refused, nothing arrives.
+            let client = js.client();
+            let inbox = client.new_inbox();
+            let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+            client
+                .publish_with_reply(
+                    format!("$JS.API.CONSUMER.MSG.NEXT.PATIENT.{durable}"),
+                    inbox,
+                    r#"{"batch":1,"expires":500000000}"#.into(),
+                )
+                .await
+                .unwrap();
+            let pulled = tokio::time::timeout(REFUSAL_WAIT, replies.next()).await;
+            assert!(
+                !matches!(pulled, Ok(Some(_))),
+                "{identity} pulled from inspection's consumer"
+            );
+            // Nor can it make a consumer of its own that reads the registrations.
+            let ephemeral = consumer::pull::Config {
+                filter_subject: "patient.register".into(),
+                ..Default::default()
+            };
+            assert!(
+                stream.create_consumer(ephemeral).await.is_err(),
+                "{identity} created a consumer on the stream"
+            );
+        }
+    }))
+    .await;
+    // Still there for inspection, undelivered.
+    let mut messages = own.fetch().max_messages(1).messages().await.unwrap();
+    let message = messages.next().await.unwrap().unwrap();
+    message.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_cannot_read_another_services_replies() {
+    let nats = server_with_stream().await;
+    let spy = stream::connect(&nats.settings_for("treatment"), "treatment")
+        .await
+        .unwrap();
+    let mut theirs = spy.subscribe("_INBOX.inspection.>").await.unwrap();
+    let mut all = spy.subscribe("_INBOX.>").await.unwrap();
+    spy.flush().await.unwrap();
+
+    // Inspection asks JetStream for the stream's information: the answer comes to its inbox.
+    let inspection = connect_as(&nats, "inspection").await;
+    let mut stream = inspection.get_stream("PATIENT").await.unwrap();
+    stream.info().await.unwrap();
+
+    let overheard = tokio::time::timeout(REFUSAL_WAIT, async {
+        tokio::select! {
+            message = theirs.next() => message,
+            message = all.next() => message,
+        }
+    })
+    .await;
+    assert!(
+        !matches!(overheard, Ok(Some(_))),
+        "treatment read a reply meant for inspection"
+    );
+}
+
+#[tokio::test]
+async fn a_forged_event_from_a_stolen_identity_never_reaches_a_consumer() {
+    let nats = server_with_stream().await;
+    let inspection = TestApp::builder(&INSPECTION)
+        .nats(nats.clone())
+        .spawn()
+        .await;
+    // The thief holds treatment's seed and forges a registration, and a retry of one.
+    let stolen = connect_as(&nats, "treatment").await;
+    let forged = PatientRegistered {
+        id: 424_242.try_into().unwrap(),
+        token: 1,
+    };
+    for subject in [
+        PatientRegistered::SUBJECT.to_owned(),
+        retry_subject("inspection-patient-register"),
+    ] {
+        let meta = new_meta::<PatientRegistered>();
+        let mut headers = meta.to_headers();
+        headers.insert(headers::MESSAGE_ID, meta.id.to_string().as_str());
+        let sent = match stolen
+            .publish_with_headers(
+                subject.clone(),
+                headers,
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+        {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        };
+        assert!(!sent, "JetStream stored a forged event on {subject}");
+    }
+    // A genuine registration after it goes through, so the consumer was listening all along.
+    let genuine = PatientRegistered {
+        id: 515_151.try_into().unwrap(),
+        token: 2,
+    };
+    publish_as(&nats, "registration", &genuine).await;
+    let pending = inspection
+        .list_until("/opd/inspection/pending", "the genuine patient", |list| {
+            !list.is_empty()
+        })
+        .await;
+    let ids: Vec<i64> = pending.iter().filter_map(|p| p["id"].as_i64()).collect();
+    assert_eq!(
+        ids,
+        [515_151],
+        "only the genuine patient waits for inspection"
+    );
+    assert_eq!(
+        inspection
+            .count("select count(*) from processed_events")
+            .await,
+        1
+    );
+}
+
+async fn publish_as<E: Event>(nats: &NatsServer, identity: &str, event: &E) {
+    let js = connect_as(nats, identity).await;
+    let meta = new_meta::<E>();
+    let mut headers = meta.to_headers();
+    headers.insert(headers::MESSAGE_ID, meta.id.to_string().as_str());
+    let ack = js
+        .publish_with_headers(
+            E::SUBJECT,
+            headers,
+            serde_json::to_vec(event).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    ack.await.unwrap();
+}
+
+#[tokio::test]
+async fn mutual_tls_asks_every_client_for_a_certificate() {
+    let nats = NatsServer::single_with_mutual_tls().await;
+    // With its certificate (what settings_for gives on this server) a service connects...
+    let with: NatsSettings = nats.settings_for("registration");
+    assert!(with.tls.cert_file.is_some());
+    stream::connect(&with, "registration").await.unwrap();
+    // ...and with its valid nkey but no certificate, it is refused.
+    let mut without = with.clone();
+    without.tls.cert_file = None;
+    without.tls.key_file = None;
+    assert!(
+        stream::connect(&without, "registration").await.is_err(),
+        "a client without a certificate was let in"
+    );
+    // The service itself runs on it, end to end.
+    let app = TestApp::builder(&INSPECTION)
+        .nats(Arc::new(nats))
+        .spawn()
+        .await;
+    let event = PatientRegistered {
+        id: 777_001.try_into().unwrap(),
+        token: 1,
+    };
+    app.publish(&event).await;
+    eventually("the event handled over mutual TLS", || async {
+        (app.count("select count(*) from processed_events").await == 1).then_some(())
+    })
+    .await;
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Proves that the break-in tests (e2e/tests/security.rs) guard the permissions: runs them on a
+# copy of nats/ whose auth.conf grants more than it should, and expects each of them to fail.
+#
+#   registration  may publish patient.>                    (not only patient.register)
+#   treatment     may publish patient.register and all of $JS.API.>, and read every inbox
+#
+# Each widening must be caught by the test named beside it; the tests unrelated to permissions
+# (identity, TLS) must still pass. Run by scripts/test.sh after the cargo tests; needs what they
+# need (OPD_TEST_DATABASE_URL, nats-server).
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+copy="$(mktemp -d)"
+trap 'rm -rf "$copy"' EXIT
+cp nats/*.conf "$copy/"
+python3 - "$copy/auth.conf" <<'PY'
+import sys
+path = sys.argv[1]
+text = open(path).read()
+def widen(old, new):
+    global text
+    if old not in text:
+        sys.exit(f"widened-permissions: {old!r} is no longer in auth.conf; update this script")
+    text = text.replace(old, new, 1)
+widen('"patient.register"\n      "$JS.API.STREAM.INFO.PATIENT"\n    ] }\n    subscribe: { allow: ["_INBOX.registration.>"] }',
+      '"patient.>"\n      "$JS.API.STREAM.INFO.PATIENT"\n    ] }\n    subscribe: { allow: ["_INBOX.registration.>"] }')
+widen('"patient.release"\n      "$JS.API.STREAM.INFO.PATIENT"',
+      '"patient.release"\n      "patient.register"\n      "$JS.API.>"')
+widen('subscribe: { allow: ["_INBOX.treatment.>"] }', 'subscribe: { allow: ["_INBOX.>"] }')
+open(path, "w").write(text)
+PY
+
+log "the break-in tests against widened permissions (each must fail)"
+output="$copy/test.log"
+OPD_NATS_CONFIG_DIR="$copy" cargo test --all-features -p opd-e2e --test security 2>&1 \
+    | tee "$output" | grep -E '^test |^test result' || true
+
+passed=0 failed=0
+expect() { # expect TEST failed|passed
+    if grep -qE "^test $1 \.\.\. $( [ "$2" = failed ] && echo FAILED || echo ok )\$" "$output"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); echo "widened-permissions: $1 should have $2" >&2
+    fi
+}
+expect a_service_publishes_its_own_subjects_only failed
+expect a_forged_event_from_a_stolen_identity_never_reaches_a_consumer failed
+expect a_service_cannot_create_change_purge_or_delete_the_stream failed
+expect a_service_cannot_read_another_services_consumer failed
+expect a_service_cannot_read_another_services_replies failed
+expect a_client_without_a_known_identity_is_refused passed
+expect plain_text_is_refused_on_the_client_port passed
+expect a_node_without_the_clusters_certificate_cannot_join_it passed
+expect mutual_tls_asks_every_client_for_a_certificate passed
+echo "widened-permissions: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
