@@ -8,6 +8,7 @@ use sqlx::{Connection, PgPool};
 
 use crate::config::{DatabaseSettings, redact_url};
 use crate::retry::Backoff;
+use crate::secret_file;
 
 /// The outbox and consumer tables that every service database holds. Their versions (1–99) sort
 /// before every service's own migrations (100 and up).
@@ -42,13 +43,8 @@ pub async fn connect_and_migrate(
         .parse::<PgConnectOptions>()?
         .options([("statement_timeout", statement_timeout.as_str())]);
     if let Some(path) = &settings.password_file {
-        let password = tokio::fs::read_to_string(path).await.map_err(|error| {
-            anyhow::anyhow!(
-                "cannot read database.password_file {}: {error}",
-                path.display()
-            )
-        })?;
-        options = options.password(password.trim());
+        let password = secret_file::read("database.password_file", path).await?;
+        options = options.password(&password);
     }
     let pool = PgPoolOptions::new()
         .max_connections(settings.max_connections)

@@ -22,6 +22,7 @@ pub mod outbox;
 pub mod page;
 pub mod problem;
 pub mod retry;
+pub mod secret_file;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
 use crate::config::NatsSettings;
+use crate::secret_file;
 
 /// Connects to the cluster as `name`. The client keeps reconnecting for ever, to whichever node
 /// answers, and the call returns at once even when no node is up yet: the relay and the
@@ -48,23 +49,17 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
         options = options.user_and_password(user.clone(), password.clone());
     }
     if let Some(path) = &settings.nkey_seed_file {
-        let seed = tokio::fs::read_to_string(path).await.map_err(|error| {
-            anyhow::anyhow!(
-                "cannot read nats.nkey_seed_file {}: {error}",
-                path.display()
-            )
-        })?;
-        options = options.nkey(seed.trim().to_owned());
+        options = options.nkey(secret_file::read("nats.nkey_seed_file", path).await?);
     }
     options = options.require_tls(settings.tls.required);
     if let Some(path) = &settings.tls.ca_file {
-        readable("nats.tls.ca_file", path).await?;
+        secret_file::check_readable("nats.tls.ca_file", path).await?;
         options = options.add_root_certificates(path.clone());
     }
     match (&settings.tls.cert_file, &settings.tls.key_file) {
         (Some(cert), Some(key)) => {
-            readable("nats.tls.cert_file", cert).await?;
-            readable("nats.tls.key_file", key).await?;
+            secret_file::check_readable("nats.tls.cert_file", cert).await?;
+            secret_file::check_readable("nats.tls.key_file", key).await?;
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
         (None, None) => {}
@@ -84,15 +79,6 @@ pub fn inbox_prefix(name: &str) -> String {
 pub fn install_crypto_provider() {
     // Err means a provider is installed already (by an earlier call): nothing to do.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// A file the client will read on every (re)connection: checked once here, so that a wrong path
-/// fails the start instead of every reconnection attempt, quietly, for ever.
-async fn readable(setting: &str, path: &std::path::Path) -> anyhow::Result<()> {
-    tokio::fs::metadata(path)
-        .await
-        .map(|_| ())
-        .map_err(|error| anyhow::anyhow!("cannot read {setting} {}: {error}", path.display()))
 }
 
 pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
