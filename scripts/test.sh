@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command. Installs what is missing (nats-server, PostgreSQL, newman,
-# schemathesis, Chromium, Prometheus, cargo-deny), starts a throwaway PostgreSQL server, checks
-# the dependencies with cargo-deny (scripts/audit.sh) and the alerting rules with promtool, runs
+# schemathesis, Chromium, Prometheus, cargo-deny, kubernetes-validate), starts a throwaway
+# PostgreSQL server, checks the dependencies with cargo-deny (scripts/audit.sh), the alerting
+# rules with promtool and the Kubernetes manifests offline (scripts/check-kubernetes.sh), runs
 # cargo fmt --check, clippy with warnings as errors and the whole test suite, then starts the
 # platform natively on the book's ports (scripts/dev.sh, in a throwaway directory) and runs what
 # people learn it with against it: the tutorial's commands (docs/tutorial.md), the Swagger UI
@@ -81,6 +82,10 @@ log "the Grafana dashboards (observability/grafana)"
 venv_install "PyYAML==${PYYAML_VERSION}"
 "$(ensure_venv)/bin/python" scripts/lib/check-dashboards.py "$ROOT"
 echo "dashboards: 1 passed, 0 failed"
+
+# Kubernetes: both overlays rendered, validated, their NATS configuration tested and their
+# cross-references checked, offline (docs/kubernetes.md).
+NATS_SERVER_BIN="$NATS_SERVER_BIN" scripts/check-kubernetes.sh
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -56,11 +56,24 @@ const LEAF_YEARS: i32 = 1;
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub dir: PathBuf,
+    /// Names the nodes' certificate is valid for beyond [`SERVER_NAMES`]: where the nodes have
+    /// other host names, as the pods of a Kubernetes StatefulSet do (deploy/kubernetes).
+    extra_server_names: Vec<String>,
 }
 
 impl Credentials {
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            extra_server_names: Vec::new(),
+        }
+    }
+
+    /// The same directory, with a nodes' certificate (when one is generated) also valid for
+    /// `names` (DNS names, wildcards such as `*.opd-nats-headless`, or IP addresses).
+    pub fn with_server_names(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.extra_server_names.extend(names);
+        self
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -138,6 +151,7 @@ impl Credentials {
             let names = SERVER_NAMES
                 .iter()
                 .map(|name| (*name).to_owned())
+                .chain(self.extra_server_names.iter().cloned())
                 .collect::<Vec<_>>();
             // Server and client: the nodes present it to each other on their routes too.
             self.issue(
@@ -277,6 +291,33 @@ mod tests {
         let env = fs::read_to_string(credentials.public_keys_env())?;
         assert_eq!(env.lines().count(), IDENTITIES.len());
         assert!(env.contains("NATS_NKEY_RELEASE=U"));
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_nodes_certificate_carries_the_extra_names() -> anyhow::Result<()> {
+        let dir =
+            std::env::temp_dir().join(format!("opd-credentials-names-{}", std::process::id()));
+        let extra = ["*.opd-nats-headless".to_owned(), "opd-nats".to_owned()];
+        let credentials = Credentials::at(&dir).with_server_names(extra.clone());
+        credentials.generate()?;
+        let pem = fs::read(credentials.server_cert())?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)?;
+        let certificate = pem.parse_x509()?;
+        let names = certificate
+            .subject_alternative_name()?
+            .map(|extension| extension.value.general_names.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|name| match name {
+                x509_parser::extensions::GeneralName::DNSName(name) => Some(name.to_owned()),
+                _ => None,
+            })
+            .collect::<Vec<_>>();
+        for name in extra.iter().chain(&["nats-1".to_owned()]) {
+            assert!(names.contains(name), "{name} missing from {names:?}");
+        }
         fs::remove_dir_all(&dir)?;
         Ok(())
     }
