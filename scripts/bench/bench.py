@@ -11,6 +11,7 @@ handled), CPU time from /proc, database floors from pgbench on the same PostgreS
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,19 +59,30 @@ def dev(*args):
 phase_counter = 0
 
 
-def wrk(script, connections, duration, url=REGISTRATION, **env):
-    """Runs wrk with `script`; returns its summary (see the done() of the Lua scripts)."""
+def wrk(script, connections, duration, url=REGISTRATION, done=None, **env):
+    """Runs wrk with `script`; returns its summary (see the done() of the Lua scripts). `done`,
+    if given, is asked five times a second whether the run can end before its duration."""
     global phase_counter
     phase_counter += 1
     threads = min(connections, 2)
     environment = dict(os.environ, BENCH_THREADS=str(threads),
                        BENCH_ID_BASE=str(RUN_BASE + phase_counter * 10**9),
                        **{k: str(v) for k, v in env.items()})
-    result = subprocess.run(
+    process = subprocess.Popen(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
          "--timeout", "10s", "-s", str(ROOT / "scripts" / "bench" / script), url],
-        check=True, capture_output=True, text=True, env=environment)
-    line = next(l for l in result.stdout.splitlines() if l.startswith("BENCH "))
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    # wrk sleeps out its whole duration even when every thread has stopped (BENCH_LIMIT);
+    # SIGINT ends it at once, and it still prints its summary.
+    if done is not None:
+        while process.poll() is None and not done():
+            time.sleep(0.2)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(f"wrk failed ({process.returncode}): {stderr}")
+    line = next(l for l in stdout.splitlines() if l.startswith("BENCH "))
     summary = json.loads(line[len("BENCH "):])
     seconds = summary["duration_us"] / 1e6
     return {
@@ -260,12 +272,17 @@ def end_to_end_phase(results, rate, label):
     })
 
 
-def drain_phase(results, backlog=20_000):
+def drain_phase(results, backlog=20_000, replicas=1):
+    """A backlog built while inspection is stopped, then handled by `replicas` instances of
+    inspection sharing its durable consumer (dev.sh's inspection-2 is the second)."""
+    instances = ["inspection", "inspection-2"][:replicas]
     caught_up()
-    log(f"drain: {backlog} registrations while inspection is stopped")
-    dev("stop", "inspection")
+    log(f"drain: {backlog} registrations while inspection is stopped ({replicas} replica(s) after)")
+    for name in instances:
+        dev("stop", name)
     before = registered()
-    result = wrk("register.lua", 64, 300, BENCH_LIMIT=backlog)
+    result = wrk("register.lua", 64, 300, BENCH_LIMIT=backlog,
+                 done=lambda: registered() - before >= backlog)
     made = registered() - before
     deadline = time.monotonic() + 120
     while scalar("opd_registration", "select count(*) from outbox where published_at is null") > 0:
@@ -273,21 +290,48 @@ def drain_phase(results, backlog=20_000):
             raise SystemExit("the relay did not publish the backlog within 120 s")
         time.sleep(0.2)
     since = psql("opd_inspection", "select now()")
-    log("drain: inspection starts again")
+    log(f"drain: {' and '.join(instances)} start again")
     started = time.monotonic()
-    dev("start", "inspection")
+    # Side by side, so that no replica has the backlog to itself while another starts.
+    starting = [subprocess.Popen([str(ROOT / "scripts" / "dev.sh"), "start", name],
+                                 stdout=subprocess.DEVNULL) for name in instances]
+    for process in starting:
+        if process.wait() != 0:
+            raise SystemExit("an inspection replica did not start")
     caught_up(timeout=600)
     wall = time.monotonic() - started
+    shares = psql("opd_inspection", f"""
+        select count(*) from processed_events
+        where consumer = '{INSPECTION_CONSUMER}' and processed_at >= '{since}'""")
     first, last = psql("opd_inspection", f"""
         select extract(epoch from min(processed_at)), extract(epoch from max(processed_at))
         from processed_events
         where consumer = '{INSPECTION_CONSUMER}' and processed_at >= '{since}'""").split("|")
     handling = float(last) - float(first)
-    results["drain"] = {
-        "backlog": made, "registration_errors": result["errors"],
+    results["drain" if replicas == 1 else f"drain_{replicas}_replicas"] = {
+        "backlog": made, "registration_errors": result["errors"], "replicas": replicas,
+        "handled": int(shares),
         "events_per_s": round(made / max(handling, 1e-3), 1),
         "seconds_from_start_command": round(wall, 1),
     }
+    for name in instances[1:]:
+        dev("stop", name)
+
+
+def stream_figures(results):
+    """What the PATIENT stream holds now, from a node's monitoring port: bytes per event, for
+    the storage estimates of docs/scaling.md."""
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:8222/jsz?streams=true", timeout=5) as answer:
+        jsz = json.load(answer)
+    for account in jsz.get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            if stream["name"] == "PATIENT":
+                state = stream["state"]
+                results["stream"] = {
+                    "messages": state["messages"], "bytes": state["bytes"],
+                    "bytes_per_event": round(state["bytes"] / max(state["messages"], 1)),
+                }
 
 
 def single_connection_phase(results):
@@ -359,38 +403,67 @@ def report(results):
               f"hop p50 {e['hop_p50_ms']} ms, p99 {e['hop_p99_ms']} ms "
               f"(relay's share p50 {e['relay_p50_ms']} ms, p99 {e['relay_p99_ms']} ms), "
               f"never arrived {e['never_arrived']} of {e['registered']}, errors {e['errors']}")
-    d = results["drain"]
-    print(f"drain of a {d['backlog']}-event backlog: {d['events_per_s']:.0f} events/s "
-          f"({d['seconds_from_start_command']} s from `dev.sh start inspection`)")
-    print("pgbench tps (same instance): " + ", ".join(
-        f"{p['shape']} ×{p['clients']}: {p['tps']:.0f}" for p in results["pgbench"]))
-    c = results["cpu_ms_per_registration"]
-    print(f"CPU per registration end to end: {c['total']} ms "
-          f"(" + ", ".join(f"{k} {v}" for k, v in c.items()
-                           if k not in ("total", "registrations", "window")) + ")")
+    for key in ("drain", "drain_2_replicas"):
+        if key in results:
+            d = results[key]
+            print(f"drain of a {d['backlog']}-event backlog by {d['replicas']} inspection "
+                  f"replica(s): {d['events_per_s']:.0f} events/s "
+                  f"({d['seconds_from_start_command']} s from `dev.sh start`)")
+    if results["pgbench"]:
+        print("pgbench tps (same instance): " + ", ".join(
+            f"{p['shape']} ×{p['clients']}: {p['tps']:.0f}" for p in results["pgbench"]))
+    c = results.get("cpu_ms_per_registration")
+    if c:
+        print(f"CPU per registration end to end: {c['total']} ms "
+              f"(" + ", ".join(f"{k} {v}" for k, v in c.items()
+                               if k not in ("total", "registrations", "window")) + ")")
+    if "stream" in results:
+        t = results["stream"]
+        print(f"PATIENT stream: {t['messages']} events, {t['bytes']} bytes, "
+              f"{t['bytes_per_event']} bytes per event (one replica)")
     print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
-    print("one connection: " + ", ".join(
-        f"{name} {r['throughput']:.0f}/s (p50 {r['p50_ms']} ms)"
-        for name, r in results["single_connection"].items()))
-    print("PostgreSQL execution time per registration, by statement (64-connection run):")
-    for p in results["postgres_profile"]:
+    if "single_connection" in results:
+        print("one connection: " + ", ".join(
+            f"{name} {r['throughput']:.0f}/s (p50 {r['p50_ms']} ms)"
+            for name, r in results["single_connection"].items()))
+    if "postgres_profile" in results:
+        print("PostgreSQL execution time per registration, by statement (64-connection run):")
+    for p in results.get("postgres_profile", []):
         print(f"  {p['ms_per_registration']:>7.4f} ms  {p['calls']:>7} calls  {p['database']:<17} {p['query']}")
 
 
+PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench")
+
+
 def main():
+    """Every phase, or those BENCH_PHASES names (comma-separated, from PHASES)."""
+    chosen = [p for p in os.environ.get("BENCH_PHASES", ",".join(PHASES)).split(",") if p]
+    unknown = sorted(set(chosen) - set(PHASES))
+    if unknown:
+        raise SystemExit(f"unknown BENCH_PHASES {unknown}; choose from {', '.join(PHASES)}")
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": {"cores": os.cpu_count(), "duration_s": DURATION,
                            "kernel": os.uname().release},
-               "runs": [], "end_to_end": [], "pgbench": []}
-    maximum = registration_phases(results)
-    view_phase(results)
-    for share in (0.5, 0.9):
-        end_to_end_phase(results, int(maximum * share), f"{int(share * 100)}% of the maximum")
-    end_to_end_phase(results, 1000, "the target rate of issue 8")
-    drain_phase(results)
+               "phases": chosen, "runs": [], "end_to_end": [], "pgbench": []}
+    maximum = registration_phases(results) if "register" in chosen else None
+    if "view" in chosen:
+        view_phase(results)
+    if "end-to-end" in chosen:
+        for share in (0.5, 0.9) if maximum else ():
+            end_to_end_phase(results, int(maximum * share), f"{int(share * 100)}% of the maximum")
+        end_to_end_phase(results, 1000, "the target rate of issue 8")
+    if "drain" in chosen:
+        drain_phase(results)
+    # Two replicas of inspection sharing its durable consumer, against the one just measured
+    # (docs/scaling.md).
+    if "scale-out" in chosen:
+        drain_phase(results, replicas=2)
     results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
-    single_connection_phase(results)
-    pgbench_phase(results)
+    stream_figures(results)
+    if "single" in chosen:
+        single_connection_phase(results)
+    if "pgbench" in chosen:
+        pgbench_phase(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
     log(f"wrote {OUT / 'results.json'}")
