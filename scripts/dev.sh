@@ -18,7 +18,8 @@
 #                                   exporter (opd-nats-exporter, on port 7777)
 #
 # OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
-# (scripts/bench.sh uses both). OPD_DEV_CGROUPS, a cgroup v2 folder, starts each process in a
+# (scripts/bench.sh uses both); OPD_DEV_PG_PORT moves PostgreSQL off 5433 (where the services
+# expect it: for the scripts' own tests). OPD_DEV_CGROUPS, a cgroup v2 folder, starts each process in a
 # cgroup of its own there, so that firewall rules can single it out (scripts/drills.sh).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
@@ -31,7 +32,7 @@ case "$PROFILE" in
     release) PROFILE_FLAG="--release" ;;
     *) die "OPD_DEV_PROFILE must be debug or release, not '$PROFILE'" ;;
 esac
-PG_PORT=5433
+PG_PORT="${OPD_DEV_PG_PORT:-5433}"
 SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
 NODES=(nats-1 nats-2 nats-3)
 
@@ -110,7 +111,7 @@ provision_databases() {
     for entry in "${SERVICES[@]}"; do
         name="opd_${entry%%:*}"
         pg_psql "$DEV/pg" "$PG_PORT" -d postgres -v role="$name" -v password="${name}_dev" \
-            -v database="$name" -f "$ROOT/postgres/provision-service.sql"
+            -v database="$name" -f - <"$ROOT/postgres/provision-service.sql"
     done
 }
 
@@ -248,6 +249,7 @@ cmd_down() {
 
 cmd_clean() {
     cmd_down
+    pg_forget "$DEV/pg"
     rm -rf "$DEV"
     log "removed .dev/"
 }

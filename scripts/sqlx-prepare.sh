@@ -14,7 +14,7 @@ trap 'pg_stop "$DATA"' EXIT
 pg_start "$DATA" "$PORT"
 pg_psql "$DATA" "$PORT" -c "drop database if exists opd_schema" -c "create database opd_schema"
 for file in $(ls migrations/*/*.sql | awk -F/ '{print $NF" "$0}' | sort -n | cut -d' ' -f2); do
-    pg_psql "$DATA" "$PORT" -d opd_schema -f "$ROOT/$file" >/dev/null
+    pg_psql "$DATA" "$PORT" -d opd_schema -f - <"$ROOT/$file" >/dev/null
 done
 
 rm -rf .sqlx && mkdir .sqlx

@@ -66,8 +66,12 @@ log "cargo machete (every crate uses every dependency it lists)"
 ensure_cargo_tool cargo-machete cargo-machete "$CARGO_MACHETE_VERSION"
 cargo machete
 
-# Advisories from the RustSec snapshot beside the repository, licenses, bans, sources.
+# Advisories (from a RustSec snapshot beside the repository, else fetched, else reported as
+# skipped), licenses, bans, sources; then the proof that ../shared is optional.
 scripts/audit.sh
+scripts/lib/check-optional-shared.sh
+# The scripts in a clone the postgres user cannot enter (a 0700 folder).
+scripts/lib/check-private-clone.sh
 
 log "promtool: the alerting rules and their unit tests (observability/prometheus)"
 ensure_prometheus

@@ -11,6 +11,11 @@ SCHEMATHESIS_VERSION="4.32.5"
 PYYAML_VERSION="6.0.3"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# Material an offline machine may keep beside the repository (a RustSec snapshot, newman's
+# package). Optional: every script gets the same things the normal way where it is missing, and
+# reports what it had to skip. OPD_SHARED_DIR points elsewhere (an empty folder hides it).
+SHARED_DIR="${OPD_SHARED_DIR:-$ROOT/../shared}"
+NEWMAN_VERSION="6.2.2"
 
 # The packages whose binaries make the platform. Builds name them, so that test support never
 # ends up in a service binary.
@@ -81,15 +86,27 @@ ensure_schemathesis() {
     echo "$venv/bin/st"
 }
 
-# Prints the path of newman (the Postman collection runner): the one on PATH, else the one
-# ../shared/tools/install-newman.sh unpacks into target/tools (the npm registry cannot be
-# reached here). It needs node, from Debian's packages if missing.
+# Prints the path of newman (the Postman collection runner), the pinned version where it
+# installs it: the one on PATH; else the package an offline machine keeps beside the repository
+# ($SHARED_DIR/tools/install-newman.sh); else npm's, installed into target/tools/newman-npm.
+# Fails, saying why, when none of these can be had (no registry reachable, say).
 ensure_newman() {
     if command -v newman >/dev/null 2>&1; then command -v newman; return; fi
     ensure_tool node nodejs
-    local installer="$ROOT/../shared/tools/install-newman.sh"
-    [ -x "$installer" ] || die "newman is not on PATH and $installer is missing"
-    "$installer" "$ROOT/target/tools/newman" | tail -n1
+    local installer="$SHARED_DIR/tools/install-newman.sh"
+    if [ -x "$installer" ]; then
+        "$installer" "$ROOT/target/tools/newman" | tail -n1
+        return
+    fi
+    local prefix="$ROOT/target/tools/newman-npm"
+    if [ ! -x "$prefix/node_modules/.bin/newman" ]; then
+        ensure_tool npm npm
+        log "installing newman ${NEWMAN_VERSION} (npm)"
+        npm install --silent --no-audit --no-fund --fetch-retries=1 \
+            --fetch-retry-mintimeout=2000 --fetch-retry-maxtimeout=5000 --prefix "$prefix" "newman@${NEWMAN_VERSION}" >&2 \
+            || { log "newman: no $installer, and npm could not install newman@${NEWMAN_VERSION}"; return 1; }
+    fi
+    echo "$prefix/node_modules/.bin/newman"
 }
 
 # Prints the bin directory of a PostgreSQL server of the pinned major version, installing it
@@ -152,7 +169,8 @@ ensure_prometheus() {
 pg_run() {
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
-        runuser -u postgres -- "$@"
+        # From /: the working directory (a clone) may be closed to that user.
+        (cd / && runuser -u postgres -- "$@")
     else
         "$@"
     fi
@@ -163,7 +181,7 @@ pg_run() {
 # options (scripts/bench.sh loads pg_stat_statements).
 pg_start() {
     local data port="$2" bin
-    mkdir -p "$1"; data="$(cd "$1" && pwd)"
+    data="$(pg_data_dir "$1")"
     bin="$(ensure_postgres)"
     if [ ! -f "$data/PG_VERSION" ]; then
         [ "$(id -u)" = 0 ] && chown postgres "$data"
@@ -177,15 +195,43 @@ pg_start() {
         || { cat "$data/server.log" >&2; die "PostgreSQL did not start"; }
 }
 
+# pg_data_dir DIR: creates DIR if needed and prints the physical path of the data folder the
+# server uses for it. PostgreSQL runs as the `postgres` user when we are root, and that user
+# cannot reach a folder inside a clone in a private place (root's home, a `mktemp -d`): then
+# the data lives in /var/tmp/opd-postgres/<hash of DIR> and DIR is a link to it.
+pg_data_dir() {
+    mkdir -p "$1"
+    local physical; physical="$(cd "$1" && pwd -P)"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$physical" 2>/dev/null; then
+        id postgres >/dev/null 2>&1 || useradd --system --home /var/lib/postgresql postgres
+        if ! runuser -u postgres -- test -x "$physical" 2>/dev/null; then
+            local outside
+            outside="/var/tmp/opd-postgres/$(printf '%s' "$physical" | sha256sum | cut -c1-16)"
+            mkdir -p "$outside" && chmod 755 /var/tmp/opd-postgres && chown postgres "$outside"
+            rmdir "$1" 2>/dev/null || die "$1 cannot be reached by the postgres user and is not empty"
+            ln -s "$outside" "$1"
+            physical="$outside"
+        fi
+    fi
+    echo "$physical"
+}
+
+# pg_forget DIR: deletes a data folder, and where DIR is a link (pg_data_dir), what it points to.
+pg_forget() {
+    if [ -L "$1" ]; then rm -rf "$(readlink -f "$1")"; fi
+    rm -rf "$1"
+}
+
 pg_stop() {
     local data="$1" bin
     [ -f "$data/postmaster.pid" ] || return 0
     bin="$(ensure_postgres)"
-    pg_run "$bin/pg_ctl" -D "$data" -m fast -w stop >/dev/null || true
+    pg_run "$bin/pg_ctl" -D "$(cd "$data" && pwd -P)" -m fast -w stop >/dev/null || true
 }
 
-# psql as the superuser over the cluster's unix socket.
+# psql as the superuser over the cluster's unix socket. SQL files go in on standard input
+# (`-f - < FILE`): the postgres user may not be able to read the clone.
 pg_psql() {
-    local data port="$2"; data="$(cd "$1" && pwd)"; shift 2
+    local data port="$2"; data="$(cd "$1" && pwd -P)"; shift 2
     pg_run psql -X -q -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres "$@"
 }
