@@ -26,7 +26,7 @@ PG = "postgres://postgres:postgres@127.0.0.1:5433"
 REGISTRATION = "http://127.0.0.1:9090"
 INSPECTION_CONSUMER = "inspection-patient-register"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Measured in issue 8 on this kind of machine (the book's Go sample, one NATS node, MariaDB,
+# Measured earlier on this kind of machine (the book's Go sample, one NATS node, MariaDB,
 # fire-and-forget): the sample cannot be run here, so its figures are the published ones.
 BOOK = {"register_1": 3170, "register_8": 4000, "register_64": 3900, "view_64": 6800}
 # Every run registers new patients: ids of one run never meet another's. Below 9 * 10^15, so
@@ -451,7 +451,7 @@ def main():
     if "end-to-end" in chosen:
         for share in (0.5, 0.9) if maximum else ():
             end_to_end_phase(results, int(maximum * share), f"{int(share * 100)}% of the maximum")
-        end_to_end_phase(results, 1000, "the target rate of issue 8")
+        end_to_end_phase(results, 1000, "the target rate")
     if "drain" in chosen:
         drain_phase(results)
     # Two replicas of inspection sharing its durable consumer, against the one just measured

@@ -224,7 +224,7 @@ pub struct OutboxSettings {
     pub prune_interval: Duration,
     /// At start-up and after each reconnection to NATS, the relay publishes again what it
     /// published this recently: longer than the nodes' `sync_interval` (10 s), shorter than
-    /// the stream's duplicate window (2 min).
+    /// the stream's duplicate window (10 min).
     #[serde(with = "humantime_serde")]
     pub republish_window: Duration,
 }
