@@ -87,6 +87,11 @@ venv_install "PyYAML==${PYYAML_VERSION}"
 "$(ensure_venv)/bin/python" scripts/lib/check-dashboards.py "$ROOT"
 echo "dashboards: 1 passed, 0 failed"
 
+# What the documents name exists: alerts, links and anchors, repository paths (the settings
+# table and the metric names are checked by cargo tests in shared/).
+log "the documents against the repository (scripts/lib/check-docs.py)"
+"$(ensure_venv)/bin/python" scripts/lib/check-docs.py "$ROOT"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy -D warnings"

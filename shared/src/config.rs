@@ -497,3 +497,8 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
     }
 }
+
+/// docs/configuration.md against the code: every setting documented, with its default.
+#[cfg(test)]
+#[path = "config_documented.rs"]
+mod documented;

@@ -482,3 +482,126 @@ pub async fn record_http(
     );
     response
 }
+
+#[cfg(test)]
+mod documented {
+    use super::*;
+
+    /// The documents and the alerting rules name only metrics that exist, and
+    /// docs/observability.md lists every metric a service serves.
+    #[test]
+    fn every_metric_named_exists_and_every_metric_is_documented() -> Result<(), std::fmt::Error> {
+        // A family is encoded once it has a series: give every labelled one a series.
+        let metrics = Metrics::new();
+        let http = HttpLabels {
+            method: "GET".into(),
+            route: "/".into(),
+            status: "200".into(),
+        };
+        let durable = DurableLabels {
+            durable: "d".into(),
+        };
+        metrics.http_requests.get_or_create(&http).inc();
+        metrics.http_duration.get_or_create(&http).observe(0.0);
+        metrics
+            .consumed
+            .get_or_create(&OutcomeLabels {
+                durable: "d".into(),
+                outcome: "applied".into(),
+            })
+            .inc();
+        metrics.redelivered.get_or_create(&durable).inc();
+        metrics
+            .handling_duration
+            .get_or_create(&durable)
+            .observe(0.0);
+        metrics.hop_duration.get_or_create(&durable).observe(0.0);
+        metrics.consumer_pending.get_or_create(&durable).set(0);
+        metrics.consumer_ack_pending.get_or_create(&durable).set(0);
+        metrics
+            .pool_connections
+            .get_or_create(&PoolLabels {
+                state: "idle".into(),
+            })
+            .set(0);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &metrics.registry)?;
+        // `# TYPE opd_x counter`: the family, and the names its samples take.
+        let mut families = Vec::new();
+        let mut names = Vec::new();
+        for line in text.lines().filter_map(|line| line.strip_prefix("# TYPE ")) {
+            let mut parts = line.split(' ');
+            let (Some(family), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            families.push(family.to_owned());
+            names.push(family.to_owned());
+            match kind {
+                "counter" => names.push(format!("{family}_total")),
+                "histogram" => names.extend(
+                    ["_bucket", "_sum", "_count"].map(|suffix| format!("{family}{suffix}")),
+                ),
+                _ => {}
+            }
+        }
+        assert!(
+            families.len() > 10,
+            "the registry lists its metrics: {text}"
+        );
+
+        let sources = [
+            (
+                "docs/observability.md",
+                include_str!("../../docs/observability.md"),
+            ),
+            (
+                "docs/reliability.md",
+                include_str!("../../docs/reliability.md"),
+            ),
+            ("docs/tutorial.md", include_str!("../../docs/tutorial.md")),
+            (
+                "docs/benchmarks.md",
+                include_str!("../../docs/benchmarks.md"),
+            ),
+            (
+                "observability/prometheus/alerts.yml",
+                include_str!("../../observability/prometheus/alerts.yml"),
+            ),
+        ];
+        // Names that begin like a metric but are databases, roles and files.
+        let not_metrics = |word: &str| {
+            word.ends_with("_dev")
+                || word.ends_with("_password")
+                || [
+                    "opd_",
+                    "opd_registration",
+                    "opd_inspection",
+                    "opd_treatment",
+                    "opd_release",
+                    "opd_shared",
+                ]
+                .contains(&word)
+        };
+        let mut problems = Vec::new();
+        for (file, source) in sources {
+            for word in source.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("opd_")
+                    && !not_metrics(word)
+                    && !names.iter().any(|n| n == word)
+                {
+                    problems.push(format!("{file} names {word}, which no service serves"));
+                }
+            }
+        }
+        let observability = sources[0].1;
+        for family in &families {
+            if !observability.contains(family.as_str()) {
+                problems.push(format!("docs/observability.md does not describe {family}"));
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        Ok(())
+    }
+}
