@@ -272,7 +272,7 @@ class Platform:
 def crossref_errors(docs, root):
     platform, errors = Platform(docs), []
     for check in (selectors, references, files_and_ports, service_settings, images,
-                  nats_configuration, every_service_complete):
+                  nats_configuration, every_service_complete, policies_least_privilege):
         errors += check(platform, root)
     return errors
 
@@ -552,6 +552,56 @@ def every_service_complete(platform, _root):
     return errors
 
 
+def peers(rule, key):
+    """A rule's peers as (namespace selector, pod selector) pairs of label dicts."""
+    return [(p.get("namespaceSelector", {}).get("matchLabels"), p.get("podSelector", {}).get("matchLabels"))
+            for p in rule.get(key, [])]
+
+
+def policies_least_privilege(platform, _root):
+    """The NATS nodes, the databases and the set-up Job are reached by, and reach, no more than
+    they need: the policies are written out here as what they must say, so that a widened one
+    (a new peer, an open rule) fails."""
+    policies = platform.by_kind.get("NetworkPolicy", {})
+    nats = {"app.kubernetes.io/name": "nats"}
+    errors = []
+
+    def expect(name, direction, wanted):
+        policy = policies.get(name)
+        if not policy:
+            errors.append(f"NetworkPolicy/{name} is missing")
+            return
+        key = "from" if direction == "ingress" else "to"
+        rules = [(sorted(str(p) for p in peers(rule, key)),
+                  sorted(str(port.get("port")) for port in rule.get("ports", [])))
+                 for rule in policy["spec"].get(direction, [])]
+        wanted = [(sorted(str(p) for p in pairs), sorted(str(port) for port in ports)) for pairs, ports in wanted]
+        if sorted(rules) != sorted(wanted):
+            errors.append(f"NetworkPolicy/{name}: {direction} is {rules}, least privilege is {wanted}")
+
+    expect("nats", "ingress", [
+        ([(None, {"opd.hospital/nats-client": "true"})], ["client"]),
+        ([(None, nats)], ["cluster"]),
+        ([({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})], ["monitor"]),
+    ])
+    expect("nats", "egress", [([(None, nats)], [6222])])
+    expect("nats-setup", "egress", [([(None, nats)], [4222])])
+    for service in SERVICES:
+        database = {"cnpg.io/cluster": f"{service}-db"}
+        expect(f"{service}-db", "ingress", [
+            ([(None, {"app.kubernetes.io/name": service}), (None, database)], [5432]),
+            ([({"kubernetes.io/metadata.name": "cnpg-system"}, None)], [5432, 8000]),
+        ])
+        expect(f"{service}-db", "egress", [([(None, database)], [5432, 8000]), ([], [443, 6443])])
+    # Only the services and the set-up Job may open NATS connections.
+    for pod_name, labels, _ in platform.pods:
+        if labels.get("opd.hospital/nats-client") == "true" and not (
+                labels.get("app.kubernetes.io/component") == "service"
+                or labels.get("app.kubernetes.io/name") == "nats-setup"):
+            errors.append(f"{pod_name} is labelled a NATS client but is neither a service nor the set-up Job")
+    return errors
+
+
 def helm_values(root, docs):
     errors = helm_values_errors(root, docs)
     return not errors, "nats-values.yaml describes the base's NATS cluster", errors
@@ -670,7 +720,21 @@ def break_policy(docs):
     return "cross-references", "may reach only its database and NATS"
 
 
-BREAKS = [break_selector, break_secret_key, break_secret_name, break_probe_port, break_listen_port,
+def break_database_policy(docs):
+    policy = find(docs, "NetworkPolicy", "inspection-db")
+    policy["spec"]["ingress"][0]["from"].append({"podSelector": {"matchLabels": {"app.kubernetes.io/name": "release"}}})
+    return "cross-references", "NetworkPolicy/inspection-db: ingress is"
+
+
+def break_nats_policy(docs):
+    policy = find(docs, "NetworkPolicy", "nats")
+    # The databases' pods may open NATS connections: a peer that exists, so that only the
+    # least-privilege check can object.
+    policy["spec"]["ingress"][0]["from"].append({"podSelector": {"matchLabels": {"cnpg.io/cluster": "release-db"}}})
+    return "cross-references", "NetworkPolicy/nats: ingress is"
+
+
+BREAKS = [break_database_policy, break_nats_policy, break_selector, break_secret_key, break_secret_name, break_probe_port, break_listen_port,
           break_database, break_nats_address, break_grace, break_field, break_cnpg_field,
           break_nats_config, break_nats_copy, break_policy]
 
