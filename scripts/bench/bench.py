@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -300,17 +301,17 @@ def drain_phase(results, backlog=20_000, replicas=1):
             raise SystemExit("an inspection replica did not start")
     caught_up(timeout=600)
     wall = time.monotonic() - started
-    shares = psql("opd_inspection", f"""
-        select count(*) from processed_events
-        where consumer = '{INSPECTION_CONSUMER}' and processed_at >= '{since}'""")
-    first, last = psql("opd_inspection", f"""
-        select extract(epoch from min(processed_at)), extract(epoch from max(processed_at))
+    handled, first, last = psql("opd_inspection", f"""
+        select count(*), extract(epoch from min(processed_at)), extract(epoch from max(processed_at))
         from processed_events
         where consumer = '{INSPECTION_CONSUMER}' and processed_at >= '{since}'""").split("|")
+    # The inbox holds each event once: as many rows as registrations means none was lost.
+    if int(handled) != made:
+        raise SystemExit(f"drain by {replicas} replica(s): {made} registrations, {handled} handled")
     handling = float(last) - float(first)
     results["drain" if replicas == 1 else f"drain_{replicas}_replicas"] = {
         "backlog": made, "registration_errors": result["errors"], "replicas": replicas,
-        "handled": int(shares),
+        "handled": int(handled),
         "events_per_s": round(made / max(handling, 1e-3), 1),
         "seconds_from_start_command": round(wall, 1),
     }
@@ -321,7 +322,6 @@ def drain_phase(results, backlog=20_000, replicas=1):
 def stream_figures(results):
     """What the PATIENT stream holds now, from a node's monitoring port: bytes per event, for
     the storage estimates of docs/scaling.md."""
-    import urllib.request
     with urllib.request.urlopen("http://127.0.0.1:8222/jsz?streams=true", timeout=5) as answer:
         jsz = json.load(answer)
     for account in jsz.get("account_details", []):

@@ -643,7 +643,9 @@ def all_checks(docs, root, nats_server):
 
 
 def find(docs, kind, name):
-    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(name))
+    """The object of that kind named `name`, or `name` with kustomize's hash suffix."""
+    return next(d for d in docs if d["kind"] == kind
+                and re.fullmatch(rf"{re.escape(name)}(-[a-z0-9]{{10}})?", d["metadata"]["name"]))
 
 
 def break_selector(docs):
