@@ -6,6 +6,9 @@
 //! The cursor is the list's own sort key of the page's last entry, as one non-negative integer,
 //! so a page never skips or repeats an entry that stays on the list while the client pages
 //! through it. A cursor past the end of the list gives an empty page.
+//!
+//! `?patient=ID` keeps one patient's entries: on a busy day the patient a desk is looking for
+//! is far down the list, and paging through it to find them is not what a reader would do.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Query};
@@ -15,6 +18,7 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use crate::domain::PatientId;
 use crate::error::ApiError;
 
 pub const DEFAULT_LIMIT: i64 = 100;
@@ -30,6 +34,9 @@ pub struct PageParams {
     /// Where the previous page ended: copy it from that page's `Link: rel="next"` URL.
     #[param(minimum = 0)]
     after: Option<i64>,
+    /// Only this patient's entries (their national id): where one patient is on a long list.
+    #[param(value_type = Option<PatientId>)]
+    patient: Option<i64>,
 }
 
 /// A page request, parsed.
@@ -38,6 +45,8 @@ pub struct PageRequest {
     pub limit: i64,
     /// The sort key of the previous page's last entry.
     pub after: Option<i64>,
+    /// Only this patient's entries.
+    pub patient: Option<PatientId>,
     path: String,
 }
 
@@ -58,9 +67,15 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
                 "after must not be negative: copy it from a Link header",
             )));
         }
+        let patient = params
+            .patient
+            .map(PatientId::try_from)
+            .transpose()
+            .map_err(|error| ApiError::InvalidQuery(format!("patient: {error}")))?;
         Ok(Self {
             limit,
             after: params.after,
+            patient,
             path: parts.uri.path().to_owned(),
         })
     }
@@ -70,6 +85,11 @@ impl PageRequest {
     /// How many rows to fetch: one more than the page, to know whether another page follows.
     pub fn fetch(&self) -> i64 {
         self.limit + 1
+    }
+
+    /// The patient filter as the queries take it: `null` for everyone.
+    pub fn patient_id(&self) -> Option<i64> {
+        self.patient.map(PatientId::get)
     }
 
     /// The page out of `limit + 1` fetched rows, with a `Link` to the next one if there is one.
@@ -82,9 +102,14 @@ impl PageRequest {
         let page_size = usize::try_from(self.limit).unwrap_or(usize::MAX);
         if rows.len() > page_size {
             rows.truncate(page_size);
+            // The next page keeps the filter: it is the same list, further on.
+            let filter = self
+                .patient
+                .map(|patient| format!("&patient={patient}"))
+                .unwrap_or_default();
             let next = rows.last().map(|last| {
                 format!(
-                    "<{}?limit={}&after={}>; rel=\"next\"",
+                    "<{}?limit={}{filter}&after={}>; rel=\"next\"",
                     self.path,
                     self.limit,
                     cursor(last)
@@ -144,6 +169,7 @@ mod tests {
         PageRequest {
             limit,
             after: None,
+            patient: None,
             path: String::from("/opd/x/pending"),
         }
     }
@@ -155,6 +181,19 @@ mod tests {
         assert_eq!(
             headers.get(header::LINK).map(HeaderValue::as_bytes),
             Some(&b"</opd/x/pending?limit=2&after=11>; rel=\"next\""[..])
+        );
+    }
+
+    #[test]
+    fn the_next_page_of_one_patient_keeps_the_filter() {
+        let request = PageRequest {
+            patient: PatientId::try_from(300).ok(),
+            ..request(1)
+        };
+        let (headers, _) = request.answer(vec![10, 11], |row| *row);
+        assert_eq!(
+            headers.get(header::LINK).map(HeaderValue::as_bytes),
+            Some(&b"</opd/x/pending?limit=1&patient=300&after=10>; rel=\"next\""[..])
         );
     }
 

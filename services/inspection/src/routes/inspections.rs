@@ -56,11 +56,13 @@ pub async fn pending(
          from visits
          where inspected_at is null
            and ($1::date is null or (registered_on, token) > ($1, $2))
+           and ($4::bigint is null or patient_id = $4)
          order by registered_on, token
          limit $3",
         after.map(|(day, _)| day),
         after.map_or(0, |(_, token)| token),
         page.fetch(),
+        page.patient_id(),
     )
     .fetch_all(&state.pool)
     .await?;

@@ -133,6 +133,9 @@ async fn a_long_queue_comes_a_page_at_a_time_with_a_link_to_the_next() {
         "limit=x",
         "after=yesterday",
         "after=2026-11-22",
+        "patient=0",
+        "patient=two",
+        "patient=9007199254740992",
     ] {
         let problem =
             opd_testing::expect_problem(app.get(&format!("{PENDING}?{bad}")).await, 400).await;
@@ -141,4 +144,47 @@ async fn a_long_queue_comes_a_page_at_a_time_with_a_link_to_the_next() {
             "{bad}"
         );
     }
+}
+
+#[tokio::test]
+async fn one_patient_is_found_however_many_wait_before_them() {
+    let app = spawn_app().await;
+    // More than a default page of other patients first, then patient 300's two visits.
+    for token in 1..=101 {
+        registered(&app, 1000 + token, token).await;
+    }
+    registered(&app, 300, 102).await;
+    registered(&app, 300, 103).await;
+    let theirs = format!("{PENDING}?patient=300");
+    let found = app
+        .list_until(&theirs, "patient 300's two visits", |list| list.len() == 2)
+        .await;
+    assert_eq!(
+        found,
+        vec![
+            json!({"id": 300, "token": 102}),
+            json!({"id": 300, "token": 103})
+        ]
+    );
+    let first_page = app.get_expect(PENDING, 200).await;
+    assert!(
+        first_page
+            .as_array()
+            .is_some_and(|page| page.len() == 100 && page.iter().all(|entry| entry["id"] != 300)),
+        "without the filter, patient 300 is past the first page"
+    );
+
+    // Paging one patient's entries keeps the filter in the next page's link.
+    let response = app.get(&format!("{theirs}&limit=1")).await;
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.contains("patient=300"), "{link}");
+    let next = link.trim_start_matches('<').split('>').next().unwrap();
+    assert_eq!(
+        app.get_expect(next, 200).await,
+        json!([{"id": 300, "token": 103}])
+    );
+    assert_eq!(
+        app.get_expect(&format!("{PENDING}?patient=404"), 200).await,
+        json!([])
+    );
 }

@@ -56,12 +56,13 @@ pub async fn pending(
         PendingRelease,
         "select patient_id as id, time, next_state, post_medication, notes, id as position
          from release_queue
-         where released_at is null and id > $1
+         where released_at is null and id > $1 and ($3::bigint is null or patient_id = $3)
          -- `position`, not `id`: in order by, `id` would name the output column (the patient).
          order by position
          limit $2",
         page.after.unwrap_or(0),
         page.fetch(),
+        page.patient_id(),
     )
     .fetch_all(&state.pool)
     .await?;

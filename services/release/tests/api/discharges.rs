@@ -17,6 +17,12 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
         ])
     );
 
+    assert_eq!(
+        app.get_expect(&format!("{PENDING}?patient=300"), 200).await,
+        json!([{"id": 300, "time": "2021 07 12 8:35 PM", "next_state": "admission", "post_medication": "NM x 10 days"}]),
+        "one patient's entries when asked"
+    );
+
     // The book's curl command, as printed.
     let answer = app
         .curl_expect(

@@ -52,12 +52,13 @@ pub async fn pending(
         PendingTreatment,
         "select patient_id as id, medication, tests, notes, id as position
          from treatment_queue
-         where treated_at is null and id > $1
+         where treated_at is null and id > $1 and ($3::bigint is null or patient_id = $3)
          -- `position`, not `id`: in order by, `id` would name the output column (the patient).
          order by position
          limit $2",
         page.after.unwrap_or(0),
         page.fetch(),
+        page.patient_id(),
     )
     .fetch_all(&state.pool)
     .await?;

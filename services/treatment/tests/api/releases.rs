@@ -74,3 +74,21 @@ async fn the_pending_list_pages_by_its_own_order() {
     let rest: serde_json::Value = rest.json().await.unwrap();
     assert_eq!(rest, json!([{"id": 20, "medication": "XYZ x 3"}]));
 }
+
+#[tokio::test]
+async fn the_pending_list_keeps_one_patient_when_asked() {
+    let app = spawn_app().await;
+    for id in [30, 10, 20] {
+        sent_for_treatment(&app, id).await;
+    }
+    assert_eq!(
+        app.get_expect(&format!("{PENDING}?patient=10"), 200).await,
+        json!([{"id": 10, "medication": "XYZ x 3"}])
+    );
+    assert_eq!(
+        app.get_expect(&format!("{PENDING}?patient=40"), 200).await,
+        json!([])
+    );
+    let problem = expect_problem(app.get(&format!("{PENDING}?patient=-1")).await, 400).await;
+    assert_eq!(problem["type"], "/problems/invalid-query-parameter");
+}
