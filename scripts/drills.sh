@@ -148,7 +148,7 @@ cmd_fault() {
         heal) heal_partitions ;;
         # An event no producer wrote: the stream gains one more than the journeys explain, and
         # inspection parks it (it has no event headers).
-        forge) target/debug/opd-events publish patient.register '{"id":1,"token":1}' ;;
+        forge) target/debug/opd-nats publish patient.register '{"id":1,"token":1}' ;;
         # A service started with other stream settings (a shorter max_age) must not rewrite the
         # shared stream.
         drift) "${DEV[@]}" kill registration; OPD_NATS__MAX_AGE=1h "${DEV[@]}" start registration ;;
@@ -298,7 +298,7 @@ main() {
     ensure_tool iptables iptables
     ensure_tool curl curl
     log "building opd-drill and the services"
-    SQLX_OFFLINE=true cargo build --quiet -p opd-drills --bin opd-drill -p opd-shared --bin opd-events
+    SQLX_OFFLINE=true cargo build --quiet -p opd-drills --bin opd-drill -p opd-nats-admin
     trap cleanup EXIT
     cleanup
     mkdir -p "$(dirname "$RESULTS")" && : >"$RESULTS"

@@ -7,7 +7,8 @@
 # platform natively on the book's ports (scripts/dev.sh, in a throwaway directory) and runs what
 # people learn it with against it: the tutorial's commands (docs/tutorial.md), the Swagger UI
 # pages, the Postman collection and schemathesis (scripts/walkthroughs.sh), and the quick failure
-# drills (scripts/drills.sh --quick). Cleans up after itself, also on failure. The cargo tests
+# drills (scripts/drills.sh --quick); the tutorial and the Postman collection run a second time
+# on a platform with 1,000 patients already waiting. Cleans up after itself, also on failure. The cargo tests
 # start their own NATS servers (one node each, three where clustering is tested; see
 # testing/src/nats.rs).
 #
@@ -126,23 +127,32 @@ if [ "$1" = --workspace ]; then scripts/widened-permissions.sh; fi
 scripts/check-kubernetes.sh
 
 if [ -n "$walkthroughs" ]; then
-    started=$SECONDS
     export OPD_DEV_DIR="$WORK/stack"
-    log "walkthroughs: starting the platform natively (scripts/dev.sh, state in $OPD_DEV_DIR)"
-    scripts/dev.sh up
-    # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
-    log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
     walked=0
-    python3 scripts/lib/tutorial.py docs/tutorial.md || walked=1
-    scripts/walkthroughs.sh swagger-ui newman schemathesis || walked=1
-    log "walkthroughs took $((SECONDS - started)) s"
-    if [ "$walked" != 0 ]; then
+    show_logs() {
         for name in registration inspection treatment release nats-1 nats-2 nats-3; do
             log "last lines of $name's log"
             tail -n 40 "$OPD_DEV_DIR/logs/$name.log" || true
         done
-        die "a walkthrough failed (see above)"
-    fi
+    }
+    started=$SECONDS
+    log "walkthroughs: starting the platform natively (scripts/dev.sh, state in $OPD_DEV_DIR)"
+    scripts/dev.sh up
+    # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
+    log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
+    python3 scripts/lib/tutorial.py docs/tutorial.md || walked=1
+    scripts/walkthroughs.sh swagger-ui newman schemathesis || walked=1
+    [ "$walked" = 0 ] || { show_logs; die "a walkthrough failed (see above)"; }
+
+    # Again on a busy platform: a fresh one where a thousand patients wait before the reader's.
+    log "walkthroughs on a busy platform: a fresh one, with 1,000 patients waiting first"
+    scripts/dev.sh clean >/dev/null 2>&1
+    scripts/dev.sh up >/dev/null
+    python3 scripts/lib/seed-waiting.py 1000 || walked=1
+    python3 scripts/lib/tutorial.py --busy docs/tutorial.md || walked=1
+    OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman || walked=1
+    [ "$walked" = 0 ] || { show_logs; die "a walkthrough on the busy platform failed (see above)"; }
+    log "walkthroughs took $((SECONDS - started)) s"
     scripts/dev.sh down >/dev/null 2>&1
     unset OPD_DEV_DIR
 

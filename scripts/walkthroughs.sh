@@ -13,6 +13,7 @@
 #   scripts/walkthroughs.sh newman schemathesis   a choice
 #   OPD_SCHEMATHESIS_EXAMPLES=500 scripts/walkthroughs.sh schemathesis   more examples per operation
 #   OPD_SCHEMATHESIS_SEED=random scripts/walkthroughs.sh schemathesis     explore beyond CI's seed
+#   OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman   count lines named newman-busy
 #
 # CI uses one fixed seed, so that a run is repeatable and a failure is the change's, not the
 # dice's; exploring with other seeds (and more examples) is how new findings are made.
@@ -35,7 +36,7 @@ done
 
 status=0
 report() { # report NAME PASSED FAILED
-    echo "$1: $2 passed, $3 failed"
+    echo "$1${OPD_WALKTHROUGH_SUFFIX:-}: $2 passed, $3 failed"
     [ "$3" = 0 ] || status=1
 }
 
@@ -70,7 +71,7 @@ run_swagger_ui() {
 run_newman() {
     local newman summary
     if ! newman="$(ensure_newman)"; then
-        echo "newman: skipped (newman is not on PATH, not beside the repository in $SHARED_DIR/tools, and npm could not install it)"
+        echo "newman${OPD_WALKTHROUGH_SUFFIX:-}: skipped (newman is not on PATH, not beside the repository in $SHARED_DIR/tools, and npm could not install it)"
         return 0
     fi
     log "newman $("$newman" --version) on postman/opd.postman_collection.json"

@@ -21,6 +21,8 @@ struct Request {
     base: String,
     method: String,
     path: String,
+    /// The names of its query parameters.
+    query: Vec<String>,
 }
 
 fn requests(items: &[Value], found: &mut Vec<Request>) {
@@ -36,6 +38,12 @@ fn requests(items: &[Value], found: &mut Vec<Request>) {
             .strip_prefix("{{")
             .and_then(|rest| rest.split_once("}}"))
             .unwrap_or_else(|| panic!("{name}: the URL {raw} does not start with a base variable"));
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        let query = query
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split('=').next().unwrap_or_default().to_owned())
+            .collect();
         found.push(Request {
             name,
             base: base.to_owned(),
@@ -44,6 +52,7 @@ fn requests(items: &[Value], found: &mut Vec<Request>) {
                 .unwrap_or_default()
                 .to_lowercase(),
             path: path.to_owned(),
+            query,
         });
     }
 }
@@ -63,6 +72,18 @@ fn operations(service: &'static Service) -> BTreeSet<(String, String)> {
         }
     }
     found
+}
+
+/// The query parameters an operation documents.
+fn query_parameters(service: &'static Service, method: &str, template: &str) -> BTreeSet<String> {
+    let document = serde_json::to_value(openapi(service)).unwrap_or_default();
+    document["paths"][template][method]["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|parameter| parameter["in"] == "query")
+        .filter_map(|parameter| parameter["name"].as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Whether a concrete path (`/opd/patient/view/{{patient_id}}`) fits a template
@@ -125,6 +146,16 @@ fn every_collection_request_is_a_documented_operation_and_back() {
             }
         );
         if let Some(operation) = documented {
+            let known = query_parameters(service, &operation.0, &operation.1);
+            for name in &request.query {
+                assert!(
+                    known.contains(name),
+                    "{}: ?{name} is not a documented parameter of {} {} (it has {known:?})",
+                    request.name,
+                    operation.0,
+                    operation.1
+                );
+            }
             exercised.insert((service.name, operation));
         }
     }

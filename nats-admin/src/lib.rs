@@ -1,8 +1,10 @@
 //! What only the owner of the NATS cluster does: generate the development credentials
-//! ([`credentials`]) and create the `PATIENT` stream ([`create_stream`]), which the services'
-//! identities are not allowed to create, change or delete.
+//! ([`credentials`]), create the `PATIENT` stream ([`create_stream`]), which the services'
+//! identities are not allowed to create, change or delete, and watch or publish on it as an
+//! operator ([`events`]).
 
 pub mod credentials;
+pub mod events;
 
 use std::time::Duration;
 

@@ -3,17 +3,31 @@
 //! Each `--server-name` adds a name the nodes' certificate is valid for (when it is generated),
 //! e.g. the pods' names in Kubernetes (deploy/kubernetes/make-secrets.sh).
 //!
-//! `opd-nats stream`: creates the PATIENT stream as the administrator. Settings as a service
-//! reads them (`OPD_NATS__SERVERS`, `OPD_NATS__NKEY_SEED_FILE` = the admin seed,
-//! `OPD_NATS__TLS__CA_FILE`, `OPD_NATS__REPLICAS`, …).
+//! `opd-nats stream`: creates the PATIENT stream as the administrator.
+//!
+//! `opd-nats events [--all | --last N] [--count N]`: prints the stream's events, one
+//! `SUBJECT PAYLOAD` line each: from now on until Ctrl-C; from the start (`--all`); or the last
+//! N and then stops (`--last N`). `--count N` stops after N events, or after 10 s without one.
+//!
+//! `opd-nats publish SUBJECT JSON`: puts a message on the stream as it is, with no event
+//! headers (the tutorial's poison message).
+//!
+//! Settings as a service reads them (`OPD_NATS__SERVERS`, `OPD_NATS__NKEY_SEED_FILE` = the admin
+//! seed, `OPD_NATS__TLS__CA_FILE`, `OPD_NATS__REPLICAS`, `opd.toml`, …). For `events` and
+//! `publish`, an unset seed means the administrator's credentials that `scripts/dev.sh`
+//! generated (`.dev/credentials`, or under `OPD_DEV_DIR`), so that the tutorial's commands work
+//! as printed.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use opd_nats_admin::Credentials;
-use opd_shared::config::{ServiceDefaults, Settings};
+use opd_nats_admin::events::{self, Watch};
+use opd_shared::config::{NatsSettings, ServiceDefaults, Settings};
 
-const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream";
+const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
+                     | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,6 +37,8 @@ async fn main() -> ExitCode {
             server_names(options).and_then(|names| credentials(dir, names))
         }
         ["stream"] => stream().await,
+        ["events", ref options @ ..] => watch(options).await,
+        ["publish", subject, payload] => publish(subject, payload).await,
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
@@ -67,4 +83,32 @@ async fn stream() -> anyhow::Result<()> {
     opd_nats_admin::create_stream(&settings.nats, Duration::from_secs(60)).await?;
     println!("stream {} is in place", settings.nats.stream);
     Ok(())
+}
+
+async fn watch(options: &[&str]) -> anyhow::Result<()> {
+    let watch = Watch::parse(options)?;
+    events::watch(&operator_nats()?, watch, std::io::stdout()).await
+}
+
+async fn publish(subject: &str, payload: &str) -> anyhow::Result<()> {
+    events::publish(&operator_nats()?, subject, payload).await?;
+    println!("published on {subject}");
+    Ok(())
+}
+
+/// The NATS settings for an operator at a terminal: as configured, and with no seed named, the
+/// administrator's credentials of the platform `scripts/dev.sh` runs.
+fn operator_nats() -> anyhow::Result<NatsSettings> {
+    let mut nats = Settings::load(ServiceDefaults {
+        name: "admin",
+        port: 0,
+    })?
+    .nats;
+    if nats.nkey_seed_file.is_none() {
+        let dev = std::env::var_os("OPD_DEV_DIR").map_or_else(|| ".dev".into(), PathBuf::from);
+        let credentials = dev.join("credentials");
+        nats.nkey_seed_file = Some(credentials.join("admin.nk"));
+        nats.tls.ca_file = nats.tls.ca_file.or(Some(credentials.join("ca.pem")));
+    }
+    Ok(nats)
 }

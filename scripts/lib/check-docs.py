@@ -10,7 +10,9 @@ mechanically:
     (`#…`) at a heading of that file;
   - every repository path the documents write in backticks (`scripts/dev.sh`,
     `migrations/<service>/`, `deploy/kubernetes/base/…`) exists (placeholders such as
-    `<service>` stand for any name).
+    `<service>` stand for any name);
+  - every curl command of the README's first steps is one the tutorial runs (CI runs the
+    tutorial's commands against a fresh platform and a busy one, and compares their output).
 
     check-docs.py ROOT
 """
@@ -97,11 +99,23 @@ def path_problems(root):
     return problems
 
 
+def readme_curl_problems(root):
+    readme = (root / "README.md").read_text()
+    tutorial = {line.strip() for line in (root / "docs/tutorial.md").read_text().splitlines()}
+    commands = [line.strip() for block in re.findall(r"^```sh\n(.*?)^```", readme, re.M | re.S)
+                for line in block.splitlines() if line.startswith("curl ")]
+    problems = [f"README.md: `{c}` is not a command of docs/tutorial.md" for c in commands
+                if c not in tutorial]
+    if not commands:
+        problems.append("README.md shows no curl command (this check reads ```sh blocks)")
+    return problems
+
+
 def main():
     root = Path(sys.argv[1]).resolve()
     passed = failed = 0
     for name, check in (("alerts", alert_problems), ("links", link_problems),
-                        ("paths", path_problems)):
+                        ("paths", path_problems), ("readme-curl", readme_curl_problems)):
         problems = check(root)
         if problems:
             failed += 1

@@ -95,8 +95,3 @@ pub fn is_data_error(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db)
         if db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")))
 }
-
-/// True when `error` is a unique-constraint violation.
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
-}

@@ -1,9 +1,9 @@
 //! The HTTP API, as in the book: everything under `/opd/treatment/`.
 
+mod lab_tests;
 mod medications;
 mod patients;
 mod releases;
-mod tests;
 
 use opd_shared::service::AppState;
 use opd_shared::waiting_list::WaitingList;
@@ -16,8 +16,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patients::pending))
         .routes(routes!(medications::record))
         .routes(routes!(medications::history))
-        .routes(routes!(tests::record))
-        .routes(routes!(tests::history))
+        .routes(routes!(lab_tests::record))
+        .routes(routes!(lab_tests::history))
         .routes(routes!(releases::request))
 }
 
