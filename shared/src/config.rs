@@ -337,7 +337,8 @@ impl Settings {
                     initial: Duration::from_millis(500),
                     max: Duration::from_secs(30),
                 },
-                inbox_retention: Duration::from_secs(7 * 24 * 60 * 60),
+                // As long as the stream keeps events (nats.max_age): see `checked`.
+                inbox_retention: Duration::from_secs(30 * 24 * 60 * 60),
             },
             log: LogSettings {
                 filter: "info,sqlx=warn,async_nats=info".into(),
@@ -380,7 +381,74 @@ impl Settings {
                     .source(environment),
             )
             .build()?
-            .try_deserialize()
+            .try_deserialize::<Self>()?
+            .checked()
+    }
+
+    /// The settings, if they agree with each other. Each rule below is a relation between two
+    /// settings that their types cannot hold; breaking one does not fail at once but loses or
+    /// repeats work later, so it stops start-up instead, naming both.
+    pub fn checked(self) -> Result<Self, config::ConfigError> {
+        let rules = [
+            (
+                self.outbox.republish_window < self.nats.duplicate_window,
+                format!(
+                    "outbox.republish_window ({:?}) must be shorter than nats.duplicate_window \
+                     ({:?}): JetStream must still recognise an event the relay publishes again",
+                    self.outbox.republish_window, self.nats.duplicate_window
+                ),
+            ),
+            (
+                self.outbox.republish_window < self.outbox.retention,
+                format!(
+                    "outbox.republish_window ({:?}) must be shorter than outbox.retention \
+                     ({:?}): the relay can only publish again a row it still has",
+                    self.outbox.republish_window, self.outbox.retention
+                ),
+            ),
+            (
+                self.http.request_timeout > self.database.statement_timeout,
+                format!(
+                    "http.request_timeout ({:?}) must be longer than \
+                     database.statement_timeout ({:?}): a slow statement must end as a \
+                     database error, not as a request abandoned while it still runs",
+                    self.http.request_timeout, self.database.statement_timeout
+                ),
+            ),
+            (
+                self.consumer.inbox_retention >= self.nats.max_age,
+                format!(
+                    "consumer.inbox_retention ({:?}) must be at least nats.max_age ({:?}): a \
+                     consumer created again reads the stream from its start, and must \
+                     recognise every event it holds as handled",
+                    self.consumer.inbox_retention, self.nats.max_age
+                ),
+            ),
+            (
+                self.outbox.retry.initial <= self.outbox.retry.max,
+                format!(
+                    "outbox.retry.initial ({:?}) must not exceed outbox.retry.max ({:?})",
+                    self.outbox.retry.initial, self.outbox.retry.max
+                ),
+            ),
+            (
+                self.consumer.retry.initial <= self.consumer.retry.max,
+                format!(
+                    "consumer.retry.initial ({:?}) must not exceed consumer.retry.max ({:?})",
+                    self.consumer.retry.initial, self.consumer.retry.max
+                ),
+            ),
+        ];
+        let broken: Vec<String> = rules
+            .into_iter()
+            .filter(|(holds, _)| !holds)
+            .map(|(_, why)| why)
+            .collect();
+        if broken.is_empty() {
+            Ok(self)
+        } else {
+            Err(config::ConfigError::Message(broken.join("; ")))
+        }
     }
 }
 
@@ -483,6 +551,60 @@ mod tests {
             .map(|error| error.to_string())
             .unwrap_or_default();
         assert!(error.contains("poll_interval"), "{error}");
+    }
+
+    #[test]
+    fn settings_that_disagree_stop_loading_with_both_named() {
+        for (variable, value, both) in [
+            (
+                "OPD_OUTBOX__REPUBLISH_WINDOW",
+                "15m",
+                ["outbox.republish_window", "nats.duplicate_window"],
+            ),
+            (
+                "OPD_OUTBOX__RETENTION",
+                "10s",
+                ["outbox.republish_window", "outbox.retention"],
+            ),
+            (
+                "OPD_DATABASE__STATEMENT_TIMEOUT",
+                "20s",
+                ["http.request_timeout", "database.statement_timeout"],
+            ),
+            (
+                "OPD_NATS__MAX_AGE",
+                "60days",
+                ["consumer.inbox_retention", "nats.max_age"],
+            ),
+            (
+                "OPD_OUTBOX__RETRY__INITIAL",
+                "1m",
+                ["outbox.retry.initial", "outbox.retry.max"],
+            ),
+            (
+                "OPD_CONSUMER__RETRY__MAX",
+                "100ms",
+                ["consumer.retry.initial", "consumer.retry.max"],
+            ),
+        ] {
+            let environment = HashMap::from([(variable.to_owned(), value.to_owned())]);
+            let error = Settings::layered(REGISTRATION, None, Some(environment))
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            for name in both {
+                assert!(
+                    error.contains(name),
+                    "{variable}={value}: {error:?} names {name}"
+                );
+            }
+        }
+        // What agrees loads: a shorter stream age than the inbox keeps, a longer request time.
+        let environment = HashMap::from([
+            ("OPD_NATS__MAX_AGE".to_owned(), "1h".to_owned()),
+            ("OPD_HTTP__REQUEST_TIMEOUT".to_owned(), "1m".to_owned()),
+        ]);
+        assert!(Settings::layered(REGISTRATION, None, Some(environment)).is_ok());
     }
 
     #[test]
