@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use opd_shared::service::{Service, openapi};
+use opd_shared::app::openapi;
+use opd_shared::service::Service;
 use serde_json::Value;
 
 const COLLECTION: &str = include_str!("../../postman/opd.postman_collection.json");

@@ -105,7 +105,9 @@ async fn a_journey_logs_request_and_trace_ids_and_no_personal_field_whole() {
             "info,opd_shared=debug,registration=debug,inspection=debug,treatment=debug,\
              release=debug,tower_http=debug,sqlx=debug",
         ))
-        .with(opd_shared::telemetry::json_logs(move || writer.clone()))
+        .with(opd_shared::infra::telemetry::json_logs(move || {
+            writer.clone()
+        }))
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("e2e")))
         .init();
 

@@ -7,7 +7,10 @@
 use opd_nats_admin::events::{self, Start, Watch};
 use opd_testing::NatsServer;
 
-async fn printed(nats: &opd_shared::config::NatsSettings, watch: Watch) -> anyhow::Result<String> {
+async fn printed(
+    nats: &opd_shared::infra::config::NatsSettings,
+    watch: Watch,
+) -> anyhow::Result<String> {
     let mut out = Vec::new();
     events::watch(nats, watch, &mut out).await?;
     Ok(String::from_utf8(out).unwrap())

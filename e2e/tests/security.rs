@@ -12,8 +12,8 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use futures::future::join_all;
 use inspection::SERVICE as INSPECTION;
-use opd_shared::config::NatsSettings;
 use opd_shared::events::{Event, PatientRegistered, headers, retry_subject};
+use opd_shared::infra::config::NatsSettings;
 use opd_testing::stream::{self, new_meta};
 use opd_testing::{NatsServer, TestApp, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -233,7 +233,7 @@ async fn a_service_cannot_create_change_purge_or_delete_the_stream() {
                 stream.purge().await.is_err(),
                 "{identity} purged the stream"
             );
-            let mut shorter = opd_shared::nats::stream_config(&defaults);
+            let mut shorter = opd_shared::infra::nats::stream_config(&defaults);
             shorter.max_age = Duration::from_secs(1);
             assert!(
                 js.update_stream(&shorter).await.is_err(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use futures::StreamExt;
-use opd_shared::config::NatsSettings;
+use opd_shared::infra::config::NatsSettings;
 
 /// How long a watch with a count waits for the next event before it gives up.
 pub const IDLE: Duration = Duration::from_secs(10);
@@ -71,8 +71,8 @@ pub async fn watch(
     watch: Watch,
     mut out: impl std::io::Write,
 ) -> anyhow::Result<()> {
-    let client = opd_shared::nats::connect(settings, "admin").await?;
-    let jetstream = opd_shared::nats::jetstream(client);
+    let client = opd_shared::infra::nats::connect(settings, "admin").await?;
+    let jetstream = opd_shared::infra::nats::jetstream(client);
     let mut stream = jetstream
         .get_stream(&settings.stream)
         .await
@@ -123,8 +123,8 @@ pub async fn watch(
 /// Publishes `payload` on `subject` as it is, with no event headers, and waits until the stream
 /// has stored it.
 pub async fn publish(settings: &NatsSettings, subject: &str, payload: &str) -> anyhow::Result<()> {
-    let client = opd_shared::nats::connect(settings, "admin").await?;
-    let jetstream = opd_shared::nats::jetstream(client);
+    let client = opd_shared::infra::nats::connect(settings, "admin").await?;
+    let jetstream = opd_shared::infra::nats::jetstream(client);
     jetstream
         .publish(subject.to_owned(), payload.to_owned().into())
         .await?

@@ -8,7 +8,7 @@ pub mod events;
 
 use std::time::Duration;
 
-use opd_shared::config::NatsSettings;
+use opd_shared::infra::config::NatsSettings;
 
 pub use credentials::{Credentials, IDENTITIES};
 
@@ -16,11 +16,11 @@ pub use credentials::{Credentials, IDENTITIES};
 /// until `patience` has passed: the cluster may still be electing its leaders. A stream that
 /// exists already is left as it is.
 pub async fn create_stream(settings: &NatsSettings, patience: Duration) -> anyhow::Result<()> {
-    let client = opd_shared::nats::connect(settings, "admin").await?;
-    let js = opd_shared::nats::jetstream(client);
+    let client = opd_shared::infra::nats::connect(settings, "admin").await?;
+    let js = opd_shared::infra::nats::jetstream(client);
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match opd_shared::nats::create_stream(&js, settings).await {
+        match opd_shared::infra::nats::create_stream(&js, settings).await {
             Ok(_) => return Ok(()),
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(%error, "stream not created yet; trying again");

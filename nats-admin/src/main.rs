@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use opd_nats_admin::Credentials;
 use opd_nats_admin::events::{self, Watch};
-use opd_shared::config::{NatsSettings, ServiceDefaults, Settings};
+use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
                      | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON";
@@ -79,7 +79,7 @@ async fn stream() -> anyhow::Result<()> {
         name: "admin",
         port: 0,
     })?;
-    let _telemetry = opd_shared::telemetry::init(&settings.log, "opd-nats");
+    let _telemetry = opd_shared::infra::telemetry::init(&settings.log, "opd-nats");
     opd_nats_admin::create_stream(&settings.nats, Duration::from_secs(60)).await?;
     println!("stream {} is in place", settings.nats.stream);
     Ok(())

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What the documents name must exist, run by scripts/test.sh. The settings table and the
-metric names are checked against the code by cargo tests (shared/src/config_documented.rs,
-the `documented` test of shared/src/metrics.rs); this checks the rest that can drift
+metric names are checked against the code by cargo tests (shared/src/infra/config_documented.rs,
+the `documented` test of shared/src/infra/metrics.rs); this checks the rest that can drift
 mechanically:
 
   - every alert in observability/prometheus/alerts.yml is in docs/observability.md's table and

@@ -154,7 +154,7 @@ fn trim(text: &str) -> &str {
 
 /// PostgreSQL text cannot hold NUL characters; catching them here makes them a 422 naming the
 /// field instead of a failed insert.
-pub fn reject_nul(text: &str) -> Result<(), String> {
+pub(crate) fn reject_nul(text: &str) -> Result<(), String> {
     if text.contains('\0') {
         Err("must not contain NUL characters (\\u0000)".into())
     } else {

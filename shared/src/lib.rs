@@ -4,26 +4,25 @@
 //! transactional outbox relayed to JetStream, and durable JetStream consumers whose effects are
 //! idempotent. The pieces that make that shape live here once, so that a service crate holds only
 //! its routes, its tables and its event handlers.
+//!
+//! - [`service`]: what a service declares about itself ([`service::Service`]) and what its
+//!   handlers get ([`service::AppState`]);
+//! - [`app`]: the one router built from that declaration, and the running service
+//!   ([`app::Application`], [`app::run`]);
+//! - [`http`]: the HTTP side: serving, extractors, errors, idempotency, pages, OpenAPI, health;
+//! - [`events`]: the event contracts, the outbox and its relay, the consumers, dead letters;
+//! - [`infra`]: configuration, connections (database, NATS), telemetry and metrics;
+//! - [`domain`]: the types requests and events are made of.
+//!
+//! Modules depend downwards only: `app` on everything, `service` on `events` and `infra`,
+//! `events` and `http` on `infra` and `domain`.
 
-pub mod config;
-pub mod consumer;
-pub mod db;
-pub mod dead_letters;
+pub mod app;
 pub mod domain;
-pub mod error;
 pub mod events;
-pub mod health;
 pub mod http;
-pub mod idempotency;
-pub mod metrics;
-pub mod nats;
-pub mod openapi;
-pub mod outbox;
-pub mod page;
-pub mod problem;
-pub mod retry;
-pub mod secret_file;
+pub mod infra;
 pub mod service;
-pub mod shutdown;
-pub mod telemetry;
-pub mod waiting_list;
+
+#[cfg(test)]
+mod layering;

@@ -4,12 +4,15 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use opd_shared::config::{LogFormat, LogSettings, Settings};
-use opd_shared::consumer::{Consumer, EventHandler};
+use opd_shared::app::Application;
+use opd_shared::events::consumer::{Consumer, EventHandler};
+use opd_shared::events::housekeeping::Housekeeping;
+use opd_shared::events::outbox::Relay;
 use opd_shared::events::{Event, EventMeta};
-use opd_shared::outbox::Relay;
-use opd_shared::service::{Application, Infra, Service};
-use opd_shared::telemetry::Telemetry;
+use opd_shared::infra::Infra;
+use opd_shared::infra::config::{LogFormat, LogSettings, Settings};
+use opd_shared::infra::telemetry::Telemetry;
+use opd_shared::service::Service;
 use serde_json::Value;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
@@ -31,7 +34,7 @@ impl Running {
         // The first app of the test process installs the subscriber, and it stays.
         static TELEMETRY: OnceLock<Option<Telemetry>> = OnceLock::new();
         TELEMETRY.get_or_init(|| {
-            opd_shared::telemetry::init(
+            opd_shared::infra::telemetry::init(
                 &LogSettings {
                     filter: std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
                     format: LogFormat::Pretty,
@@ -410,6 +413,11 @@ impl TestApp {
     /// A relay over the service's outbox, to drive it one step at a time.
     pub fn relay(&self) -> Relay {
         Relay::new(&self.running().infra)
+    }
+
+    /// The service's housekeeping, to run one round of it.
+    pub fn housekeeping(&self) -> Housekeeping {
+        Housekeeping::new(&self.running().infra)
     }
 
     /// The service's durable consumer `durable`, to drive it one step at a time.

@@ -3,10 +3,16 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use opd_shared::config::Settings;
+use std::sync::Arc;
+
+use opd_shared::http::health::Consumers;
+use opd_shared::infra::Infra;
+use opd_shared::infra::config::Settings;
+use opd_shared::infra::metrics::Metrics;
 use opd_shared::service::Service;
 use serde_json::Value;
 use sqlx::postgres::PgPoolOptions;
+use tokio::sync::Notify;
 use tower::ServiceExt;
 
 /// Sends `body` as the book's curl commands do: `-d` without a content type, which curl sends
@@ -35,7 +41,11 @@ fn content_type(headers: &axum::http::HeaderMap) -> String {
 
 fn check_problem(actual: u16, content_type: &str, body: &str, status: u16) -> Value {
     assert_eq!(actual, status, "unexpected status; body: {body}");
-    assert_eq!(content_type, opd_shared::problem::CONTENT_TYPE, "{body}");
+    assert_eq!(
+        content_type,
+        opd_shared::http::problem::CONTENT_TYPE,
+        "{body}"
+    );
     let problem: Value = serde_json::from_str(body).expect("problem body is not JSON");
     assert_eq!(problem["status"], status, "{problem}");
     assert!(
@@ -66,18 +76,11 @@ impl Answer {
     }
 }
 
-/// Answers `method path` with `body` in-process (no socket, no database, no NATS): the service's
-/// API with its middleware, over a pool that never connects. For request validation, which is
-/// decided before a handler touches the database.
+/// Answers `method path` with `body` in-process (no socket, no database, no NATS): the router
+/// production serves ([`opd_shared::app::app`]), over a pool and a NATS client that never
+/// connect. For request validation, which is decided before a handler touches the database.
 pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: &str) -> Answer {
-    let mut settings = Settings::defaults(service.defaults());
-    // Nothing listens on port 1: a handler that does reach the database fails at once.
-    settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
-    let pool = PgPoolOptions::new()
-        .acquire_timeout(std::time::Duration::from_millis(200))
-        .connect_lazy(&settings.database.url)
-        .expect("a lazy pool needs no server");
-    let router = opd_shared::service::api_router(service, pool, &settings);
+    let router = opd_shared::app::app(service, &offline_infra(service).await);
     let request = Request::builder()
         .method(method)
         .uri(path)
@@ -96,5 +99,31 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
         status,
         content_type,
         body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+/// A service's connections, none of them live: nothing listens on port 1, so a handler that
+/// reaches the database fails at once, and the NATS client keeps trying in the background.
+async fn offline_infra(service: &'static Service) -> Infra {
+    let mut settings = Settings::defaults(service.defaults());
+    settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
+    settings.nats.servers = vec!["nats://127.0.0.1:1".into()];
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(200))
+        .connect_lazy(&settings.database.url)
+        .expect("a lazy pool needs no server");
+    let nats = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect("nats://127.0.0.1:1")
+        .await
+        .expect("a client that connects in the background needs no server");
+    Infra {
+        settings,
+        pool,
+        jetstream: async_nats::jetstream::new(nats.clone()),
+        nats,
+        outbox_written: Arc::new(Notify::new()),
+        consumers: Consumers::default(),
+        metrics: Arc::new(Metrics::new()),
     }
 }

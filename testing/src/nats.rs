@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use opd_nats_admin::Credentials;
-use opd_shared::config::{NatsSettings, ServiceDefaults, Settings};
+use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 use crate::unique_name;
 

@@ -7,8 +7,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::{self, ErrorCode, consumer, stream};
 use futures::StreamExt;
-use opd_shared::config::NatsSettings;
 use opd_shared::events::{Event, EventMeta, headers};
+use opd_shared::infra::config::NatsSettings;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -30,7 +30,7 @@ pub async fn connect(
     nats: &NatsSettings,
     name: &str,
 ) -> Result<async_nats::Client, async_nats::Error> {
-    opd_shared::nats::install_crypto_provider();
+    opd_shared::infra::nats::install_crypto_provider();
     let addresses = nats
         .servers
         .iter()
@@ -38,7 +38,7 @@ pub async fn connect(
         .collect::<Result<Vec<_>, _>>()?;
     let mut options = async_nats::ConnectOptions::new()
         .name(name)
-        .custom_inbox_prefix(opd_shared::nats::inbox_prefix(name))
+        .custom_inbox_prefix(opd_shared::infra::nats::inbox_prefix(name))
         .require_tls(nats.tls.required);
     if let Some(seed) = &nats.nkey_seed_file {
         options = options.nkey(std::fs::read_to_string(seed)?.trim().to_owned());
@@ -134,7 +134,7 @@ pub async fn publish_raw(nats: &NatsSettings, subject: &str, headers: HeaderMap,
     // A cluster that has just started, or lost a node, may need a moment to elect leaders.
     eventually(&format!("a publish to {subject}"), || async {
         let attempt = async {
-            opd_shared::nats::create_stream(&js, nats).await?;
+            opd_shared::infra::nats::create_stream(&js, nats).await?;
             js.publish_with_headers(subject.to_owned(), headers.clone(), payload.clone().into())
                 .await?
                 .await?;

@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use opd_shared::consumer::{EventHandler, HandlerError};
+use opd_shared::events::consumer::{EventHandler, HandlerError};
 use opd_shared::events::{EventMeta, PatientRegistered};
 
 /// `patient.register` puts the patient in the queue for inspection. The day of the token is the

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    opd_shared::service::run(&inspection::SERVICE).await
+    opd_shared::app::run(&inspection::SERVICE).await
 }

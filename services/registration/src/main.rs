@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    opd_shared::service::run(&registration::SERVICE).await
+    opd_shared::app::run(&registration::SERVICE).await
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 use opd_shared::domain::PatientId;
-use opd_shared::outbox::Envelope;
+use opd_shared::events::outbox::Envelope;
 
 use crate::domain::PatientForm;
 

@@ -2,7 +2,7 @@
 
 use sqlx::PgConnection;
 
-use opd_shared::consumer::{EventHandler, HandlerError};
+use opd_shared::events::consumer::{EventHandler, HandlerError};
 use opd_shared::events::{EventMeta, PatientSentForTreatment};
 
 /// `patient.treatment` puts the patient in the treatment queue with inspection's instructions.

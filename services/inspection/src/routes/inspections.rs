@@ -8,15 +8,15 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use opd_shared::domain::{Note, PatientId, Text};
-use opd_shared::error::ApiError;
 use opd_shared::events::PatientSentForTreatment;
-use opd_shared::http::{JsonBody, PathParam, RequestId};
-use opd_shared::openapi::{
+use opd_shared::events::outbox;
+use opd_shared::http::error::ApiError;
+use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, QueryErrors,
     Unavailable, UnknownPatient,
 };
-use opd_shared::outbox;
-use opd_shared::page::{DayToken, PageParams, PageRequest};
+use opd_shared::http::page::{DayToken, PageParams, PageRequest};
+use opd_shared::http::{JsonBody, PathParam, RequestId};
 use opd_shared::service::AppState;
 
 use super::WAITING;

@@ -4,7 +4,7 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use inspection::REGISTRATIONS_CONSUMER;
 use inspection::events::RegistrationHandler;
-use opd_shared::consumer::Outcome;
+use opd_shared::events::consumer::Outcome;
 use opd_shared::events::{PatientRegistered, headers};
 use opd_testing::stream::{new_meta, publish_meta, publish_raw};
 use serde_json::json;
@@ -138,7 +138,7 @@ fn quick_retries() -> opd_testing::TestAppBuilder {
 
 /// Steps the consumer until it has handled a message (a redelivery comes after its delay).
 async fn next_outcome(
-    consumer: &opd_shared::consumer::Consumer<RegistrationHandler>,
+    consumer: &opd_shared::events::consumer::Consumer<RegistrationHandler>,
 ) -> Vec<Outcome> {
     for _ in 0..50 {
         let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();

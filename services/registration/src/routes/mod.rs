@@ -4,7 +4,7 @@ mod patients;
 mod visits;
 
 use opd_shared::domain::PatientId;
-use opd_shared::error::ApiError;
+use opd_shared::http::error::ApiError;
 use opd_shared::service::AppState;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

@@ -7,12 +7,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use opd_shared::domain::PatientId;
-use opd_shared::error::ApiError;
 use opd_shared::events::PatientRegistered;
+use opd_shared::events::outbox::Envelope;
+use opd_shared::http::error::ApiError;
+use opd_shared::http::openapi::{
+    BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable,
+};
+use opd_shared::http::problem::Problem;
 use opd_shared::http::{JsonBody, PathParam, RequestId};
-use opd_shared::openapi::{BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
-use opd_shared::outbox::Envelope;
-use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
 use super::unknown_patient;

@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::State;
 
 use opd_shared::domain::PatientId;
-use opd_shared::error::ApiError;
+use opd_shared::http::error::ApiError;
+use opd_shared::http::idempotency::Effect;
+use opd_shared::http::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
+use opd_shared::http::problem::Problem;
 use opd_shared::http::{PathParam, RequestId};
-use opd_shared::idempotency::Effect;
-use opd_shared::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
-use opd_shared::problem::Problem;
 use opd_shared::service::AppState;
 
 use opd_shared::events::PatientRegistered;
-use opd_shared::outbox::Envelope;
+use opd_shared::events::outbox::Envelope;
 
 use super::unknown_patient;
 use crate::token_counter::{self, IssuedToken, Reset};

@@ -243,6 +243,15 @@ async fn keys_and_published_events_are_pruned_after_their_retention() {
     .await;
     post_with_key(&app, REGISTER, "key-5", &patient(4)).await;
     assert_eq!(app.count("select count(*) from idempotency_keys").await, 1);
+    // The key keeps a hash of the request, not the request.
+    assert_eq!(
+        app.count(
+            "select count(*) from idempotency_keys
+             where request_body is null and length(request_hash) = 32"
+        )
+        .await,
+        1
+    );
     opd_testing::eventually("the key and the published event to be pruned", || async {
         let keys = app.count("select count(*) from idempotency_keys").await;
         let outbox = app.count("select count(*) from outbox").await;
@@ -251,4 +260,55 @@ async fn keys_and_published_events_are_pruned_after_their_retention() {
     .await;
     // The patient stays; only the bookkeeping went.
     assert_eq!(app.count("select count(*) from patients").await, 1);
+}
+
+#[tokio::test]
+async fn one_round_of_housekeeping_deletes_every_expired_row_however_many() {
+    let app = crate::helpers::builder()
+        .without_background_tasks()
+        .spawn()
+        .await;
+    // More than two batches of expired rows in each table (n = 1 to 11999), and two fresh rows
+    // that must stay (n = 0 and 12000).
+    for (table, rows) in [
+        (
+            "outbox",
+            "insert into outbox (id, subject, event_type, source, payload, published_at)
+             select gen_random_uuid(), 'patient.register', 't', 's', '{}',
+                    now() - make_interval(days => 2 * (n % 12000 > 0)::int)
+             from generate_series(0, 12000) as n",
+        ),
+        (
+            "processed_events",
+            "insert into processed_events (consumer, event_id, subject, processed_at)
+             select 'c', gen_random_uuid(), 'patient.register',
+                    now() - make_interval(days => 40 * (n % 12000 > 0)::int)
+             from generate_series(0, 12000) as n",
+        ),
+        (
+            "idempotency_keys",
+            "insert into idempotency_keys (key, method, path, request_hash, created_at)
+             select 'k' || n, 'POST', '/p', sha256('x'),
+                    now() - make_interval(days => 2 * (n % 12000 > 0)::int)
+             from generate_series(0, 12000) as n",
+        ),
+    ] {
+        sqlx::query(rows).execute(&app.pool).await.unwrap();
+        assert_eq!(
+            app.count(&format!("select count(*) from {table}")).await,
+            12001
+        );
+    }
+    let swept = app.housekeeping().sweep().await.unwrap();
+    assert_eq!(
+        (swept.outbox, swept.inbox, swept.keys),
+        (11999, 11999, 11999)
+    );
+    for table in ["outbox", "processed_events", "idempotency_keys"] {
+        assert_eq!(
+            app.count(&format!("select count(*) from {table}")).await,
+            2,
+            "{table}: the two fresh rows stay"
+        );
+    }
 }

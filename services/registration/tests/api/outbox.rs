@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::StorageType;
-use opd_shared::config::Settings;
+use opd_shared::infra::config::Settings;
 use opd_testing::{NatsServer, eventually};
 
 use crate::helpers::{
@@ -295,7 +295,7 @@ async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten()
     // The operator's stream: in memory (a setting no update may change) and kept for an hour.
     let defaults =
         Settings::layered(registration::SERVICE.defaults(), None, Some(HashMap::new())).unwrap();
-    let mut config = opd_shared::nats::stream_config(&defaults.nats);
+    let mut config = opd_shared::infra::nats::stream_config(&defaults.nats);
     config.storage = StorageType::Memory;
     config.max_age = Duration::from_secs(3600);
     config.num_replicas = 1;

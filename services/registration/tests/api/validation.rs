@@ -79,3 +79,22 @@ async fn a_body_over_the_limit_is_413() {
         .await
         .problem(413);
 }
+
+#[tokio::test]
+async fn the_in_process_router_is_the_one_production_serves() {
+    // Health, readiness, metrics and the OpenAPI document come with the API, as in production:
+    // with the database and NATS out of reach, the service is alive but not ready.
+    assert_eq!(oneshot(&SERVICE, "GET", "/healthz", "").await.status, 200);
+    assert_eq!(oneshot(&SERVICE, "GET", "/readyz", "").await.status, 503);
+    let metrics = oneshot(&SERVICE, "GET", "/metrics", "").await;
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics.body.contains("opd_outbox_published_total"),
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        oneshot(&SERVICE, "GET", "/openapi.json", "").await.status,
+        200
+    );
+}

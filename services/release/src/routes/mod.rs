@@ -2,8 +2,8 @@
 
 mod discharges;
 
+use opd_shared::http::waiting_list::WaitingList;
 use opd_shared::service::AppState;
-use opd_shared::waiting_list::WaitingList;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
-use opd_shared::consumer::Outcome;
 use opd_shared::domain::Disposition;
+use opd_shared::events::consumer::Outcome;
 use opd_testing::stream::publish_meta;
 use release::RELEASE_CONSUMER;
 use release::events::ReleaseHandler;

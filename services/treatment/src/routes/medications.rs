@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use opd_shared::domain::{Note, PatientId, Text};
-use opd_shared::error::ApiError;
+use opd_shared::http::error::ApiError;
+use opd_shared::http::idempotency::Effect;
 use opd_shared::http::{JsonBody, PathParam};
-use opd_shared::idempotency::Effect;
 
-use opd_shared::openapi::{
+use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable, UnknownPatient,
 };
 use opd_shared::service::AppState;

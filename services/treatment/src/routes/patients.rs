@@ -8,10 +8,10 @@ use sqlx::PgConnection;
 use utoipa::ToSchema;
 
 use opd_shared::domain::PatientId;
-use opd_shared::error::ApiError;
+use opd_shared::http::error::ApiError;
 
-use opd_shared::openapi::{QueryErrors, Unavailable};
-use opd_shared::page::{PageParams, PageRequest};
+use opd_shared::http::openapi::{QueryErrors, Unavailable};
+use opd_shared::http::page::{PageParams, PageRequest};
 use opd_shared::service::AppState;
 
 use super::WAITING;

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use opd_shared::consumer::Outcome;
+use opd_shared::events::consumer::Outcome;
 use opd_testing::stream::publish_meta;
 use serde_json::json;
 use treatment::TREATMENT_CONSUMER;

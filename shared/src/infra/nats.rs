@@ -6,8 +6,8 @@ use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
-use crate::config::NatsSettings;
-use crate::secret_file;
+use crate::infra::config::NatsSettings;
+use crate::infra::secret_file;
 
 /// Connects to the cluster as `name`. The client keeps reconnecting for ever, to whichever node
 /// answers, and the call returns at once even when no node is up yet: the relay and the
@@ -110,7 +110,7 @@ pub fn stream_config(settings: &NatsSettings) -> stream::Config {
 /// update from every service would let one started with other settings (a shorter `max_age`
 /// deletes unconsumed events at once), or a new release's defaults, revert what the operator
 /// tuned.
-pub async fn open_stream(
+pub(crate) async fn open_stream(
     js: &jetstream::Context,
     settings: &NatsSettings,
 ) -> anyhow::Result<stream::Stream> {
@@ -140,7 +140,7 @@ pub async fn create_stream(
 }
 
 /// The settings of a live stream that differ from `wanted`, as `name: live …, expected …`.
-pub fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
+pub(crate) fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
     differences(&[
         ("subjects", dbg(&live.subjects), dbg(&wanted.subjects)),
         (
@@ -160,7 +160,7 @@ pub fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<Strin
 }
 
 /// The settings of a live durable consumer that differ from `wanted`, the same way.
-pub fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
+pub(crate) fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
     differences(&[
         (
             "filter_subjects",
@@ -179,7 +179,7 @@ pub fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<Str
 
 /// Logs drift loudly (`alert` is `stream-drift` or `consumer-drift`); the caller goes on with
 /// the live settings.
-pub fn report_drift(alert: &'static str, name: &str, drift: &[String]) {
+pub(crate) fn report_drift(alert: &'static str, name: &str, drift: &[String]) {
     if !drift.is_empty() {
         tracing::error!(
             alert,

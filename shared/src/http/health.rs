@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use serde_json::json;
 use sqlx::PgPool;
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 #[derive(Clone)]
 pub struct Readiness {

@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::RetrySettings;
+use crate::infra::config::RetrySettings;
 
 /// Sleeps for `delay`, or less if `shutdown` is cancelled first.
-pub async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
+pub(crate) async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(delay) => {}
@@ -34,12 +34,12 @@ impl Backoff {
         Self::new(Duration::from_millis(initial), Duration::from_millis(max))
     }
 
-    pub fn from_settings(settings: RetrySettings) -> Self {
+    pub(crate) fn from_settings(settings: RetrySettings) -> Self {
         Self::new(settings.initial, settings.max)
     }
 
     /// The delay to wait now; the next one is twice as long, up to the maximum.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let delay = self.current;
         self.current = (self.current * 2).min(self.max);
         delay
@@ -51,7 +51,7 @@ impl Backoff {
 
     /// The delay before the `attempt`-th retry (1-based), without keeping state: used for
     /// redeliveries, where JetStream counts the attempts for us.
-    pub fn delay_for_attempt(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay_for_attempt(&self, attempt: u32) -> Duration {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
         self.initial.saturating_mul(factor).min(self.max)
     }

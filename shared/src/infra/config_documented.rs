@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::{ServiceDefaults, Settings};
 
-const DOC: &str = include_str!("../../docs/configuration.md");
+const DOC: &str = include_str!("../../../docs/configuration.md");
 
 /// Every leaf of the serialized defaults, by dotted path (`outbox.retry.max`).
 fn leaves(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {

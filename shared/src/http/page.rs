@@ -19,10 +19,10 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::domain::PatientId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
-pub const DEFAULT_LIMIT: i64 = 100;
-pub const MAX_LIMIT: i64 = 1000;
+pub(crate) const DEFAULT_LIMIT: i64 = 100;
+pub(crate) const MAX_LIMIT: i64 = 1000;
 
 /// The query parameters of a paginated list, for the OpenAPI document.
 #[derive(Debug, Deserialize, IntoParams)]

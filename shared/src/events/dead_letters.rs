@@ -20,10 +20,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
 use crate::http::PathParam;
-use crate::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
-use crate::problem::Problem;
+use crate::http::error::ApiError;
+use crate::http::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
+use crate::http::problem::Problem;
 use crate::service::AppState;
 
 /// How long a retry waits for JetStream to store the message.
@@ -108,7 +108,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
         PathErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
-pub async fn retry_one(
+pub(crate) async fn retry_one(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
@@ -131,7 +131,7 @@ pub async fn retry_one(
         Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
-pub async fn retry_all(
+pub(crate) async fn retry_all(
     State(state): State<AppState>,
 ) -> Result<(StatusCode, Json<Retried>), ApiError> {
     let ids = sqlx::query_scalar!("select id from dead_letters order by id")
@@ -150,11 +150,7 @@ pub async fn retry_all(
 /// Publishes dead letter `id` again and removes it, in that order: the row goes only once
 /// JetStream has the message. False if there is no such row.
 async fn retry(state: &AppState, id: i64) -> Result<bool, ApiError> {
-    let Some(jetstream) = &state.jetstream else {
-        return Err(ApiError::Unavailable(
-            "this instance has no NATS connection".into(),
-        ));
-    };
+    let jetstream = &state.jetstream;
     let mut tx = state.pool.begin().await?;
     let Some(row) = sqlx::query!(
         "delete from dead_letters where id = $1 returning consumer, subject, headers, payload",

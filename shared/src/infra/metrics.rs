@@ -25,7 +25,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry, Unit};
 use sqlx::PgPool;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -55,28 +55,6 @@ struct OutcomeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PoolLabels {
     state: String,
-}
-
-/// What became of a consumed message, as the metrics name it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Handled {
-    Applied,
-    Duplicate,
-    Parked,
-    Retried,
-    Ignored,
-}
-
-impl Handled {
-    fn label(self) -> &'static str {
-        match self {
-            Self::Applied => "applied",
-            Self::Duplicate => "duplicate",
-            Self::Parked => "parked",
-            Self::Retried => "retried",
-            Self::Ignored => "ignored",
-        }
-    }
 }
 
 /// Registers `metric` under `name` and returns it (metrics are handles: the registry and the
@@ -248,17 +226,18 @@ impl Metrics {
     }
     /// A batch the relay sent: how many JetStream acknowledged, how many it did not, and how long
     /// the acknowledgements took.
-    pub fn batch_published(&self, acknowledged: usize, failed: usize, took: Duration) {
+    pub(crate) fn batch_published(&self, acknowledged: usize, failed: usize, took: Duration) {
         self.published.inc_by(acknowledged as u64);
         self.publish_failures.inc_by(failed as u64);
         self.publish_duration.observe(took.as_secs_f64());
     }
 
-    /// A batch a consumer handled: each message's outcome and, where known, its event time.
-    pub fn batch_consumed(
+    /// A batch a consumer handled: each message's outcome, as its label, and the event time of
+    /// those applied now (the hop).
+    pub(crate) fn batch_consumed(
         &self,
         durable: &str,
-        messages: &[(Handled, Option<DateTime<Utc>>)],
+        messages: &[(&'static str, Option<DateTime<Utc>>)],
         redelivered: usize,
         took: Duration,
     ) {
@@ -270,10 +249,10 @@ impl Metrics {
             self.consumed
                 .get_or_create(&OutcomeLabels {
                     durable: durable.to_owned(),
-                    outcome: outcome.label().to_owned(),
+                    outcome: (*outcome).to_owned(),
                 })
                 .inc();
-            if let (Handled::Applied, Some(time)) = (outcome, event_time) {
+            if let Some(time) = event_time {
                 let hop = (now - *time).to_std().unwrap_or_default();
                 self.hop_duration
                     .get_or_create(&durable_labels)
@@ -303,11 +282,9 @@ impl Metrics {
     async fn scrape(
         &self,
         pool: &PgPool,
-        events: Option<&EventsSource>,
+        events: &EventsSource,
     ) -> Result<String, std::fmt::Error> {
-        if let Some(events) = events {
-            self.read_consumers(events).await;
-        }
+        self.read_consumers(events).await;
         let idle = pool.num_idle() as i64;
         let size = i64::from(pool.size());
         self.pool_connections
@@ -414,11 +391,11 @@ async fn table_state(pool: &PgPool) -> Result<TableState, sqlx::Error> {
 struct Scrape {
     metrics: Arc<Metrics>,
     pool: PgPool,
-    events: Option<EventsSource>,
+    events: EventsSource,
 }
 
 /// `GET /metrics`.
-pub fn routes(metrics: Arc<Metrics>, pool: PgPool, events: Option<EventsSource>) -> Router {
+pub fn routes(metrics: Arc<Metrics>, pool: PgPool, events: EventsSource) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(Scrape {
@@ -429,11 +406,7 @@ pub fn routes(metrics: Arc<Metrics>, pool: PgPool, events: Option<EventsSource>)
 }
 
 async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
-    match scrape
-        .metrics
-        .scrape(&scrape.pool, scrape.events.as_ref())
-        .await
-    {
+    match scrape.metrics.scrape(&scrape.pool, &scrape.events).await {
         Ok(text) => (
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             text,
@@ -448,7 +421,7 @@ async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
 }
 
 /// Middleware: counts every answer and its latency by method, matched route and status.
-pub async fn record_http(
+pub(crate) async fn record_http(
     State(metrics): State<Arc<Metrics>>,
     request: Request,
     next: Next,
@@ -552,20 +525,23 @@ mod documented {
         let sources = [
             (
                 "docs/observability.md",
-                include_str!("../../docs/observability.md"),
+                include_str!("../../../docs/observability.md"),
             ),
             (
                 "docs/reliability.md",
-                include_str!("../../docs/reliability.md"),
+                include_str!("../../../docs/reliability.md"),
             ),
-            ("docs/tutorial.md", include_str!("../../docs/tutorial.md")),
+            (
+                "docs/tutorial.md",
+                include_str!("../../../docs/tutorial.md"),
+            ),
             (
                 "docs/benchmarks.md",
-                include_str!("../../docs/benchmarks.md"),
+                include_str!("../../../docs/benchmarks.md"),
             ),
             (
                 "observability/prometheus/alerts.yml",
-                include_str!("../../observability/prometheus/alerts.yml"),
+                include_str!("../../../observability/prometheus/alerts.yml"),
             ),
         ];
         // Names that begin like a metric but are databases, roles and files.

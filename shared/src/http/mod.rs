@@ -1,5 +1,15 @@
 //! HTTP plumbing shared by every API: extractors that answer with problem details, the common
-//! middleware stack and the server loop with graceful shutdown.
+//! middleware stack and the server loop with graceful shutdown; and, in the modules below, the
+//! errors and their problem documents, idempotency keys, paged lists, the OpenAPI document and
+//! the health routes.
+
+pub mod error;
+pub mod health;
+pub mod idempotency;
+pub mod openapi;
+pub mod page;
+pub mod problem;
+pub mod waiting_list;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +36,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::HttpSettings;
-use crate::error::ApiError;
-use crate::problem::Problem;
+use crate::http::error::ApiError;
+use crate::http::problem::Problem;
+use crate::infra::config::HttpSettings;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
@@ -55,7 +65,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
 }
 
 /// Decodes JSON, naming the field that is wrong.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson(
             "the request body is empty; a JSON object is expected".into(),
@@ -143,10 +153,10 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 /// request named by its matched route (joining the caller's trace when it sends a
 /// `traceparent`), request counts and latencies by route (`/metrics`), a body size limit, and a
 /// 500 problem instead of a dropped connection should a handler ever panic.
-pub fn with_common_layers(
+pub(crate) fn with_common_layers(
     router: Router,
     settings: &HttpSettings,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::infra::metrics::Metrics>,
 ) -> Router {
     let limits = Limits {
         permits: Arc::new(Semaphore::new(settings.max_concurrent_requests)),
@@ -188,16 +198,16 @@ pub fn with_common_layers(
                         // A caller's W3C trace context makes this request part of its trace.
                         let traceparent = request
                             .headers()
-                            .get(crate::telemetry::TRACEPARENT)
+                            .get(crate::infra::telemetry::TRACEPARENT)
                             .and_then(|v| v.to_str().ok());
-                        crate::telemetry::continue_trace(&span, traceparent);
+                        crate::infra::telemetry::continue_trace(&span, traceparent);
                         span
                     }),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(axum::middleware::from_fn_with_state(
                     metrics,
-                    crate::metrics::record_http,
+                    crate::infra::metrics::record_http,
                 ))
                 .layer(CatchPanicLayer::custom(|_panic| panic_response()))
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 
 /// Environment variables that override the configuration start with this prefix, and nested keys
 /// are separated by a double underscore: `OPD_HTTP__PORT=9090`, `OPD_DATABASE__URL=postgres://…`.
-pub const ENV_PREFIX: &str = "OPD";
+pub(crate) const ENV_PREFIX: &str = "OPD";
 
 /// Names a configuration file to read after the defaults (TOML). Without it, `opd.toml` in the
 /// working directory is read if there is one.
-pub const CONFIG_FILE_ENV: &str = "OPD_CONFIG_FILE";
+pub(crate) const CONFIG_FILE_ENV: &str = "OPD_CONFIG_FILE";
 
 /// What a service contributes to its own defaults.
 #[derive(Debug, Clone, Copy)]
@@ -100,7 +100,7 @@ impl fmt::Debug for DatabaseSettings {
 }
 
 /// Replaces the password of a URL with `***` for logs.
-pub fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     let url = match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
@@ -269,7 +269,7 @@ pub enum LogFormat {
 }
 
 /// The configuration file read when `OPD_CONFIG_FILE` is not set, if it exists.
-pub const DEFAULT_CONFIG_FILE: &str = "opd.toml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "opd.toml";
 
 impl Settings {
     /// The defaults run against the local stack that `scripts/dev.sh up` starts.

@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Cancels `token` when the process is asked to stop. Every long-running task (HTTP server,
 /// outbox relay, consumers) watches the same token, so one signal stops them all in order.
-pub fn cancel_on_signal(token: CancellationToken) {
+pub(crate) fn cancel_on_signal(token: CancellationToken) {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown signal received");

@@ -18,10 +18,10 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogFormat, LogSettings};
+use crate::infra::config::{LogFormat, LogSettings};
 
 /// The W3C trace context header, on HTTP requests and on NATS messages alike.
-pub const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACEPARENT: &str = "traceparent";
 
 /// Keeps the tracer provider of the process; dropping it flushes the spans not yet exported.
 pub struct Telemetry {
@@ -99,7 +99,7 @@ fn tracer_provider(settings: &LogSettings, service: &'static str) -> SdkTracerPr
 }
 
 /// The `traceparent` of the current span, to travel with an event; None outside a trace.
-pub fn current_traceparent() -> Option<String> {
+pub(crate) fn current_traceparent() -> Option<String> {
     let context = tracing::Span::current().context();
     if !context.span().span_context().is_valid() {
         return None;
@@ -112,7 +112,7 @@ pub fn current_traceparent() -> Option<String> {
 /// Makes `span` a child of the trace named by `traceparent` (from an HTTP request or a NATS
 /// message), and records its trace id in the span's `trace_id` field for the logs. Without a
 /// valid `traceparent` the span starts a trace of its own.
-pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+pub(crate) fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
     if let Some(traceparent) = traceparent {
         let parent = TraceContextPropagator::new().extract(&OneHeader(traceparent));
         if parent.span().span_context().is_valid() {
@@ -142,7 +142,7 @@ impl Extractor for OneHeader<'_> {
 /// Masks what logs must not hold whole in a message built from outside data (a parse error of
 /// an event quotes the value it refused): the contents of quoted strings become `…`, and every
 /// number of three digits or more keeps only its last two, as [`crate::domain::PatientId::masked`] shows ids.
-pub fn mask_values(text: &str) -> String {
+pub(crate) fn mask_values(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

@@ -15,7 +15,7 @@ pub async fn read(setting: &str, path: &Path) -> anyhow::Result<String> {
 
 /// For a file another library reads later (on every NATS reconnection): opening it proves this
 /// process may read it, which its mere existence would not.
-pub async fn check_readable(setting: &str, path: &Path) -> anyhow::Result<()> {
+pub(crate) async fn check_readable(setting: &str, path: &Path) -> anyhow::Result<()> {
     tokio::fs::File::open(path)
         .await
         .map(drop)

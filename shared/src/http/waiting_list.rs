@@ -4,7 +4,7 @@
 //! known but not waiting now. The messages say what to do instead.
 
 use crate::domain::PatientId;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub struct WaitingList {
     /// What the patients wait for: "for inspection".
@@ -26,7 +26,7 @@ impl WaitingList {
     }
 
     /// 409: the patient was on this list but is not waiting now.
-    pub fn not_waiting(&self, id: PatientId) -> ApiError {
+    pub(crate) fn not_waiting(&self, id: PatientId) -> ApiError {
         ApiError::Conflict(format!(
             "patient {id} is not waiting {} now; {}",
             self.waiting_for,

@@ -3,6 +3,16 @@
 //!
 //! Payloads keep the book's JSON fields. Metadata travels in NATS headers named after
 //! CloudEvents' binary mode (`ce-*`), so the payload stays exactly the book's.
+//!
+//! Below them, how events travel: [`outbox`] (written in the producer's transaction, relayed
+//! to JetStream), [`consumer`] (durable consumers with idempotent effects),
+//! [`dead_letters`] (what a consumer could not handle, for an operator) and [`housekeeping`]
+//! (the outbox, inbox and idempotency rows deleted once nothing can need them).
+
+pub mod consumer;
+pub mod dead_letters;
+pub mod housekeeping;
+pub mod outbox;
 
 use async_nats::HeaderMap;
 use chrono::{DateTime, Utc};
@@ -96,15 +106,15 @@ fn is_absent<const N: usize>(note: &Note<N>) -> bool {
 /// Header names. `Nats-Msg-Id` carries the event id too, for JetStream's de-duplication.
 pub mod headers {
     pub const MESSAGE_ID: &str = "Nats-Msg-Id";
-    pub const SPEC_VERSION: &str = "ce-specversion";
+    pub(crate) const SPEC_VERSION: &str = "ce-specversion";
     pub const ID: &str = "ce-id";
     pub const TYPE: &str = "ce-type";
-    pub const SOURCE: &str = "ce-source";
-    pub const TIME: &str = "ce-time";
+    pub(crate) const SOURCE: &str = "ce-source";
+    pub(crate) const TIME: &str = "ce-time";
     /// CloudEvents extension attribute: the `x-request-id` of the HTTP call behind the event.
     pub const REQUEST_ID: &str = "ce-requestid";
     /// W3C trace context (the CloudEvents distributed-tracing extension's attribute).
-    pub const TRACEPARENT: &str = "traceparent";
+    pub(crate) const TRACEPARENT: &str = "traceparent";
     pub const CONTENT_TYPE: &str = "content-type";
 }
 
@@ -143,7 +153,7 @@ impl EventMeta {
 
     /// Reads the metadata of a received message. An error means the message can never be
     /// handled (it names what is missing), so the caller parks it.
-    pub fn from_headers(map: Option<&HeaderMap>) -> Result<Self, String> {
+    pub(crate) fn from_headers(map: Option<&HeaderMap>) -> Result<Self, String> {
         let map = map.ok_or(
             "the message has no headers; ce-id, ce-type, ce-source and ce-time are required",
         )?;

@@ -32,10 +32,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sqlx::{PgConnection, PgPool};
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
-pub const HEADER: &str = "idempotency-key";
-pub const REPLAYED: &str = "idempotent-replayed";
+pub(crate) const HEADER: &str = "idempotency-key";
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
 
 /// What the middleware needs: where keys are kept, and how much body it may read.
 #[derive(Clone)]
@@ -69,7 +69,7 @@ pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Re
     };
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, body_limit).await else {
-        return crate::error::ApiError::PayloadTooLarge.into_response();
+        return crate::http::error::ApiError::PayloadTooLarge.into_response();
     };
     let path = parts.uri.path().to_owned();
     let mut parts = parts;
@@ -108,8 +108,8 @@ async fn begin(
     abandon_after: std::time::Duration,
 ) -> Result<Begun, sqlx::Error> {
     let inserted = sqlx::query!(
-        "insert into idempotency_keys (key, method, path, request_body)
-         values ($1, 'POST', $2, $3)
+        "insert into idempotency_keys (key, method, path, request_hash)
+         values ($1, 'POST', $2, sha256($3))
          on conflict (key) do nothing",
         key,
         path,
@@ -122,11 +122,13 @@ async fn begin(
         return Ok(Begun::First);
     }
     let Some(first) = sqlx::query!(
-        r#"select path, request_body, status, content_type, response_body, effect_committed,
-                  created_at < now() - make_interval(secs => $2) as "abandoned!"
+        r#"select path, status, content_type, response_body, effect_committed,
+                  created_at < now() - make_interval(secs => $2) as "abandoned!",
+                  coalesce(request_hash, sha256(request_body)) = sha256($3) as "same_body!"
            from idempotency_keys where key = $1"#,
         key,
         abandon_after.as_secs_f64(),
+        body.as_ref(),
     )
     .fetch_optional(pool)
     .await?
@@ -134,7 +136,7 @@ async fn begin(
         // Released in between (its request failed for a passing reason): this one may run.
         return Box::pin(begin(pool, key, path, body, abandon_after)).await;
     };
-    if first.path != path || first.request_body != body.as_ref() {
+    if first.path != path || !first.same_body {
         return Ok(Begun::Repeat(
             Problem::new(
                 StatusCode::CONFLICT,
@@ -251,7 +253,7 @@ async fn finish(pool: &PgPool, key: &str, response: Response) -> Response {
     let body = match to_bytes(body, usize::MAX).await {
         Ok(body) => body,
         Err(error) => {
-            return crate::error::ApiError::Internal(anyhow::anyhow!(
+            return crate::http::error::ApiError::Internal(anyhow::anyhow!(
                 "reading the answer to an idempotent request: {error}"
             ))
             .into_response();

@@ -20,13 +20,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::config::{ConsumerSettings, NatsSettings};
 use crate::events::{Event, EventMeta};
-use crate::health::{ConsumerState, Consumers};
-use crate::metrics::{Handled, Metrics};
-use crate::retry::{Backoff, sleep_or_cancel};
-use crate::service::Infra;
-use crate::telemetry::mask_values;
+use crate::http::health::{ConsumerState, Consumers};
+use crate::infra::Infra;
+use crate::infra::config::{ConsumerSettings, NatsSettings};
+use crate::infra::metrics::Metrics;
+use crate::infra::retry::{Backoff, sleep_or_cancel};
+use crate::infra::telemetry::mask_values;
 
 /// How a handler failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ impl From<sqlx::Error> for HandlerError {
     /// Only errors in the data itself are permanent. An unknown error is retried: parking it
     /// at once would take the patient out of the flow for what may be a passing fault.
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_data_error(&error) {
+        if crate::infra::db::is_data_error(&error) {
             Self::Permanent(error.to_string())
         } else {
             Self::Transient(error.to_string())
@@ -78,6 +78,9 @@ pub struct Consumer<H> {
     metrics: Arc<Metrics>,
 }
 
+/// A decoded message: its metadata, its event, and the span its handling runs in.
+type Decoded<E> = (EventMeta, E, tracing::Span);
+
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -94,13 +97,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_handled(&self) -> Handled {
+    /// The outcome as `opd_consumer_messages_total` labels it.
+    fn label(&self) -> &'static str {
         match self {
-            Self::Applied => Handled::Applied,
-            Self::Duplicate => Handled::Duplicate,
-            Self::Parked(_) => Handled::Parked,
-            Self::Retry(_) => Handled::Retried,
-            Self::Ignored => Handled::Ignored,
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Parked(_) => "parked",
+            Self::Retry(_) => "retried",
+            Self::Ignored => "ignored",
         }
     }
 }
@@ -195,9 +199,9 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     /// Creates the durable consumer if it is missing; an existing one is used as it is, as the
-    /// stream is (see [`crate::nats::open_stream`]), with any difference reported.
+    /// stream is (see [`crate::infra::nats::open_stream`]), with any difference reported.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-        let stream = crate::nats::open_stream(&self.jetstream, &self.nats).await?;
+        let stream = crate::infra::nats::open_stream(&self.jetstream, &self.nats).await?;
         let wanted = pull::Config {
             durable_name: Some(self.durable.clone()),
             // Its event's subject, and its own retry subject: a dead letter published again
@@ -217,8 +221,8 @@ impl<H: EventHandler> Consumer<H> {
         let consumer = stream
             .get_or_create_consumer(&self.durable, wanted.clone())
             .await?;
-        let drift = crate::nats::consumer_drift(&wanted, &consumer.cached_info().config);
-        crate::nats::report_drift("consumer-drift", &self.durable, &drift);
+        let drift = crate::infra::nats::consumer_drift(&wanted, &consumer.cached_info().config);
+        crate::infra::nats::report_drift("consumer-drift", &self.durable, &drift);
         Ok(consumer)
     }
 
@@ -272,10 +276,16 @@ impl<H: EventHandler> Consumer<H> {
             outcomes = self.handle_batch(batch) => outcomes,
             never = keep_in_progress(self.jetstream.client(), replies, period) => match never {},
         };
-        let handled: Vec<(Handled, Option<DateTime<Utc>>)> = outcomes
+        // The hop is measured for the events applied now.
+        let handled: Vec<(&'static str, Option<DateTime<Utc>>)> = outcomes
             .iter()
-            .map(Outcome::as_handled)
             .zip(event_times)
+            .map(|(outcome, time)| {
+                (
+                    outcome.label(),
+                    time.filter(|_| *outcome == Outcome::Applied),
+                )
+            })
             .collect();
         self.metrics
             .batch_consumed(&self.durable, &handled, redelivered, started.elapsed());
@@ -284,15 +294,18 @@ impl<H: EventHandler> Consumer<H> {
 
     async fn handle_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let decoded: Vec<(usize, EventMeta, H::Event)> = batch
+        let (positions, decoded): (Vec<usize>, Vec<Decoded<H::Event>>) = batch
             .iter()
             .enumerate()
             .filter(|(_, message)| message.info().is_ok())
-            .filter_map(|(i, message)| decode::<H::Event>(message).ok().map(|(m, e)| (i, m, e)))
-            .collect();
+            .filter_map(|(i, message)| {
+                let (meta, event) = decode::<H::Event>(message).ok()?;
+                let span = event_span(&self.durable, &meta);
+                Some((i, (meta, event, span)))
+            })
+            .unzip();
         if decoded.len() > 1 {
-            let positions: Vec<usize> = decoded.iter().map(|(i, _, _)| *i).collect();
-            match self.apply_together(decoded).await {
+            match self.apply(decoded).await {
                 Ok(first_times) => {
                     for (position, first_time) in positions.into_iter().zip(first_times) {
                         if let Err(error) = batch[position].ack().await {
@@ -322,14 +335,13 @@ impl<H: EventHandler> Consumer<H> {
         result
     }
 
-    /// For each event, whether it was applied now (false: it had been before). The inbox rows of
-    /// the whole batch are written by one statement, then each new event's effect is applied.
-    async fn apply_together(
-        &self,
-        events: Vec<(usize, EventMeta, H::Event)>,
-    ) -> Result<Vec<bool>, HandlerError> {
-        let ids: Vec<Uuid> = events.iter().map(|(_, meta, _)| meta.id).collect();
-        let times: Vec<DateTime<Utc>> = events.iter().map(|(_, meta, _)| meta.time).collect();
+    /// The one way events take effect, for a batch of many or of one: in one transaction, the
+    /// inbox rows of all of them are written by one statement, then each new event's effect is
+    /// applied, in its own span. For each event, whether it was applied now (false: it had been
+    /// before).
+    async fn apply(&self, events: Vec<Decoded<H::Event>>) -> Result<Vec<bool>, HandlerError> {
+        let ids: Vec<Uuid> = events.iter().map(|(meta, _, _)| meta.id).collect();
+        let times: Vec<DateTime<Utc>> = events.iter().map(|(meta, _, _)| meta.time).collect();
         let mut tx = self.pool.begin().await?;
         let mut new: HashSet<Uuid> = sqlx::query_scalar!(
             "insert into processed_events (consumer, event_id, subject, event_time)
@@ -347,36 +359,19 @@ impl<H: EventHandler> Consumer<H> {
         .into_iter()
         .collect();
         let mut first_times = Vec::with_capacity(events.len());
-        for (_, meta, event) in events {
+        for (meta, event, span) in events {
             // An event twice in one batch is new only the first time.
             let first_time = new.remove(&meta.id);
             if first_time {
                 self.handler
                     .handle(&mut tx, event, &meta)
-                    .instrument(event_span(&self.durable, &meta))
+                    .instrument(span)
                     .await?;
             }
             first_times.push(first_time);
         }
         tx.commit().await?;
         Ok(first_times)
-    }
-
-    /// Records the event's id in the inbox; false if it was there already.
-    async fn record(&self, tx: &mut PgConnection, meta: &EventMeta) -> Result<bool, sqlx::Error> {
-        Ok(sqlx::query!(
-            "insert into processed_events (consumer, event_id, subject, event_time)
-             values ($1, $2, $3, $4)
-             on conflict do nothing",
-            self.durable,
-            meta.id,
-            H::Event::SUBJECT,
-            meta.time,
-        )
-        .execute(tx)
-        .await?
-        .rows_affected()
-            == 1)
     }
 
     async fn process(&self, message: jetstream::Message) -> Outcome {
@@ -391,7 +386,12 @@ impl<H: EventHandler> Consumer<H> {
             Ok((meta, event)) => {
                 let span = event_span(&self.durable, &meta);
                 span.record("stream_sequence", stream_sequence);
-                self.apply(event, &meta).instrument(span).await
+                match self.apply(vec![(meta, event, span)]).await {
+                    Ok(first_time) if first_time == [true] => Outcome::Applied,
+                    Ok(_) => Outcome::Duplicate,
+                    Err(HandlerError::Permanent(reason)) => Outcome::Parked(reason),
+                    Err(HandlerError::Transient(reason)) => Outcome::Retry(reason),
+                }
             }
             Err(reason) => Outcome::Parked(reason),
         };
@@ -454,31 +454,6 @@ impl<H: EventHandler> Consumer<H> {
         message.ack_with(AckKind::Nak(Some(delay))).await
     }
 
-    async fn apply(&self, event: H::Event, meta: &EventMeta) -> Outcome {
-        match self.apply_in_transaction(event, meta).await {
-            Ok(true) => Outcome::Applied,
-            Ok(false) => Outcome::Duplicate,
-            Err(HandlerError::Permanent(reason)) => Outcome::Parked(reason),
-            Err(HandlerError::Transient(reason)) => Outcome::Retry(reason),
-        }
-    }
-
-    /// Ok(false) when the event had been applied before.
-    async fn apply_in_transaction(
-        &self,
-        event: H::Event,
-        meta: &EventMeta,
-    ) -> Result<bool, HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        let first_time = self.record(&mut tx, meta).await?;
-        if !first_time {
-            return Ok(false);
-        }
-        self.handler.handle(&mut tx, event, meta).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
     async fn park(
         &self,
         message: &jetstream::Message,
@@ -533,7 +508,7 @@ fn event_span(durable: &str, meta: &EventMeta) -> tracing::Span {
         stream_sequence = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
-    crate::telemetry::continue_trace(&span, meta.traceparent.as_deref());
+    crate::infra::telemetry::continue_trace(&span, meta.traceparent.as_deref());
     span
 }
 

@@ -15,12 +15,12 @@ use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, Response};
 use utoipa::{IntoResponses, OpenApi as _, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::health;
-use crate::problem::{self, Problem};
+use crate::http::health;
+use crate::http::problem::{self, Problem};
 use crate::service::Service;
 
-pub const DOCUMENT_PATH: &str = "/openapi.json";
-pub const SWAGGER_UI_PATH: &str = "/swagger-ui";
+pub(crate) const DOCUMENT_PATH: &str = "/openapi.json";
+pub(crate) const SWAGGER_UI_PATH: &str = "/swagger-ui";
 
 #[derive(utoipa::OpenApi)]
 #[openapi(paths(health::healthz, health::readyz), components(schemas(Problem)))]
@@ -180,7 +180,7 @@ impl IntoResponses for NotWaiting {
     }
 }
 
-/// The answers an `Idempotency-Key` adds to a POST (see [`crate::idempotency`]).
+/// The answers an `Idempotency-Key` adds to a POST (see [`crate::http::idempotency`]).
 pub struct IdempotencyErrors;
 
 impl IntoResponses for IdempotencyErrors {
@@ -213,7 +213,7 @@ impl utoipa::IntoParams for IdempotencyKey {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         vec![
             ParameterBuilder::new()
-                .name(crate::idempotency::HEADER)
+                .name(crate::http::idempotency::HEADER)
                 .parameter_in(ParameterIn::Header)
                 .required(utoipa::openapi::Required::False)
                 .description(Some(

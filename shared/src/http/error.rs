@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,7 +35,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn to_problem(&self) -> Problem {
+    pub(crate) fn to_problem(&self) -> Problem {
         match self {
             Self::MalformedJson(detail) => Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -113,7 +113,7 @@ impl From<sqlx::Error> for ApiError {
     /// deploy), is the database not serving us now: 503, and the client may retry. Neither
     /// sends the database's text to the client; the log has it.
     fn from(error: sqlx::Error) -> Self {
-        if crate::db::is_data_error(&error) {
+        if crate::infra::db::is_data_error(&error) {
             Self::Internal(anyhow::Error::new(error).context("database query failed"))
         } else {
             tracing::warn!(%error, "database error");

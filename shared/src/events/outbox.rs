@@ -21,10 +21,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::config::{ConsumerSettings, NatsSettings, OutboxSettings};
 use crate::events::{Event, EventMeta};
-use crate::retry::{Backoff, sleep_or_cancel};
-use crate::service::Infra;
+use crate::infra::Infra;
+use crate::infra::config::{NatsSettings, OutboxSettings};
+use crate::infra::retry::{Backoff, sleep_or_cancel};
 
 /// Who causes an event: the producing service and the HTTP request behind it.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ impl Envelope {
             event_type: E::TYPE,
             source: context.source,
             request_id: context.request_id.clone(),
-            traceparent: crate::telemetry::current_traceparent(),
+            traceparent: crate::infra::telemetry::current_traceparent(),
         }
     }
 }
@@ -89,12 +89,9 @@ pub struct Relay {
     pool: PgPool,
     jetstream: jetstream::Context,
     settings: OutboxSettings,
-    consumer: ConsumerSettings,
     nats: NatsSettings,
-    /// The relay also prunes expired idempotency keys, with the other housekeeping.
-    idempotency_retention: Duration,
     wake: Arc<Notify>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::infra::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,9 +123,7 @@ impl Relay {
             pool: infra.pool.clone(),
             jetstream: infra.jetstream.clone(),
             settings: infra.settings.outbox.clone(),
-            consumer: infra.settings.consumer.clone(),
             nats: infra.settings.nats.clone(),
-            idempotency_retention: infra.settings.http.idempotency_retention,
             wake: infra.outbox_written.clone(),
             metrics: infra.metrics.clone(),
         }
@@ -138,7 +133,7 @@ impl Relay {
     /// unpublished rows, oldest first. Returns how many it published. [`Relay::run`] repeats
     /// it; tests call it to drive the relay step by step.
     pub async fn step(&self) -> Result<usize, RelayError> {
-        crate::nats::open_stream(&self.jetstream, &self.nats)
+        crate::infra::nats::open_stream(&self.jetstream, &self.nats)
             .await
             .map_err(RelayError::Stream)?;
         self.publish_batch().await
@@ -147,7 +142,6 @@ impl Relay {
     #[tracing::instrument(name = "outbox_relay", skip_all)]
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::from_settings(self.settings.retry);
-        let mut next_prune = tokio::time::Instant::now();
         // A producer may start before any consumer: until the stream is known to exist,
         // make sure of it first, or JetStream has nowhere to store what we publish.
         let mut stream_ready = false;
@@ -172,14 +166,10 @@ impl Relay {
                     }
                 }
             }
-            if tokio::time::Instant::now() >= next_prune {
-                self.prune().await;
-                next_prune = tokio::time::Instant::now() + self.settings.prune_interval;
-            }
             let result = if stream_ready {
                 self.publish_batch().await
             } else {
-                match crate::nats::open_stream(&self.jetstream, &self.nats).await {
+                match crate::infra::nats::open_stream(&self.jetstream, &self.nats).await {
                     Ok(_) => {
                         stream_ready = true;
                         continue;
@@ -413,61 +403,5 @@ impl Relay {
             .send_publish(row.subject.clone(), message)
             .await
             .map_err(|e| e.to_string())
-    }
-
-    /// Deletes published outbox rows and handled-event records once they are old enough that
-    /// nothing can need them: a republish after a crash happens within a lease, a redelivery
-    /// within the stream's life. A few thousand rows at a time, so no lock is held for long.
-    async fn prune(&self) {
-        let outbox = sqlx::query!(
-            "delete from outbox where id in (
-                 select id from outbox
-                 where published_at < now() - make_interval(secs => $1)
-                 limit 5000
-             )",
-            self.settings.retention.as_secs_f64(),
-        )
-        .execute(&self.pool)
-        .await;
-        let inbox = sqlx::query!(
-            "delete from processed_events where (consumer, event_id) in (
-                 select consumer, event_id from processed_events
-                 where processed_at < now() - make_interval(secs => $1)
-                 limit 5000
-             )",
-            self.consumer.inbox_retention.as_secs_f64(),
-        )
-        .execute(&self.pool)
-        .await;
-        let keys = sqlx::query!(
-            "delete from idempotency_keys where key in (
-                 select key from idempotency_keys
-                 where created_at < now() - make_interval(secs => $1)
-                 limit 5000
-             )",
-            self.idempotency_retention.as_secs_f64(),
-        )
-        .execute(&self.pool)
-        .await;
-        match (outbox, inbox, keys) {
-            (Ok(outbox), Ok(inbox), Ok(keys)) => {
-                let (outbox, inbox, keys) = (
-                    outbox.rows_affected(),
-                    inbox.rows_affected(),
-                    keys.rows_affected(),
-                );
-                if outbox + inbox + keys > 0 {
-                    tracing::info!(
-                        outbox,
-                        inbox,
-                        keys,
-                        "pruned old outbox, inbox and idempotency rows"
-                    );
-                }
-            }
-            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-                tracing::warn!(%error, "pruning failed; will try again");
-            }
-        }
     }
 }

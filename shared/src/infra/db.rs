@@ -6,16 +6,16 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 
-use crate::config::{DatabaseSettings, redact_url};
-use crate::retry::Backoff;
-use crate::secret_file;
+use crate::infra::config::{DatabaseSettings, redact_url};
+use crate::infra::retry::Backoff;
+use crate::infra::secret_file;
 
 /// The outbox and consumer tables that every service database holds. Their versions (1–99) sort
 /// before every service's own migrations (100 and up).
 static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/shared");
 
 /// The shared migrations followed by the service's own, as one migrator.
-pub fn migrator(service: &Migrator) -> Migrator {
+pub(crate) fn migrator(service: &Migrator) -> Migrator {
     let mut migrations: Vec<_> = SHARED_MIGRATIONS
         .iter()
         .chain(service.iter())
@@ -33,7 +33,7 @@ const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Connects, retrying while the database is not reachable yet (a container still starting),
 /// then applies the migrations.
-pub async fn connect_and_migrate(
+pub(crate) async fn connect_and_migrate(
     settings: &DatabaseSettings,
     service_migrations: &Migrator,
 ) -> anyhow::Result<PgPool> {
@@ -91,7 +91,7 @@ pub async fn connect_and_migrate(
 /// representation) and 23 (integrity constraint violation). Every other error, known or not (a
 /// read-only failover target, a column missing during a rolling deploy, an I/O error), may pass
 /// once its cause is fixed.
-pub fn is_data_error(error: &sqlx::Error) -> bool {
+pub(crate) fn is_data_error(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db)
         if db.code().is_some_and(|code| code.starts_with("22") || code.starts_with("23")))
 }

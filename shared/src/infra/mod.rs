@@ -1,0 +1,58 @@
+//! What a service runs on: configuration, the database and NATS connections, telemetry and
+//! metrics, and the small helpers they share (retries, secret files, shutdown on a signal).
+
+pub mod config;
+pub mod db;
+pub mod metrics;
+pub mod nats;
+pub mod retry;
+pub mod secret_file;
+pub mod shutdown;
+pub mod telemetry;
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use tokio::sync::Notify;
+
+use crate::http::health::Consumers;
+use config::Settings;
+use metrics::Metrics;
+
+/// Connections a service holds for its whole life.
+#[derive(Clone)]
+pub struct Infra {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub nats: async_nats::Client,
+    pub jetstream: jetstream::Context,
+    /// Requests that wrote events wake the relay through it.
+    pub outbox_written: Arc<Notify>,
+    /// The consumers report their state here, `/readyz` reads it.
+    pub consumers: Consumers,
+    /// This instance's metrics, served at `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Infra {
+    /// Connects to the database (applying `migrations`) and to NATS as the identity `name`.
+    pub async fn connect(
+        settings: Settings,
+        name: &str,
+        migrations: &'static Migrator,
+    ) -> anyhow::Result<Self> {
+        let pool = db::connect_and_migrate(&settings.database, migrations).await?;
+        let client = nats::connect(&settings.nats, name).await?;
+        Ok(Self {
+            settings,
+            pool,
+            jetstream: nats::jetstream(client.clone()),
+            nats: client,
+            outbox_written: Arc::new(Notify::new()),
+            consumers: Consumers::default(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+}
