@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -383,6 +384,17 @@ def pgbench_phase(results):
     psql("postgres", "drop database opd_bench")
 
 
+def report_housekeeping(results):
+    h = results.get("housekeeping")
+    if not h:
+        return
+    print(f"Housekeeping: {h['achieved_per_s']:.0f}/s for {h['seconds']} s, one-minute retentions; "
+          f"rows (bound {h['bound_rows']} after 90 s):")
+    print(f"  {'at s':>6}" + "".join(f"{name:>18}" for name in TABLES))
+    for sample in h["samples"]:
+        print(f"  {sample['at_s']:>6}" + "".join(f"{sample[name]:>18}" for name in TABLES))
+
+
 def report(results):
     runs = {(r["name"], r["connections"]): r for r in results["runs"]}
     floors = {(p["shape"], p["clients"]): p["tps"] for p in results["pgbench"]}
@@ -432,7 +444,58 @@ def report(results):
         print(f"  {p['ms_per_registration']:>7.4f} ms  {p['calls']:>7} calls  {p['database']:<17} {p['query']}")
 
 
-PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench")
+HOUSEKEEPING_S = int(os.environ.get("BENCH_HOUSEKEEPING_S", "300"))
+# Short retentions, so that a run of minutes reaches the steady state a day's retention reaches
+# in production: then a table holds about rate x (retention + prune interval), and no more.
+HOUSEKEEPING_ENV = {"OPD_OUTBOX__RETENTION": "1m", "OPD_HTTP__IDEMPOTENCY_RETENTION": "1m",
+                    "OPD_CONSUMER__INBOX_RETENTION": "1m", "OPD_NATS__MAX_AGE": "1m",
+                    "OPD_OUTBOX__PRUNE_INTERVAL": "10s"}
+TABLES = {"outbox": ("opd_registration", "outbox"),
+          "idempotency_keys": ("opd_registration", "idempotency_keys"),
+          "processed_events": ("opd_inspection", "processed_events")}
+
+
+def housekeeping_phase(results, rate=1000):
+    """Registration and inspection restarted with one-minute retentions, then registrations
+    with Idempotency-Keys at `rate` for HOUSEKEEPING_S seconds; the three tables that grow with
+    traffic are counted every 15 s. Each must level off at about rate x (retention + prune
+    interval) instead of growing with the run."""
+    for name in ("registration", "inspection"):
+        dev("stop", name)
+        subprocess.run([str(ROOT / "scripts" / "dev.sh"), "start", name], check=True,
+                       stdout=subprocess.DEVNULL, env=dict(os.environ, **HOUSEKEEPING_ENV))
+    log(f"housekeeping: {rate}/s with Idempotency-Keys for {HOUSEKEEPING_S} s, 1-minute retentions")
+    samples = []
+    started = time.monotonic()
+
+    def sizes():
+        return {name: int(scalar(db, f"select count(*) from {table}"))
+                for name, (db, table) in TABLES.items()}
+
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        wrk("register.lua", 64, HOUSEKEEPING_S, BENCH_RATE=rate, BENCH_IDEMPOTENCY=1)))
+    thread.start()
+    while thread.is_alive():
+        samples.append({"at_s": round(time.monotonic() - started), **sizes()})
+        thread.join(timeout=15)
+    samples.append({"at_s": round(time.monotonic() - started), **sizes()})
+    achieved = outcome.get("throughput", 0)
+    # The steady state: what a retention and a prune interval of traffic leave, with room for a
+    # round in progress.
+    bound = int(achieved * (60 + 10) * 1.25)
+    steady = [sample for sample in samples if sample["at_s"] >= 90]
+    peaks = {table: max(sample[table] for sample in steady) for table in TABLES} if steady else {}
+    results["housekeeping"] = {"offered_per_s": rate, "achieved_per_s": achieved,
+                               "errors": outcome.get("errors"), "seconds": HOUSEKEEPING_S,
+                               "bound_rows": bound, "peak_after_90_s": peaks, "samples": samples}
+    grown = {table: peak for table, peak in peaks.items() if peak > bound}
+    if not steady or grown:
+        raise SystemExit(f"housekeeping fell behind: rows above {bound} after 90 s: {grown}")
+
+
+PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench",
+          "housekeeping")
 
 
 def main():
@@ -464,8 +527,12 @@ def main():
         single_connection_phase(results)
     if "pgbench" in chosen:
         pgbench_phase(results)
+    # Last: it restarts two services with other settings.
+    if "housekeeping" in chosen:
+        housekeeping_phase(results)
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
+    report_housekeeping(results)
     log(f"wrote {OUT / 'results.json'}")
 
 

@@ -6,6 +6,7 @@
 --                   connections go (closed loop). With a rate, each thread sends on a fixed
 --                   schedule whatever the answers take, as far as its connections allow.
 --   BENCH_LIMIT     stop after this many requests in all (0 or unset: no limit)
+--   BENCH_IDEMPOTENCY  1: each request carries an Idempotency-Key of its own
 
 package.path = "scripts/bench/?.lua;" .. package.path
 require("summary")
@@ -37,6 +38,7 @@ function init(args)
   local count = tonumber(os.getenv("BENCH_THREADS") or "1")
   interval = rate > 0 and (1000 * count / rate) or 0
   per_thread_limit = limit > 0 and math.ceil(limit / count) or 0
+  keyed = os.getenv("BENCH_IDEMPOTENCY") == "1"
   sent = 0
   answered = 0
   next_slot = nil
@@ -58,7 +60,9 @@ function request()
   local body = string.format(
     '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}',
     id, id)
-  return wrk.format("POST", "/opd/patient/register", { ["Content-Type"] = "application/json" }, body)
+  local headers = { ["Content-Type"] = "application/json" }
+  if keyed then headers["Idempotency-Key"] = "bench-" .. id end
+  return wrk.format("POST", "/opd/patient/register", headers, body)
 end
 
 function response(status, headers, body)
