@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark: a release build of the native stack (scripts/dev.sh, with its state in
 # target/bench/dev), loaded with wrk from this machine, compared with pgbench on the same
-# PostgreSQL instance. Unattended and bounded (about four minutes after the build); prints a
+# PostgreSQL instance. Unattended and bounded (about ten minutes after the build); prints a
 # table and writes target/bench/results.json. docs/benchmarks.md explains every figure.
 #
 #   scripts/bench.sh                   everything, 10 s per point

@@ -489,9 +489,16 @@ def housekeeping_phase(results, rate=1000):
     results["housekeeping"] = {"offered_per_s": rate, "achieved_per_s": achieved,
                                "errors": outcome.get("errors"), "seconds": HOUSEKEEPING_S,
                                "bound_rows": bound, "peak_after_90_s": peaks, "samples": samples}
+    # The traffic must have reached every table (half of a retention's worth at least), or a
+    # flat table proves nothing.
+    floor = int(achieved * 60 * 0.5)
+    if outcome.get("errors") or achieved < rate * 0.95:
+        raise SystemExit(f"housekeeping: {outcome.get('errors')} errors, {achieved}/s of {rate}/s")
     grown = {table: peak for table, peak in peaks.items() if peak > bound}
-    if not steady or grown:
-        raise SystemExit(f"housekeeping fell behind: rows above {bound} after 90 s: {grown}")
+    empty = {table: peak for table, peak in peaks.items() if peak < floor}
+    if not steady or grown or empty:
+        raise SystemExit(f"housekeeping: after 90 s, rows above {bound}: {grown}; "
+                         f"below {floor} (traffic not reaching the table): {empty}")
 
 
 PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench",

@@ -61,7 +61,9 @@ function request()
     '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}',
     id, id)
   local headers = { ["Content-Type"] = "application/json" }
-  if keyed then headers["Idempotency-Key"] = "bench-" .. id end
+  -- %d: concatenating the number would print it in floating point, and ids 10^15 apart from
+  -- each other's digits would share a key.
+  if keyed then headers["Idempotency-Key"] = string.format("bench-%d", id) end
   return wrk.format("POST", "/opd/patient/register", headers, body)
 end
 
