@@ -107,7 +107,6 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
 async fn offline_infra(service: &'static Service) -> Infra {
     let mut settings = Settings::defaults(service.defaults());
     settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
-    settings.nats.servers = vec!["nats://127.0.0.1:1".into()];
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(200))
         .connect_lazy(&settings.database.url)

@@ -297,10 +297,11 @@ impl<H: EventHandler> Consumer<H> {
         let (positions, decoded): (Vec<usize>, Vec<Decoded<H::Event>>) = batch
             .iter()
             .enumerate()
-            .filter(|(_, message)| message.info().is_ok())
             .filter_map(|(i, message)| {
+                let sequence = message.info().ok()?.stream_sequence;
                 let (meta, event) = decode::<H::Event>(message).ok()?;
                 let span = event_span(&self.durable, &meta);
+                span.record("stream_sequence", sequence);
                 Some((i, (meta, event, span)))
             })
             .unzip();

@@ -46,7 +46,7 @@ pub struct PageRequest {
     /// The sort key of the previous page's last entry.
     pub after: Option<i64>,
     /// Only this patient's entries.
-    pub patient: Option<PatientId>,
+    patient: Option<PatientId>,
     path: String,
 }
 
