@@ -149,9 +149,13 @@ cmd_fault() {
         # An event no producer wrote: the stream gains one more than the journeys explain, and
         # inspection parks it (it has no event headers).
         forge) target/debug/opd-nats publish patient.register '{"id":1,"token":1}' ;;
-        # A service started with other stream settings (a shorter max_age) must not rewrite the
-        # shared stream.
-        drift) "${DEV[@]}" kill registration; OPD_NATS__MAX_AGE=1h "${DEV[@]}" start registration ;;
+        # A consumer whose inbox forgets sooner than the stream does (1 h against 30 days) must
+        # say so, naming both settings, and go on consuming.
+        short-inbox) "${DEV[@]}" kill inspection
+            OPD_CONSUMER__INBOX_RETENTION=1h "${DEV[@]}" start inspection ;;
+        # The stream's owner run again with other settings must not rewrite the live stream.
+        rerun-stream) OPD_STREAM__MAX_AGE=1h target/debug/opd-nats stream \
+            >>"$OPD_DEV_DIR/logs/opd-nats.log" 2>&1 ;;
         *) die "unknown fault '$what'" ;;
     esac
 }
@@ -250,14 +254,17 @@ run_drill() {
                 --heal "$(fault heal)" ;;
         nats-cluster-restart)
             drill "$1" --fault "$(fault stop-nodes)" --heal-after 5 --heal "$(fault start-nodes)" ;;
-        stream-drift)
-            drill "$1" --fault "$(fault drift)"
+        stream-settings)
+            drill "$1" --fault "$(fault short-inbox)" --heal "$(fault rerun-stream)"
             local max_age
             max_age="$(stream_field "s['config']['max_age']")"
             if [ "$max_age" != 2592000000000000 ]; then
                 FAILED+=("$1: the stream's max_age became ${max_age} ns")
-            elif ! grep -q 'alert="stream-drift"' "$OPD_DEV_DIR/logs/registration.log"; then
-                FAILED+=("$1: registration did not report the drift")
+            elif ! grep 'alert="stream-settings"' "$OPD_DEV_DIR/logs/inspection.log" \
+                | grep -q 'consumer.inbox_retention (3600s).*max_age'; then
+                FAILED+=("$1: inspection did not report its inbox shorter than the stream's max_age")
+            elif ! grep -q 'alert="stream-drift"' "$OPD_DEV_DIR/logs/opd-nats.log"; then
+                FAILED+=("$1: opd-nats stream did not report the difference it left alone")
             fi ;;
         self-check)
             local failed_before="${#FAILED[@]}"
@@ -274,7 +281,7 @@ run_drill() {
 
 ALL=(kill-registration kill-inspection kill-treatment kill-release kill-nats-node
      kill-stream-leader kill-one-of-two-replicas database-down database-read-only nats-partition
-     nats-cluster-restart self-check stream-drift)
+     nats-cluster-restart self-check stream-settings)
 QUICK=(kill-inspection kill-stream-leader)
 
 cleanup() {

@@ -20,9 +20,7 @@ async fn printed(
 async fn the_last_events_are_the_ones_just_published_and_only_the_administrator_reads_them() {
     let nats = NatsServer::single().await;
     let admin = nats.admin_settings();
-    opd_nats_admin::create_stream(&admin, opd_testing::PATIENCE)
-        .await
-        .unwrap();
+    opd_testing::stream::create(&admin).await;
     for id in 1..=5 {
         events::publish(&admin, "patient.register", &format!(r#"{{"id":{id}}}"#))
             .await

@@ -43,9 +43,7 @@ const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 
 async fn server_with_stream() -> Arc<NatsServer> {
     let nats = Arc::new(NatsServer::single().await);
-    opd_nats_admin::create_stream(&nats.admin_settings(), opd_testing::PATIENCE)
-        .await
-        .unwrap();
+    opd_testing::stream::create(&nats.admin_settings()).await;
     nats
 }
 
@@ -218,9 +216,8 @@ async fn a_service_cannot_create_change_purge_or_delete_the_stream() {
     let nats = server_with_stream().await;
     let admin = connect_as(&nats, "admin").await;
     assert!(stored(&admin, "patient.register", "before").await);
-    let defaults = nats.admin_settings();
     join_all(SERVICES.iter().map(|&(identity, _, _)| {
-        let (nats, defaults) = (nats.clone(), defaults.clone());
+        let nats = nats.clone();
         async move {
             let js = connect_as(&nats, identity).await;
             // It may read the stream's information: the relay and consumers do.
@@ -233,7 +230,7 @@ async fn a_service_cannot_create_change_purge_or_delete_the_stream() {
                 stream.purge().await.is_err(),
                 "{identity} purged the stream"
             );
-            let mut shorter = opd_shared::infra::nats::stream_config(&defaults);
+            let mut shorter = opd_nats_admin::StreamSettings::default().config("PATIENT");
             shorter.max_age = Duration::from_secs(1);
             assert!(
                 js.update_stream(&shorter).await.is_err(),

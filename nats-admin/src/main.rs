@@ -3,7 +3,9 @@
 //! Each `--server-name` adds a name the nodes' certificate is valid for (when it is generated),
 //! e.g. the pods' names in Kubernetes (deploy/kubernetes/make-secrets.sh).
 //!
-//! `opd-nats stream`: creates the PATIENT stream as the administrator.
+//! `opd-nats stream`: creates the PATIENT stream as the administrator, with the stream's own
+//! settings (`OPD_STREAM__REPLICAS`, `OPD_STREAM__DUPLICATE_WINDOW`, `OPD_STREAM__MAX_AGE`, or
+//! `[stream]` in `opd.toml`); a stream that exists is left as it is, any difference reported.
 //!
 //! `opd-nats events [--all | --last N] [--count N]`: prints the stream's events, one
 //! `SUBJECT PAYLOAD` line each: from now on until Ctrl-C; from the start (`--all`); or the last
@@ -13,17 +15,16 @@
 //! headers (the tutorial's poison message).
 //!
 //! Settings as a service reads them (`OPD_NATS__SERVERS`, `OPD_NATS__NKEY_SEED_FILE` = the admin
-//! seed, `OPD_NATS__TLS__CA_FILE`, `OPD_NATS__REPLICAS`, `opd.toml`, …). For `events` and
-//! `publish`, an unset seed means the administrator's credentials that `scripts/dev.sh`
-//! generated (`.dev/credentials`, or under `OPD_DEV_DIR`), so that the tutorial's commands work
-//! as printed.
+//! seed, `OPD_NATS__TLS__CA_FILE`, `opd.toml`, …). An unset seed means the administrator's
+//! credentials that `scripts/dev.sh` generated (`.dev/credentials`, or under `OPD_DEV_DIR`), so
+//! that the tutorial's commands work as printed.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use opd_nats_admin::Credentials;
 use opd_nats_admin::events::{self, Watch};
+use opd_nats_admin::{Credentials, StreamSettings};
 use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
@@ -75,40 +76,47 @@ fn credentials(dir: &str, server_names: Vec<String>) -> anyhow::Result<()> {
 }
 
 async fn stream() -> anyhow::Result<()> {
-    let settings = Settings::load(ServiceDefaults {
-        name: "admin",
-        port: 0,
-    })?;
+    let settings = admin_settings()?;
+    let stream = StreamSettings::load()?;
     let _telemetry = opd_shared::infra::telemetry::init(&settings.log, "opd-nats");
-    opd_nats_admin::create_stream(&settings.nats, Duration::from_secs(60)).await?;
-    println!("stream {} is in place", settings.nats.stream);
+    let nats = operator_nats(settings.nats);
+    opd_nats_admin::stream::create(&nats, &stream, Duration::from_secs(60)).await?;
+    println!("stream {} is in place", nats.stream);
     Ok(())
 }
 
 async fn watch(options: &[&str]) -> anyhow::Result<()> {
     let watch = Watch::parse(options)?;
-    events::watch(&operator_nats()?, watch, std::io::stdout()).await
+    events::watch(
+        &operator_nats(admin_settings()?.nats),
+        watch,
+        std::io::stdout(),
+    )
+    .await
 }
 
 async fn publish(subject: &str, payload: &str) -> anyhow::Result<()> {
-    events::publish(&operator_nats()?, subject, payload).await?;
+    events::publish(&operator_nats(admin_settings()?.nats), subject, payload).await?;
     println!("published on {subject}");
     Ok(())
 }
 
 /// The NATS settings for an operator at a terminal: as configured, and with no seed named, the
 /// administrator's credentials of the platform `scripts/dev.sh` runs.
-fn operator_nats() -> anyhow::Result<NatsSettings> {
-    let mut nats = Settings::load(ServiceDefaults {
-        name: "admin",
-        port: 0,
-    })?
-    .nats;
+fn operator_nats(mut nats: NatsSettings) -> NatsSettings {
     if nats.nkey_seed_file.is_none() {
         let dev = std::env::var_os("OPD_DEV_DIR").map_or_else(|| ".dev".into(), PathBuf::from);
         let credentials = dev.join("credentials");
         nats.nkey_seed_file = Some(credentials.join("admin.nk"));
         nats.tls.ca_file = nats.tls.ca_file.or(Some(credentials.join("ca.pem")));
     }
-    Ok(nats)
+    nats
+}
+
+/// The settings as a service reads them, for the administrative identity.
+fn admin_settings() -> anyhow::Result<Settings> {
+    Ok(Settings::load(ServiceDefaults {
+        name: "admin",
+        port: 0,
+    })?)
 }

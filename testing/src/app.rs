@@ -146,7 +146,7 @@ impl TestAppBuilder {
         }
         // The stream's owner creates it before the service starts, as `opd-nats stream` does
         // on the platform: the service's identity may not.
-        create_stream(&settings).await;
+        stream::create(&settings.nats).await;
         let running = Running::start(self.service, settings.clone(), self.background).await;
         TestApp {
             service: self.service,
@@ -161,12 +161,6 @@ impl TestAppBuilder {
     }
 }
 
-async fn create_stream(settings: &Settings) {
-    opd_nats_admin::create_stream(&stream::as_admin(&settings.nats), crate::PATIENCE)
-        .await
-        .expect("cannot create the stream");
-}
-
 /// Settings for a service under test: a free port, its own database and NATS server, and short
 /// retry delays.
 fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) -> Settings {
@@ -178,7 +172,6 @@ fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) 
     settings.database.startup_timeout = Duration::from_secs(10);
     settings.database.acquire_timeout = Duration::from_secs(1);
     settings.nats.servers = nats.urls();
-    settings.nats.replicas = nats.node_count();
     nats.identify(&mut settings.nats, service.name);
     settings.outbox.retry.initial = Duration::from_millis(100);
     settings.outbox.retry.max = Duration::from_secs(1);
@@ -388,7 +381,7 @@ impl TestApp {
 
     /// Creates the stream as its owner does (`opd-nats stream`), after the cluster lost it.
     pub async fn create_stream(&self) {
-        create_stream(&self.settings).await;
+        stream::create(&self.settings.nats).await;
     }
 
     /// The stream's information once it exists and has a leader.

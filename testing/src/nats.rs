@@ -218,7 +218,6 @@ impl NatsServer {
         })
         .nats;
         nats.servers = self.urls();
-        nats.replicas = self.node_count();
         self.identify(&mut nats, identity);
         nats
     }

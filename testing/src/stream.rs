@@ -127,6 +127,20 @@ pub async fn events(nats: &NatsSettings, subject: &str) -> Vec<Message> {
     .await
 }
 
+pub use opd_nats_admin::StreamSettings;
+
+/// The stream's settings for the servers `nats` names: one replica on each.
+pub fn settings_for(nats: &NatsSettings) -> StreamSettings {
+    StreamSettings::for_nodes(nats.servers.len())
+}
+
+/// Creates the stream as its owner does, on the servers `nats` names.
+pub async fn create(nats: &NatsSettings) {
+    opd_nats_admin::stream::create(&as_admin(nats), &settings_for(nats), crate::PATIENCE)
+        .await
+        .expect("cannot create the stream");
+}
+
 /// Publishes a raw message on the stream as the administrator, creating the stream first if
 /// it is not there yet.
 pub async fn publish_raw(nats: &NatsSettings, subject: &str, headers: HeaderMap, payload: Vec<u8>) {
@@ -134,7 +148,7 @@ pub async fn publish_raw(nats: &NatsSettings, subject: &str, headers: HeaderMap,
     // A cluster that has just started, or lost a node, may need a moment to elect leaders.
     eventually(&format!("a publish to {subject}"), || async {
         let attempt = async {
-            opd_shared::infra::nats::create_stream(&js, nats).await?;
+            opd_nats_admin::stream::create_or_keep(&js, &nats.stream, &settings_for(nats)).await?;
             js.publish_with_headers(subject.to_owned(), headers.clone(), payload.clone().into())
                 .await?
                 .await?;

@@ -23,8 +23,9 @@ use uuid::Uuid;
 use crate::events::{Event, EventMeta};
 use crate::http::health::{ConsumerState, Consumers};
 use crate::infra::Infra;
-use crate::infra::config::{ConsumerSettings, NatsSettings};
+use crate::infra::config::ConsumerSettings;
 use crate::infra::metrics::Metrics;
+use crate::infra::nats::StreamNeed;
 use crate::infra::retry::{Backoff, sleep_or_cancel};
 use crate::infra::telemetry::mask_values;
 
@@ -71,7 +72,8 @@ pub struct Consumer<H> {
     durable: String,
     pool: PgPool,
     jetstream: jetstream::Context,
-    nats: NatsSettings,
+    /// The stream's name (`nats.stream`).
+    stream: String,
     settings: ConsumerSettings,
     handler: H,
     states: Consumers,
@@ -115,7 +117,7 @@ impl<H: EventHandler> Consumer<H> {
             durable: durable.to_owned(),
             pool: infra.pool.clone(),
             jetstream: infra.jetstream.clone(),
-            nats: infra.settings.nats.clone(),
+            stream: infra.settings.nats.stream.clone(),
             settings: infra.settings.consumer.clone(),
             handler,
             states: infra.consumers.clone(),
@@ -201,7 +203,8 @@ impl<H: EventHandler> Consumer<H> {
     /// Creates the durable consumer if it is missing; an existing one is used as it is, as the
     /// stream is (see [`crate::infra::nats::open_stream`]), with any difference reported.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
-        let stream = crate::infra::nats::open_stream(&self.jetstream, &self.nats).await?;
+        let need = StreamNeed::InboxRetention(self.settings.inbox_retention);
+        let stream = crate::infra::nats::open_stream(&self.jetstream, &self.stream, need).await?;
         let wanted = pull::Config {
             durable_name: Some(self.durable.clone()),
             // Its event's subject, and its own retry subject: a dead letter published again

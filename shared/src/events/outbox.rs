@@ -23,7 +23,8 @@ use uuid::Uuid;
 
 use crate::events::{Event, EventMeta};
 use crate::infra::Infra;
-use crate::infra::config::{NatsSettings, OutboxSettings};
+use crate::infra::config::OutboxSettings;
+use crate::infra::nats::StreamNeed;
 use crate::infra::retry::{Backoff, sleep_or_cancel};
 
 /// Who causes an event: the producing service and the HTTP request behind it.
@@ -89,7 +90,8 @@ pub struct Relay {
     pool: PgPool,
     jetstream: jetstream::Context,
     settings: OutboxSettings,
-    nats: NatsSettings,
+    /// The stream's name (`nats.stream`).
+    stream: String,
     wake: Arc<Notify>,
     metrics: Arc<crate::infra::metrics::Metrics>,
 }
@@ -123,19 +125,23 @@ impl Relay {
             pool: infra.pool.clone(),
             jetstream: infra.jetstream.clone(),
             settings: infra.settings.outbox.clone(),
-            nats: infra.settings.nats.clone(),
+            stream: infra.settings.nats.stream.clone(),
             wake: infra.outbox_written.clone(),
             metrics: infra.metrics.clone(),
         }
+    }
+
+    /// The stream, with the republish window checked against its duplicate window.
+    async fn open_stream(&self) -> anyhow::Result<async_nats::jetstream::stream::Stream> {
+        let need = StreamNeed::RepublishWindow(self.settings.republish_window);
+        crate::infra::nats::open_stream(&self.jetstream, &self.stream, need).await
     }
 
     /// One pass of the relay: makes sure of the stream, then publishes up to one batch of
     /// unpublished rows, oldest first. Returns how many it published. [`Relay::run`] repeats
     /// it; tests call it to drive the relay step by step.
     pub async fn step(&self) -> Result<usize, RelayError> {
-        crate::infra::nats::open_stream(&self.jetstream, &self.nats)
-            .await
-            .map_err(RelayError::Stream)?;
+        self.open_stream().await.map_err(RelayError::Stream)?;
         self.publish_batch().await
     }
 
@@ -169,7 +175,7 @@ impl Relay {
             let result = if stream_ready {
                 self.publish_batch().await
             } else {
-                match crate::infra::nats::open_stream(&self.jetstream, &self.nats).await {
+                match self.open_stream().await {
                     Ok(_) => {
                         stream_ready = true;
                         continue;

@@ -140,23 +140,14 @@ fn redact_query_password(url: &str) -> String {
 pub struct NatsSettings {
     /// Every node of the cluster; the client fails over between them.
     pub servers: Vec<String>,
-    pub user: Option<String>,
-    pub password: Option<String>,
     /// The file holding this service's NATS identity: an nkey seed (`SU…`). The server knows
     /// only the public key, and what that identity may publish and subscribe to
     /// (`nats/auth.conf`). A secret: give it as a file, never in the configuration itself.
     pub nkey_seed_file: Option<PathBuf>,
     pub tls: NatsTlsSettings,
-    /// The JetStream stream that carries every `patient.*` event.
+    /// The JetStream stream that carries every `patient.*` event. Its owner creates and tunes
+    /// it (`opd-nats stream`, with its own settings); a service only uses it.
     pub stream: String,
-    /// Replicas of the stream. Three on the three-node cluster.
-    pub replicas: usize,
-    /// JetStream drops a second message with the same `Nats-Msg-Id` inside this window.
-    #[serde(with = "humantime_serde")]
-    pub duplicate_window: Duration,
-    /// Events older than this are removed from the stream.
-    #[serde(with = "humantime_serde")]
-    pub max_age: Duration,
 }
 
 /// TLS towards the NATS servers. On by default: the servers refuse plain-text clients anyway.
@@ -183,14 +174,9 @@ impl fmt::Debug for NatsSettings {
                     .map(|s| redact_url(s))
                     .collect::<Vec<_>>(),
             )
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "***"))
             .field("nkey_seed_file", &self.nkey_seed_file)
             .field("tls", &self.tls)
             .field("stream", &self.stream)
-            .field("replicas", &self.replicas)
-            .field("duplicate_window", &self.duplicate_window)
-            .field("max_age", &self.max_age)
             .finish()
     }
 }
@@ -271,6 +257,62 @@ pub enum LogFormat {
 /// The configuration file read when `OPD_CONFIG_FILE` is not set, if it exists.
 pub(crate) const DEFAULT_CONFIG_FILE: &str = "opd.toml";
 
+/// The configuration file to read: the one `OPD_CONFIG_FILE` names, else `opd.toml` in the
+/// working directory if there is one.
+pub fn config_file() -> Option<PathBuf> {
+    match std::env::var_os(CONFIG_FILE_ENV) {
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
+    }
+}
+
+/// `defaults`, then `file` (which must exist when given), then the `OPD_*` variables of
+/// `environment` (the process environment when `None`): the layering every program of the
+/// platform reads its settings with, whatever their type. Keys `T` does not have are ignored,
+/// so that one file or environment can hold a service's settings and a tool's.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::time::Duration;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Tool {
+///     #[serde(with = "humantime_serde")]
+///     patience: Duration,
+/// }
+///
+/// let environment = HashMap::from([("OPD_PATIENCE".to_owned(), "2m".to_owned())]);
+/// let tool = opd_shared::infra::config::layered(
+///     &Tool { patience: Duration::from_secs(60) },
+///     None,
+///     Some(environment),
+/// )?;
+/// assert_eq!(tool.patience, Duration::from_secs(120));
+/// # Ok::<(), config::ConfigError>(())
+/// ```
+pub fn layered<T: Serialize + serde::de::DeserializeOwned>(
+    defaults: &T,
+    file: Option<&Path>,
+    environment: Option<HashMap<String, String>>,
+) -> Result<T, config::ConfigError> {
+    let mut builder = config::Config::builder().add_source(config::Config::try_from(defaults)?);
+    if let Some(path) = file {
+        builder = builder.add_source(config::File::from(path).required(true));
+    }
+    builder
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("_")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("nats.servers")
+                .try_parsing(true)
+                .source(environment),
+        )
+        .build()?
+        .try_deserialize::<T>()
+}
+
 impl Settings {
     /// The defaults run against the local stack that `scripts/dev.sh up` starts.
     pub fn defaults(service: ServiceDefaults) -> Self {
@@ -303,8 +345,6 @@ impl Settings {
                     "nats://127.0.0.1:4223".into(),
                     "nats://127.0.0.1:4224".into(),
                 ],
-                user: None,
-                password: None,
                 nkey_seed_file: None,
                 tls: NatsTlsSettings {
                     required: true,
@@ -313,9 +353,6 @@ impl Settings {
                     key_file: None,
                 },
                 stream: "PATIENT".into(),
-                replicas: 3,
-                duplicate_window: Duration::from_secs(10 * 60),
-                max_age: Duration::from_secs(30 * 24 * 60 * 60),
             },
             outbox: OutboxSettings {
                 batch_size: 100,
@@ -337,7 +374,7 @@ impl Settings {
                     initial: Duration::from_millis(500),
                     max: Duration::from_secs(30),
                 },
-                // As long as the stream keeps events (nats.max_age): see `checked`.
+                // As long as the stream keeps events (its max_age): see `open_stream`.
                 inbox_retention: Duration::from_secs(30 * 24 * 60 * 60),
             },
             log: LogSettings {
@@ -351,11 +388,7 @@ impl Settings {
     /// Defaults, then the configuration file (`OPD_CONFIG_FILE`, else `opd.toml` in the working
     /// directory if there is one), then `OPD_*` environment variables.
     pub fn load(service: ServiceDefaults) -> Result<Self, config::ConfigError> {
-        let file = match std::env::var_os(CONFIG_FILE_ENV) {
-            Some(path) => Some(PathBuf::from(path)),
-            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
-        };
-        Self::layered(service, file.as_deref(), None)
+        Self::layered(service, config_file().as_deref(), None)
     }
 
     /// The layering behind [`Settings::load`]: `file` is read only when given (and must exist),
@@ -365,39 +398,16 @@ impl Settings {
         file: Option<&Path>,
         environment: Option<HashMap<String, String>>,
     ) -> Result<Self, config::ConfigError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&Self::defaults(service))?);
-        if let Some(path) = file {
-            builder = builder.add_source(config::File::from(path).required(true));
-        }
-        builder
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("_")
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("nats.servers")
-                    .try_parsing(true)
-                    .source(environment),
-            )
-            .build()?
-            .try_deserialize::<Self>()?
-            .checked()
+        layered(&Self::defaults(service), file, environment)?.checked()
     }
 
     /// The settings, if they agree with each other. Each rule below is a relation between two
     /// settings that their types cannot hold; breaking one does not fail at once but loses or
-    /// repeats work later, so it stops start-up instead, naming both.
+    /// repeats work later, so it stops start-up instead, naming both. The relations with the
+    /// stream's own settings, which its owner sets, are checked against the live stream when a
+    /// relay or a consumer opens it ([`crate::infra::nats::StreamNeed`]).
     pub fn checked(self) -> Result<Self, config::ConfigError> {
         let rules = [
-            (
-                self.outbox.republish_window < self.nats.duplicate_window,
-                format!(
-                    "outbox.republish_window ({:?}) must be shorter than nats.duplicate_window \
-                     ({:?}): JetStream must still recognise an event the relay publishes again",
-                    self.outbox.republish_window, self.nats.duplicate_window
-                ),
-            ),
             (
                 self.outbox.republish_window < self.outbox.retention,
                 format!(
@@ -413,15 +423,6 @@ impl Settings {
                      database.statement_timeout ({:?}): a slow statement must end as a \
                      database error, not as a request abandoned while it still runs",
                     self.http.request_timeout, self.database.statement_timeout
-                ),
-            ),
-            (
-                self.consumer.inbox_retention >= self.nats.max_age,
-                format!(
-                    "consumer.inbox_retention ({:?}) must be at least nats.max_age ({:?}): a \
-                     consumer created again reads the stream from its start, and must \
-                     recognise every event it holds as handled",
-                    self.consumer.inbox_retention, self.nats.max_age
                 ),
             ),
             (
@@ -477,7 +478,6 @@ mod tests {
         let mut settings = Settings::layered(REGISTRATION, None, Some(HashMap::new())).unwrap();
         settings.database.url = "postgres://opd:hunter2@db/opd?password=hunter2".into();
         settings.nats.servers = vec!["nats://svc:hunter2@nats-1:4222".into()];
-        settings.nats.password = Some("hunter2".into());
         assert!(!format!("{settings:?}").contains("hunter2"));
     }
 
@@ -520,7 +520,7 @@ mod tests {
             Duration::from_millis(200),
             "a nested default survives a file that sets its sibling"
         );
-        assert_eq!(settings.nats.replicas, 3, "defaults fill the rest");
+        assert_eq!(settings.nats.stream, "PATIENT", "defaults fill the rest");
         Ok(())
     }
 
@@ -536,7 +536,7 @@ mod tests {
         );
         assert_eq!(settings.nats.servers.len(), 3);
         assert_eq!(
-            settings.nats.max_age,
+            settings.consumer.inbox_retention,
             Duration::from_secs(30 * 24 * 60 * 60)
         );
         Ok(())
@@ -557,11 +557,6 @@ mod tests {
     fn settings_that_disagree_stop_loading_with_both_named() {
         for (variable, value, both) in [
             (
-                "OPD_OUTBOX__REPUBLISH_WINDOW",
-                "15m",
-                ["outbox.republish_window", "nats.duplicate_window"],
-            ),
-            (
                 "OPD_OUTBOX__RETENTION",
                 "10s",
                 ["outbox.republish_window", "outbox.retention"],
@@ -570,11 +565,6 @@ mod tests {
                 "OPD_DATABASE__STATEMENT_TIMEOUT",
                 "20s",
                 ["http.request_timeout", "database.statement_timeout"],
-            ),
-            (
-                "OPD_NATS__MAX_AGE",
-                "60days",
-                ["consumer.inbox_retention", "nats.max_age"],
             ),
             (
                 "OPD_OUTBOX__RETRY__INITIAL",
@@ -599,9 +589,9 @@ mod tests {
                 );
             }
         }
-        // What agrees loads: a shorter stream age than the inbox keeps, a longer request time.
+        // What agrees loads: a longer request time, a shorter republish window.
         let environment = HashMap::from([
-            ("OPD_NATS__MAX_AGE".to_owned(), "1h".to_owned()),
+            ("OPD_OUTBOX__REPUBLISH_WINDOW".to_owned(), "15s".to_owned()),
             ("OPD_HTTP__REQUEST_TIMEOUT".to_owned(), "1m".to_owned()),
         ]);
         assert!(Settings::layered(REGISTRATION, None, Some(environment)).is_ok());
@@ -613,14 +603,9 @@ mod tests {
             name: "registration",
             port: 9090,
         });
-        settings.nats.password = Some("hunter2".into());
+        settings.nats.servers = vec!["nats://svc:hunter2@nats-1:4222".into()];
         let printed = format!("{settings:?}");
         assert!(!printed.contains("opd_registration_dev"), "{printed}");
         assert!(!printed.contains("hunter2"), "{printed}");
     }
 }
-
-/// docs/configuration.md against the code: every setting documented, with its default.
-#[cfg(test)]
-#[path = "config_documented.rs"]
-mod documented;

@@ -45,9 +45,6 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> anyhow::Result<asyn
                 other => tracing::info!(event = %other, "NATS connection event"),
             }
         });
-    if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
-        options = options.user_and_password(user.clone(), password.clone());
-    }
     if let Some(path) = &settings.nkey_seed_file {
         options = options.nkey(secret_file::read("nats.nkey_seed_file", path).await?);
     }
@@ -85,78 +82,62 @@ pub fn jetstream(client: async_nats::Client) -> jetstream::Context {
     jetstream::new(client)
 }
 
-/// The stream's configuration: every `patient.*` subject, replicated, on disk.
-pub fn stream_config(settings: &NatsSettings) -> stream::Config {
-    stream::Config {
-        name: settings.stream.clone(),
-        description: Some("OPD patient events".into()),
-        subjects: vec!["patient.>".into()],
-        storage: stream::StorageType::File,
-        retention: stream::RetentionPolicy::Limits,
-        num_replicas: settings.replicas,
-        duplicate_window: settings.duplicate_window,
-        max_age: settings.max_age,
-        ..Default::default()
+/// What a relay or a consumer needs of the stream's settings, which the stream's owner chooses
+/// (`opd-nats stream`) and a service cannot see until it opens the stream.
+#[derive(Debug, Clone, Copy)]
+pub enum StreamNeed {
+    /// The relay publishes again what it published this recently (`outbox.republish_window`):
+    /// the stream's duplicate window must be longer, to recognise it by its `Nats-Msg-Id`.
+    RepublishWindow(Duration),
+    /// Handled event ids are kept this long (`consumer.inbox_retention`): the stream must not
+    /// keep events longer, or a consumer created again applies the older ones a second time.
+    InboxRetention(Duration),
+}
+
+impl StreamNeed {
+    /// Why `live` does not meet this need, naming both settings; `None` when it does.
+    pub(crate) fn unmet(self, live: &stream::Config) -> Option<String> {
+        match self {
+            Self::RepublishWindow(window) if window >= live.duplicate_window => Some(format!(
+                "outbox.republish_window ({window:?}) must be shorter than the stream's \
+                 duplicate_window ({:?}): JetStream must still recognise an event the relay \
+                 publishes again",
+                live.duplicate_window
+            )),
+            Self::InboxRetention(kept) if kept < live.max_age => Some(format!(
+                "consumer.inbox_retention ({kept:?}) must be at least the stream's max_age \
+                 ({:?}): a consumer created again reads the stream from its start, and must \
+                 recognise every event it holds as handled",
+                live.max_age
+            )),
+            _ => None,
+        }
     }
 }
 
 /// The stream as it is, for a service: services may read the stream's information but never
-/// create, update or delete it (their NATS identities are not allowed to). Whoever owns the
-/// stream creates it with [`create_stream`] (`opd-nats stream`); until then this is an error, and
-/// the relay and the consumers try again with their backoff.
+/// create, update or delete it (their NATS identities are not allowed to). Its owner creates it
+/// (`opd-nats stream`); until then this is an error, and the relay and the consumers try again
+/// with their backoff.
 ///
-/// A difference between the live stream and this service's settings is reported as an error
-/// log line carrying `alert="stream-drift"`, and the service goes on with the live stream: an
-/// update from every service would let one started with other settings (a shorter `max_age`
-/// deletes unconsumed events at once), or a new release's defaults, revert what the operator
-/// tuned.
+/// A live stream that does not meet `need` is reported as an error log line carrying
+/// `alert="stream-settings"`, naming both settings, and the service goes on: what it risks
+/// (an event stored twice, or applied twice by a consumer created again) is less than what
+/// stopping costs, and the operator reconciles the two on purpose.
 pub(crate) async fn open_stream(
     js: &jetstream::Context,
-    settings: &NatsSettings,
+    name: &str,
+    need: StreamNeed,
 ) -> anyhow::Result<stream::Stream> {
-    let wanted = stream_config(settings);
-    let stream = js.get_stream(&wanted.name).await.map_err(|error| {
+    let stream = js.get_stream(name).await.map_err(|error| {
         anyhow::anyhow!(
-            "stream {} is not available ({error}); it is created by its owner with `opd-nats stream`",
-            wanted.name
+            "stream {name} is not available ({error}); it is created by its owner with `opd-nats stream`"
         )
     })?;
-    let drift = stream_drift(&wanted, &stream.cached_info().config);
-    report_drift("stream-drift", &wanted.name, &drift);
+    if let Some(why) = need.unmet(&stream.cached_info().config) {
+        tracing::error!(alert = "stream-settings", name, "{why}");
+    }
     Ok(stream)
-}
-
-/// Creates the stream if it is missing, and otherwise leaves it as it is (reporting drift as
-/// [`open_stream`] does). For the stream's owner, with the administrative identity.
-pub async fn create_stream(
-    js: &jetstream::Context,
-    settings: &NatsSettings,
-) -> anyhow::Result<stream::Stream> {
-    let wanted = stream_config(settings);
-    let stream = js.get_or_create_stream(wanted.clone()).await?;
-    let drift = stream_drift(&wanted, &stream.cached_info().config);
-    report_drift("stream-drift", &wanted.name, &drift);
-    Ok(stream)
-}
-
-/// The settings of a live stream that differ from `wanted`, as `name: live …, expected …`.
-pub(crate) fn stream_drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
-    differences(&[
-        ("subjects", dbg(&live.subjects), dbg(&wanted.subjects)),
-        (
-            "replicas",
-            dbg(&live.num_replicas),
-            dbg(&wanted.num_replicas),
-        ),
-        ("max_age", dbg(&live.max_age), dbg(&wanted.max_age)),
-        (
-            "duplicate_window",
-            dbg(&live.duplicate_window),
-            dbg(&wanted.duplicate_window),
-        ),
-        ("storage", dbg(&live.storage), dbg(&wanted.storage)),
-        ("retention", dbg(&live.retention), dbg(&wanted.retention)),
-    ])
 }
 
 /// The settings of a live durable consumer that differ from `wanted`, the same way.
@@ -179,22 +160,24 @@ pub(crate) fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> 
 
 /// Logs drift loudly (`alert` is `stream-drift` or `consumer-drift`); the caller goes on with
 /// the live settings.
-pub(crate) fn report_drift(alert: &'static str, name: &str, drift: &[String]) {
+pub fn report_drift(alert: &'static str, name: &str, drift: &[String]) {
     if !drift.is_empty() {
         tracing::error!(
             alert,
             name,
             drift = %drift.join("; "),
-            "live settings differ from this service's; using them as they are"
+            "live settings differ from the configured ones; using them as they are"
         );
     }
 }
 
-fn dbg(value: &impl std::fmt::Debug) -> String {
+/// A setting's value as the drift lines print it.
+pub fn dbg(value: &impl std::fmt::Debug) -> String {
     format!("{value:?}")
 }
 
-fn differences(settings: &[(&str, String, String)]) -> Vec<String> {
+/// Each `(name, live, wanted)` whose two values differ, as `name: live …, expected …`.
+pub fn differences(settings: &[(&str, String, String)]) -> Vec<String> {
     settings
         .iter()
         .filter(|(_, live, wanted)| live != wanted)
@@ -207,26 +190,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn drift_names_each_setting_that_differs() {
-        let wanted = stream::Config {
-            name: "PATIENT".into(),
-            subjects: vec!["patient.>".into()],
-            num_replicas: 3,
+    fn a_need_the_live_stream_does_not_meet_names_both_settings() {
+        let live = stream::Config {
+            duplicate_window: Duration::from_secs(600),
             max_age: Duration::from_secs(30 * 24 * 3600),
             ..Default::default()
         };
-        assert!(stream_drift(&wanted, &wanted).is_empty());
-        let live = stream::Config {
-            max_age: Duration::from_secs(3600),
-            num_replicas: 1,
-            ..wanted.clone()
-        };
-        let drift = stream_drift(&wanted, &live);
-        assert_eq!(drift.len(), 2, "{drift:?}");
+        let met = [
+            StreamNeed::RepublishWindow(Duration::from_secs(30)),
+            StreamNeed::InboxRetention(Duration::from_secs(30 * 24 * 3600)),
+        ];
+        for need in met {
+            assert_eq!(need.unmet(&live), None, "{need:?}");
+        }
+        let window = StreamNeed::RepublishWindow(Duration::from_secs(600))
+            .unmet(&live)
+            .unwrap_or_default();
         assert!(
-            drift[0].starts_with("replicas: live 1, expected 3"),
-            "{drift:?}"
+            window.contains("outbox.republish_window (600s)"),
+            "{window}"
         );
-        assert!(drift[1].starts_with("max_age: live 3600s"), "{drift:?}");
+        assert!(window.contains("duplicate_window (600s)"), "{window}");
+        let inbox = StreamNeed::InboxRetention(Duration::from_secs(3600))
+            .unmet(&live)
+            .unwrap_or_default();
+        assert!(
+            inbox.contains("consumer.inbox_retention (3600s)"),
+            "{inbox}"
+        );
+        assert!(inbox.contains("max_age (2592000s)"), "{inbox}");
     }
 }

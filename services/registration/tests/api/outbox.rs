@@ -1,9 +1,7 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::StorageType;
-use opd_shared::infra::config::Settings;
 use opd_testing::{NatsServer, eventually};
 
 use crate::helpers::{
@@ -293,9 +291,7 @@ async fn events_committed_by_requests_draining_at_shutdown_are_published_before_
 async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten() {
     let nats = Arc::new(NatsServer::single().await);
     // The operator's stream: in memory (a setting no update may change) and kept for an hour.
-    let defaults =
-        Settings::layered(registration::SERVICE.defaults(), None, Some(HashMap::new())).unwrap();
-    let mut config = opd_shared::infra::nats::stream_config(&defaults.nats);
+    let mut config = opd_testing::stream::StreamSettings::default().config("PATIENT");
     config.storage = StorageType::Memory;
     config.max_age = Duration::from_secs(3600);
     config.num_replicas = 1;

@@ -1,13 +1,15 @@
 //! docs/configuration.md says what every setting is called, which environment variable sets it
-//! and what its default is. This test reads that table and holds it against the settings
-//! themselves (their serialized defaults), both ways: a documented setting that does not exist,
-//! a default that differs, or a setting the table does not list fails it.
+//! and what its default is, for the services and for the stream's owner (`opd-nats stream`).
+//! These tests read its two tables and hold each against the settings themselves (their
+//! serialized defaults), both ways: a documented setting that does not exist, a default that
+//! differs, or a setting a table does not list fails them.
 
 use std::collections::BTreeMap;
 
-use super::{ServiceDefaults, Settings};
+use opd_nats_admin::StreamSettings;
+use opd_shared::infra::config::{ServiceDefaults, Settings};
 
-const DOC: &str = include_str!("../../../docs/configuration.md");
+const DOC: &str = include_str!("../../docs/configuration.md");
 
 /// Every leaf of the serialized defaults, by dotted path (`outbox.retry.max`).
 fn leaves(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, serde_json::Value>) {
@@ -61,20 +63,18 @@ fn same_value(real: &str, stated: &str) -> bool {
         || duration(real).is_some_and(|d| Some(d) == duration(stated))
 }
 
-#[test]
-fn the_settings_table_matches_the_settings() -> Result<(), serde_json::Error> {
-    let defaults = serde_json::to_value(Settings::defaults(ServiceDefaults {
-        name: "registration",
-        port: 9090,
-    }))?;
+/// What is wrong with the settings table under `heading`, held against `defaults` serialized.
+fn table_problems(heading: &str, defaults: &serde_json::Value) -> Vec<String> {
     let mut actual = BTreeMap::new();
-    leaves("", &defaults, &mut actual);
+    leaves("", defaults, &mut actual);
 
     let mut problems = Vec::new();
     let mut documented = Vec::new();
-    // The settings table: from its header to the first line that is not a row.
+    // The first settings table after the heading: from its header to the first line that is
+    // not a row.
     let table = DOC
         .lines()
+        .skip_while(|line| *line != heading)
         .skip_while(|line| !line.starts_with("| Key | Environment variable |"))
         .take_while(|line| line.starts_with('|'));
     for row in table.filter(|line| line.starts_with("| `")) {
@@ -136,10 +136,35 @@ fn the_settings_table_matches_the_settings() -> Result<(), serde_json::Error> {
             ));
         }
     }
+    if documented.is_empty() {
+        problems.push(format!("no settings table under {heading:?}"));
+    }
+    problems
+}
+
+fn assert_agrees(heading: &str, problems: &[String]) {
     assert!(
         problems.is_empty(),
-        "docs/configuration.md disagrees with the code:\n{}",
+        "docs/configuration.md ({heading}) disagrees with the code:\n{}",
         problems.join("\n")
     );
+}
+
+#[test]
+fn the_services_settings_table_matches_the_settings() -> Result<(), serde_json::Error> {
+    let defaults = serde_json::to_value(Settings::defaults(ServiceDefaults {
+        name: "registration",
+        port: 9090,
+    }))?;
+    let heading = "# Configuration";
+    assert_agrees(heading, &table_problems(heading, &defaults));
+    Ok(())
+}
+
+#[test]
+fn the_streams_settings_table_matches_the_streams_settings() -> Result<(), serde_json::Error> {
+    let defaults = serde_json::json!({ "stream": StreamSettings::default() });
+    let heading = "## The stream's settings";
+    assert_agrees(heading, &table_problems(heading, &defaults));
     Ok(())
 }
