@@ -162,8 +162,8 @@ pub(crate) fn reject_nul(text: &str) -> Result<(), String> {
     }
 }
 
-/// Free text that must be present and not blank, at most `MAX` characters. Surrounding white
-/// space is dropped (see [`trim`]).
+/// Free text that must be present and not blank, at most `MAX` characters. Surrounding ASCII
+/// white space (space, tab, line feed, form feed, carriage return) is dropped.
 ///
 /// Names, addresses and clinical notes are personal data: `Debug` shows only the length.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,11 @@
 //! it. Today's counter row is locked by the upsert that advances it until that statement's
 //! implicit transaction ends, inside PostgreSQL: never across a round trip to this service, so
 //! concurrent requests from any number of replicas queue on it only for microseconds.
+//!
+//! The two statements below share their last three steps (counter, issued token, outbox row)
+//! as literal SQL: `sqlx::query!` checks a statement against the schema only when it is one
+//! string at compile time, and splitting the steps out would cost each registration a round trip
+//! per step (docs/scaling.md measures the single statement).
 
 use serde::Serialize;
 use sqlx::PgPool;

@@ -9,6 +9,12 @@
 //!
 //! `?patient=ID` keeps one patient's entries: on a busy day the patient a desk is looking for
 //! is far down the list, and paging through it to find them is not what a reader would do.
+//!
+//! Each list's query is written out where the list lives, all of the same shape
+//! (`where <not yet taken> and id > $1 and ($3::bigint is null or patient_id = $3) order by …
+//! limit $2`, bound to [`PageRequest`]'s `after`, `fetch()` and `patient_id()`): its table and
+//! columns differ, and `sqlx::query_as!` checks a query against the schema only when it is one
+//! literal string.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Query};

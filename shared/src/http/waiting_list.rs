@@ -2,6 +2,12 @@
 //! patients waiting for them; a request that names a patient answers 404 when the patient was
 //! never on the list, and a request that takes a patient off it answers 409 when the patient is
 //! known but not waiting now. The messages say what to do instead.
+//!
+//! Each service finds out both facts in the one statement that takes the patient off its list
+//! (`with taken as (update … returning 1) select exists (…taken), exists (…known)`), and hands them
+//! to [`WaitingList::take_off`]. That statement is written out in each service rather than built
+//! here: its tables and columns differ, and `sqlx::query!` checks a statement against the schema
+//! only when it is one literal string.
 
 use crate::domain::PatientId;
 use crate::http::error::ApiError;
