@@ -3,21 +3,29 @@
 # development CA, certificates and nkeys with `opd-nats credentials` into the administrator's
 # volume, then hands each process only what it needs:
 #   /nats/admin    everything (CA key, every seed): the `nats-setup` job only
-#   /nats/server   ca.pem, server.pem, server-key.pem, nkeys.env (public keys): the NATS nodes
-#   /nats/<svc>    ca.pem, its own seed as seed.nk, and its client certificate (client.pem,
-#                  client-key.pem, for mutual TLS): that service only
+#   /nats/server   ca.pem, server.pem, server-key.pem, nkeys.env (public keys), and the routes'
+#                  route-ca.pem, route.pem, route-key.pem: the NATS nodes only
+#   /nats/<svc>    ca.pem and its own seed as seed.nk: that service only; with
+#                  NATS_TLS_VERIFY=true (mutual TLS) also its client certificate (client.pem,
+#                  client-key.pem). A certificate a service holds opens no route: the routes
+#                  have a CA of their own.
 # Existing files are kept, so `up` again changes nothing; `docker compose down -v` deletes them.
 set -eu
 umask 077
 opd-nats credentials /nats/admin
 # The services and the nats-setup job run as the image's user, opd (uid 10001).
 chown -R 10001:10001 /nats/admin
-install -m 0444 /nats/admin/ca.pem /nats/admin/server.pem /nats/admin/nkeys.env /nats/server/
-install -m 0400 /nats/admin/server-key.pem /nats/server/
+install -m 0444 /nats/admin/ca.pem /nats/admin/server.pem /nats/admin/nkeys.env \
+    /nats/admin/route-ca.pem /nats/admin/route.pem /nats/server/
+install -m 0400 /nats/admin/server-key.pem /nats/admin/route-key.pem /nats/server/
 for service in registration inspection treatment release; do
     install -m 0444 /nats/admin/ca.pem "/nats/$service/ca.pem"
     install -m 0400 -o 10001 -g 10001 "/nats/admin/$service.nk" "/nats/$service/seed.nk"
-    install -m 0444 "/nats/admin/$service.pem" "/nats/$service/client.pem"
-    install -m 0400 -o 10001 -g 10001 "/nats/admin/$service-key.pem" "/nats/$service/client-key.pem"
+    if [ "${NATS_TLS_VERIFY:-false}" = true ]; then
+        install -m 0444 "/nats/admin/$service.pem" "/nats/$service/client.pem"
+        install -m 0400 -o 10001 -g 10001 "/nats/admin/$service-key.pem" "/nats/$service/client-key.pem"
+    else
+        rm -f "/nats/$service/client.pem" "/nats/$service/client-key.pem"
+    fi
 done
 echo "NATS credentials in place"

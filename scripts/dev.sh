@@ -154,11 +154,13 @@ start_node() {
     mkdir -p "$DEV/nats/$name"
     log "starting $name (client port $((4221 + i)))"
     NATS_SERVER_NAME="$name" NATS_HOST=127.0.0.1 \
-        NATS_CLIENT_PORT=$((4221 + i)) NATS_CLUSTER_PORT=$((6221 + i)) NATS_MONITOR_PORT=$((8221 + i)) \
+        NATS_CLIENT_PORT=$((4221 + i)) NATS_CLUSTER_HOST=127.0.0.1 NATS_CLUSTER_PORT=$((6221 + i)) NATS_MONITOR_PORT=$((8221 + i)) \
         NATS_STORE_DIR="$DEV/nats/$name" \
         NATS_ROUTE_1=nats://127.0.0.1:6222 NATS_ROUTE_2=nats://127.0.0.1:6223 NATS_ROUTE_3=nats://127.0.0.1:6224 \
         NATS_TLS_CERT="$CREDENTIALS/server.pem" NATS_TLS_KEY="$CREDENTIALS/server-key.pem" \
         NATS_TLS_CA="$CREDENTIALS/ca.pem" NATS_TLS_VERIFY="${OPD_DEV_MUTUAL_TLS:-false}" \
+        NATS_ROUTE_TLS_CERT="$CREDENTIALS/route.pem" NATS_ROUTE_TLS_KEY="$CREDENTIALS/route-key.pem" \
+        NATS_ROUTE_TLS_CA="$CREDENTIALS/route-ca.pem" \
         spawn "$name" env $(cat "$CREDENTIALS/nkeys.env") "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
 }
 

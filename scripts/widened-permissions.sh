@@ -53,6 +53,7 @@ expect a_service_cannot_read_another_services_replies failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed
+expect a_services_certificate_opens_no_route passed
 expect mutual_tls_asks_every_client_for_a_certificate passed
 echo "widened-permissions: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

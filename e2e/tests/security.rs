@@ -14,6 +14,7 @@ use futures::future::join_all;
 use inspection::SERVICE as INSPECTION;
 use opd_shared::events::{Event, PatientRegistered, headers, retry_subject};
 use opd_shared::infra::config::NatsSettings;
+use opd_testing::nats::RogueNode;
 use opd_testing::stream::{self, new_meta};
 use opd_testing::{NatsServer, TestApp, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -168,6 +169,62 @@ async fn a_node_without_the_clusters_certificate_cannot_join_it() {
         .await
         .unwrap();
     assert!(routes["num_routes"].as_u64().unwrap_or(0) >= 2, "{routes}");
+}
+
+/// Whether a client of `rogue`'s own port hears the cluster's registrations: the administrator
+/// publishes on the cluster until one arrives there, or `wait` passes.
+async fn rogue_overhears(nats: &NatsServer, rogue: &RogueNode, wait: Duration) -> bool {
+    let spy = eventually("the rogue node to take clients", || async {
+        async_nats::connect(rogue.client_url()).await.ok()
+    })
+    .await;
+    let mut heard = spy.subscribe("patient.>").await.unwrap();
+    spy.flush().await.unwrap();
+    let admin = stream::connect(&nats.admin_settings(), "admin")
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        admin
+            .publish("patient.register", "{}".into())
+            .await
+            .unwrap();
+        admin.flush().await.unwrap();
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(250), heard.next()).await {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_services_certificate_opens_no_route() {
+    let nats = NatsServer::cluster().await;
+    let credentials = nats.credentials();
+    // The attack works with a node's own route certificate: the rogue joins and overhears.
+    let node = nats.rogue_node(&credentials.route_cert(), &credentials.route_key());
+    assert!(
+        rogue_overhears(&nats, &node, opd_testing::PATIENCE).await,
+        "a node with the route certificate did not join, so the test proves nothing\n{}",
+        node.log()
+    );
+    drop(node);
+    // With any certificate a service or the administrator holds it is refused, and hears nothing.
+    join_all(["registration", "admin"].map(|identity| {
+        let rogue = nats.rogue_node(
+            &credentials.client_cert(identity),
+            &credentials.client_key(identity),
+        );
+        let nats = &nats;
+        async move {
+            assert!(
+                !rogue_overhears(nats, &rogue, Duration::from_secs(8)).await,
+                "{identity}'s client certificate opened a route\n{}",
+                rogue.log()
+            );
+        }
+    }))
+    .await;
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Development credentials for the NATS cluster, generated, never committed: a CA, the nodes'
-//! certificate, and for every identity an nkey seed and a client certificate.
+//! Development credentials for the NATS cluster, generated, never committed: a CA for clients
+//! and the nodes' client port, a second CA for the routes between nodes, the nodes'
+//! certificates, and for every identity an nkey seed and a client certificate.
 //!
 //! One directory holds them all (`scripts/dev.sh` uses `.secrets/nats`, compose a volume, each
 //! test server its own temporary directory):
@@ -7,10 +8,17 @@
 //! | file                               | what                                   | who reads it        |
 //! |------------------------------------|----------------------------------------|---------------------|
 //! | `ca.pem`, `ca-key.pem`             | the development CA                     | everyone / this tool|
-//! | `server.pem`, `server-key.pem`     | the nodes' certificate (client + routes)| the NATS nodes     |
+//! | `server.pem`, `server-key.pem`     | the nodes' certificate (client port)   | the NATS nodes      |
+//! | `route-ca.pem`, `route-ca-key.pem` | the routes' CA                         | the nodes / this tool|
+//! | `route.pem`, `route-key.pem`       | the nodes' route certificate           | the NATS nodes only |
 //! | `<identity>.nk`                    | the identity's nkey seed               | that identity only  |
 //! | `<identity>.pem`, `<identity>-key.pem` | its client certificate (mutual TLS) | that identity only  |
 //! | `nkeys.env`                        | every identity's public key            | the NATS nodes      |
+//!
+//! The routes have a CA of their own so that no certificate a service holds can open a route:
+//! a node accepts on its route port only a certificate from the routes' CA, and only nodes
+//! hold one. (With one CA for both, a service's client certificate made its holder a node, and a
+//! node sees every message and serves the JetStream API with no authorization.)
 //!
 //! Generation keeps every file that exists: delete one and run it again to rotate it (a
 //! certificate is then signed by the existing CA). docs/security.md describes rotation.
@@ -47,6 +55,10 @@ const SERVER_NAMES: [&str; 6] = [
     "nats-2",
     "nats-3",
 ];
+
+/// The names the nodes reach each other by on their routes beyond [`SERVER_NAMES`]: compose's
+/// routes network, which no service is on.
+const ROUTE_NAMES: [&str; 3] = ["nats-1.routes", "nats-2.routes", "nats-3.routes"];
 
 /// The development CA, valid for ten years; what it signs, for one.
 const CA_YEARS: i32 = 10;
@@ -86,6 +98,20 @@ impl Credentials {
 
     pub fn server_key(&self) -> PathBuf {
         self.dir.join("server-key.pem")
+    }
+
+    /// The CA the nodes accept on their route ports; it signs [`Self::route_cert`] only.
+    pub fn route_ca(&self) -> PathBuf {
+        self.dir.join("route-ca.pem")
+    }
+
+    /// The certificate a node presents to, and expects from, the other nodes.
+    pub fn route_cert(&self) -> PathBuf {
+        self.dir.join("route.pem")
+    }
+
+    pub fn route_key(&self) -> PathBuf {
+        self.dir.join("route-key.pem")
     }
 
     pub fn seed(&self, identity: &str) -> PathBuf {
@@ -130,38 +156,57 @@ impl Credentials {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("cannot create {}", self.dir.display()))?;
         let mut written = Vec::new();
-        let (ca_cert, ca_key) = (self.ca(), self.dir.join("ca-key.pem"));
-        if !ca_cert.exists() || !ca_key.exists() {
-            let key = KeyPair::generate()?;
-            let cert = ca_params()?.self_signed(&key)?;
-            write_secret(&ca_key, &key.serialize_pem())?;
-            write_public(&ca_cert, &cert.pem())?;
-            written.extend(["ca.pem".to_owned(), "ca-key.pem".to_owned()]);
+        let ca = Authority {
+            cert: self.ca(),
+            key: self.dir.join("ca-key.pem"),
+            common_name: "OPD development CA",
+        };
+        let (issuer, renewed) = ca.load_or_create(&mut written)?;
+        if renewed {
             // Everything the old CA signed is worthless now.
             for identity in IDENTITIES {
                 remove_if_present(&self.client_cert(identity))?;
             }
             remove_if_present(&self.server_cert())?;
         }
-        let issuer = Issuer::from_ca_cert_pem(
-            &fs::read_to_string(&ca_cert)?,
-            KeyPair::from_pem(&fs::read_to_string(&ca_key)?)?,
-        )?;
+        let routes = Authority {
+            cert: self.route_ca(),
+            key: self.dir.join("route-ca-key.pem"),
+            common_name: "OPD development route CA",
+        };
+        let (route_issuer, renewed) = routes.load_or_create(&mut written)?;
+        if renewed {
+            remove_if_present(&self.route_cert())?;
+        }
+        let names = SERVER_NAMES
+            .iter()
+            .map(|name| (*name).to_owned())
+            .chain(self.extra_server_names.iter().cloned())
+            .collect::<Vec<_>>();
         if !self.server_cert().exists() || !self.server_key().exists() {
-            let names = SERVER_NAMES
-                .iter()
-                .map(|name| (*name).to_owned())
-                .chain(self.extra_server_names.iter().cloned())
-                .collect::<Vec<_>>();
-            // Server and client: the nodes present it to each other on their routes too.
-            self.issue(
-                &issuer,
-                names,
-                "OPD NATS node",
-                &self.server_cert(),
-                &self.server_key(),
-            )?;
+            let leaf = Leaf {
+                names: names.clone(),
+                common_name: "OPD NATS node",
+                usages: &[ExtendedKeyUsagePurpose::ServerAuth],
+            };
+            leaf.issue(&issuer, &self.server_cert(), &self.server_key())?;
             written.extend(["server.pem".to_owned(), "server-key.pem".to_owned()]);
+        }
+        if !self.route_cert().exists() || !self.route_key().exists() {
+            // Server and client: a node both accepts routes and opens them.
+            let leaf = Leaf {
+                names: names
+                    .into_iter()
+                    .chain(ROUTE_NAMES.iter().map(|name| (*name).to_owned()))
+                    .collect(),
+                common_name: "OPD NATS route",
+                usages: &[
+                    ExtendedKeyUsagePurpose::ServerAuth,
+                    ExtendedKeyUsagePurpose::ClientAuth,
+                ],
+            };
+            leaf.issue(&route_issuer, &self.route_cert(), &self.route_key())?;
+            written.extend(["route.pem".to_owned(), "route-key.pem".to_owned()]);
         }
         for identity in IDENTITIES {
             let seed = self.seed(identity);
@@ -173,7 +218,12 @@ impl Credentials {
             }
             let (cert, key) = (self.client_cert(identity), self.client_key(identity));
             if !cert.exists() || !key.exists() {
-                self.issue(&issuer, Vec::new(), identity, &cert, &key)?;
+                let leaf = Leaf {
+                    names: Vec::new(),
+                    common_name: identity,
+                    usages: &[ExtendedKeyUsagePurpose::ClientAuth],
+                };
+                leaf.issue(&issuer, &cert, &key)?;
                 written.push(format!("{identity}.pem"));
             }
         }
@@ -184,24 +234,58 @@ impl Credentials {
         write_public(&self.public_keys_env(), &env)?;
         Ok(written)
     }
+}
 
-    fn issue(
+/// A certificate authority kept as two files.
+struct Authority {
+    cert: PathBuf,
+    key: PathBuf,
+    common_name: &'static str,
+}
+
+impl Authority {
+    /// The authority as an issuer, created first if either file is missing (then `true`: what
+    /// the previous one signed must be signed again).
+    fn load_or_create(
         &self,
+        written: &mut Vec<String>,
+    ) -> anyhow::Result<(Issuer<'static, KeyPair>, bool)> {
+        let created = !self.cert.exists() || !self.key.exists();
+        if created {
+            let key = KeyPair::generate()?;
+            let cert = ca_params(self.common_name)?.self_signed(&key)?;
+            write_secret(&self.key, &key.serialize_pem())?;
+            write_public(&self.cert, &cert.pem())?;
+            written.extend([file_name(&self.cert), file_name(&self.key)]);
+        }
+        let issuer = Issuer::from_ca_cert_pem(
+            &fs::read_to_string(&self.cert)?,
+            KeyPair::from_pem(&fs::read_to_string(&self.key)?)?,
+        )?;
+        Ok((issuer, created))
+    }
+}
+
+/// What one issued certificate is for.
+struct Leaf<'a> {
+    names: Vec<String>,
+    common_name: &'a str,
+    usages: &'a [ExtendedKeyUsagePurpose],
+}
+
+impl Leaf<'_> {
+    fn issue(
+        self,
         issuer: &Issuer<'_, KeyPair>,
-        names: Vec<String>,
-        common_name: &str,
         cert_path: &Path,
         key_path: &Path,
     ) -> anyhow::Result<()> {
-        let mut params = CertificateParams::new(names)?;
+        let mut params = CertificateParams::new(self.names)?;
         params
             .distinguished_name
-            .push(DnType::CommonName, common_name);
+            .push(DnType::CommonName, self.common_name);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.extended_key_usages = self.usages.to_vec();
         (params.not_before, params.not_after) = validity(LEAF_YEARS);
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, issuer)?;
@@ -211,11 +295,17 @@ impl Credentials {
     }
 }
 
-fn ca_params() -> anyhow::Result<CertificateParams> {
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn ca_params(common_name: &str) -> anyhow::Result<CertificateParams> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params
         .distinguished_name
-        .push(DnType::CommonName, "OPD development CA");
+        .push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     (params.not_before, params.not_after) = validity(CA_YEARS);
@@ -318,6 +408,59 @@ mod tests {
         for name in extra.iter().chain(&["nats-1".to_owned()]) {
             assert!(names.contains(name), "{name} missing from {names:?}");
         }
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    fn issuer_and_usages(path: &Path) -> anyhow::Result<(String, bool, bool)> {
+        let pem = fs::read(path)?;
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem)?;
+        let certificate = pem.parse_x509()?;
+        let issuer = certificate.issuer().to_string();
+        let usage = certificate
+            .extended_key_usage()?
+            .map(|extension| extension.value.clone())
+            .ok_or_else(|| anyhow::anyhow!("{} has no extended key usage", path.display()))?;
+        Ok((issuer, usage.server_auth, usage.client_auth))
+    }
+
+    #[test]
+    fn the_routes_have_a_ca_of_their_own() -> anyhow::Result<()> {
+        let dir =
+            std::env::temp_dir().join(format!("opd-credentials-routes-{}", std::process::id()));
+        let credentials = Credentials::at(&dir);
+        credentials.generate()?;
+        let (issuer, server, client) = issuer_and_usages(&credentials.route_cert())?;
+        assert_eq!(
+            (issuer.as_str(), server, client),
+            ("CN=OPD development route CA", true, true)
+        );
+        // Nothing else the routes' CA signs; nothing a client holds is from it.
+        let (issuer, server, client) = issuer_and_usages(&credentials.server_cert())?;
+        assert_eq!(
+            (issuer.as_str(), server, client),
+            ("CN=OPD development CA", true, false)
+        );
+        for identity in IDENTITIES {
+            let (issuer, server, client) = issuer_and_usages(&credentials.client_cert(identity))?;
+            assert_eq!(
+                (issuer.as_str(), server, client),
+                ("CN=OPD development CA", false, true),
+                "{identity}"
+            );
+        }
+        // A new routes' CA signs the route certificate again; the clients' CA is untouched.
+        fs::remove_file(credentials.route_ca())?;
+        let written = credentials.generate()?;
+        assert_eq!(
+            written,
+            [
+                "route-ca.pem",
+                "route-ca-key.pem",
+                "route.pem",
+                "route-key.pem"
+            ]
+        );
         fs::remove_dir_all(&dir)?;
         Ok(())
     }

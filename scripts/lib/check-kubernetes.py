@@ -398,7 +398,7 @@ def files_and_ports(platform, _root):
         for container in pod["containers"]:
             env = {v["name"]: v.get("value") for v in container.get("env", [])}
             paths = [(k, v) for k, v in env.items() if isinstance(v, str) and v.startswith("/")
-                     and (k.endswith("_FILE") or re.fullmatch(r"NATS_TLS_(CERT|KEY|CA)", k))]
+                     and (k.endswith("_FILE") or re.fullmatch(r"NATS_(ROUTE_)?TLS_(CERT|KEY|CA)", k))]
             paths += [("args", a) for a in container.get("args", []) if a.startswith("/")]
             for setting, path in paths:
                 problem = mounted_file(platform, pod, container, path)
@@ -462,7 +462,7 @@ def service_settings(platform, _root):
             env = {v["name"]: v.get("value") for v in container.get("env", [])}
             if "OPD_NATS__SERVERS" in env:
                 nats_addresses(owner, env["OPD_NATS__SERVERS"], "client")
-            for key in (k for k in env if k.startswith("NATS_ROUTE_")):
+            for key in (k for k in env if re.fullmatch(r"NATS_ROUTE_[0-9]+", k)):
                 nats_addresses(owner, env[key], "cluster")
     for name, port in SERVICES.items():
         deployment = platform.by_kind.get("Deployment", {}).get(name)

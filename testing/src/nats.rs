@@ -154,7 +154,12 @@ impl NatsServer {
             .stdout(Stdio::null())
             .stderr(log);
         if clustered {
-            command.env("NATS_CLUSTER_PORT", node.cluster_port.to_string());
+            command
+                .env("NATS_CLUSTER_HOST", "127.0.0.1")
+                .env("NATS_CLUSTER_PORT", node.cluster_port.to_string())
+                .env("NATS_ROUTE_TLS_CERT", self.credentials.route_cert())
+                .env("NATS_ROUTE_TLS_KEY", self.credentials.route_key())
+                .env("NATS_ROUTE_TLS_CA", self.credentials.route_ca());
             for (i, route) in routes.iter().enumerate() {
                 command.env(format!("NATS_ROUTE_{}", i + 1), route);
             }
@@ -363,6 +368,90 @@ impl NatsServer {
             }
         }
         true
+    }
+}
+
+/// An attacker's own `nats-server`, trying to join a cluster as a node: it opens a route to
+/// the cluster's first node presenting the certificate it was given, trusts whatever CA a
+/// genuine node could present (so that only the genuine node's check can keep it out), and
+/// serves plain, unauthenticated clients of its own on [`RogueNode::client_url`].
+pub struct RogueNode {
+    dir: PathBuf,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts a [`RogueNode`] routed to this cluster's first node, presenting `cert` and `key`.
+    pub fn rogue_node(&self, cert: &std::path::Path, key: &std::path::Path) -> RogueNode {
+        let dir = self.dir.join(unique_name("rogue"));
+        std::fs::create_dir_all(&dir).expect("cannot create the rogue node's directory");
+        let mut any_ca = std::fs::read_to_string(self.credentials.ca()).expect("no CA");
+        any_ca.push_str(&std::fs::read_to_string(self.credentials.route_ca()).expect("no CA"));
+        std::fs::write(dir.join("any-ca.pem"), any_ca).expect("cannot write the CA bundle");
+        let client_port = free_port();
+        let config = format!(
+            r#"server_name: rogue
+host: 127.0.0.1
+port: {client_port}
+cluster {{
+  name: opd
+  host: 127.0.0.1
+  port: {cluster_port}
+  routes: ["nats://127.0.0.1:{route}"]
+  tls {{
+    cert_file: "{cert}"
+    key_file: "{key}"
+    ca_file: "{ca}"
+    verify: true
+    timeout: 3
+  }}
+}}
+"#,
+            cluster_port = free_port(),
+            route = self.cluster_ports()[0],
+            cert = cert.display(),
+            key = key.display(),
+            ca = dir.join("any-ca.pem").display(),
+        );
+        std::fs::write(dir.join("rogue.conf"), config).expect("cannot write the rogue's config");
+        let log = std::fs::File::create(dir.join("rogue.log")).expect("cannot create a log");
+        let binary = std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| "nats-server".into());
+        let child = Command::new(&binary)
+            .args(["-c", &dir.join("rogue.conf").display().to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        crate::pids::record(child.id());
+        RogueNode {
+            dir,
+            client_port,
+            child: Some(child),
+        }
+    }
+}
+
+impl RogueNode {
+    /// Its client port: plain text, no identity asked.
+    pub fn client_url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.client_port)
+    }
+
+    /// What it logged (why a route was refused, say).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rogue.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RogueNode {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            crate::pids::forget(child.id());
+        }
     }
 }
 
