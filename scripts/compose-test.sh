@@ -155,7 +155,7 @@ FAILURES_BEFORE_FAILOVER="$FAILURES"
 log "registering 40 patients, stopping nats-2 after the 20th"
 for id in $(seq 1001 1040); do
     status="$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:9090/opd/patient/register" \
-        -X POST -d "{\"id\":$id,\"full_name\":\"patient $id\"}")"
+        --json "{\"id\":$id,\"full_name\":\"patient $id\"}")"
     [ "$status" = 201 ] || { echo "  FAIL  registration of $id answered $status"; FAILURES=$((FAILURES + 1)); }
     if [ "$id" = 1020 ]; then "${COMPOSE[@]}" stop nats-2 >/dev/null 2>&1; log "nats-2 stopped"; fi
 done

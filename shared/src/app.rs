@@ -94,7 +94,7 @@ impl Application {
     pub async fn build(service: &'static Service, settings: Settings) -> anyhow::Result<Self> {
         let infra = Infra::connect(settings, service.name, service.migrations).await?;
         let http = &infra.settings.http;
-        let listener = TcpListener::bind((http.host.as_str(), http.port)).await?;
+        let listener = crate::http::listen(&http.host, http.port).await?;
         let port = listener.local_addr()?.port();
         let router = app(service, &infra);
         Ok(Self {
@@ -170,14 +170,11 @@ impl Application {
         }
         tracing::info!(port, "listening for HTTP requests");
         let grace = infra.settings.http.shutdown_grace;
-        let served = crate::http::serve(
-            listener,
-            router,
-            shutdown.clone(),
-            grace,
-            infra.settings.http.header_read_timeout,
-        )
-        .await;
+        let limits = crate::http::ConnectionLimits {
+            max_connections: infra.settings.http.max_connections,
+            header_read_timeout: infra.settings.http.header_read_timeout,
+        };
+        let served = crate::http::serve(listener, router, shutdown.clone(), grace, limits).await;
         shutdown.cancel();
         relay_stop.cancel();
         for (name, handle) in handles {

@@ -76,7 +76,7 @@ impl Answer {
     }
 }
 
-/// Answers `method path` with `body` in-process (no socket, no database, no NATS): the router
+/// Answers `method path` with `body` (sent as JSON) in-process (no socket, no database, no NATS): the router
 /// production serves ([`opd_shared::app::app`]), over a pool and a NATS client that never
 /// connect. For request validation, which is decided before a handler touches the database.
 pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: &str) -> Answer {
@@ -84,6 +84,7 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
     let request = Request::builder()
         .method(method)
         .uri(path)
+        .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .expect("a valid request");
     let response = router.oneshot(request).await.expect("infallible");

@@ -69,6 +69,13 @@ where
     }
 }
 
+/// Settings under which the book's curl commands work as printed: they send JSON with `-d`,
+/// that is as a form (`http.accept_form_encoded_json`). For
+/// `TestApp::builder(..).settings(book_curl)`.
+pub fn book_curl(settings: &mut opd_shared::infra::config::Settings) {
+    settings.http.accept_form_encoded_json = true;
+}
+
 /// A short random name, unique enough to separate tests that run side by side.
 pub fn unique_name(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

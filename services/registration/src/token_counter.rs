@@ -116,6 +116,11 @@ pub async fn issue_for_visit(
     Ok(token.map(|token| IssuedToken { id: patient, token }))
 }
 
+/// How far past the last token handed out today a reset may move the sequence. A queue token
+/// is a number called out in a waiting room: a jump of more than this is a slip of the finger
+/// (or an attack), and would spoil the day's numbers for everyone after it.
+pub const MAX_SKIP: i64 = 10_000;
+
 /// The outcome of asking for the sequence to continue from `n`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reset {
@@ -123,31 +128,45 @@ pub enum Reset {
     Done,
     /// Tokens up to `last_issued` were already handed out today; going back would repeat them.
     WouldRepeat { last_issued: i64 },
+    /// `n` is more than [`MAX_SKIP`] past the last token handed out today.
+    TooFarAhead { last_issued: i64 },
 }
 
-/// Both statements run in one transaction: `token_day()` reads the transaction's start time, so
-/// they agree on the day even when midnight falls between them.
+/// Moves today's sequence so that the next token is `n + 1`: back as far as the last token
+/// actually handed out today (so a mistaken reset can be undone), forward at most [`MAX_SKIP`]
+/// beyond it. The bounds are checked against the tokens issued, not against the counter, which
+/// a reset may have moved past them.
+///
+/// One transaction: `token_day()` reads its start time, so its statements agree on the day even
+/// when midnight falls between them; and the counter row is locked first, so that no token is
+/// issued between reading what was issued and moving the counter (issuing takes the same lock).
 pub async fn reset(pool: &PgPool, n: i64) -> Result<Reset, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let moved = sqlx::query_scalar!(
+    sqlx::query!(
         "insert into token_counters (day, last_token)
-         values (token_day(), $1)
-         on conflict (day) do update set last_token = excluded.last_token
-         where token_counters.last_token <= excluded.last_token
-         returning last_token",
-        n,
+         values (token_day(), 0)
+         on conflict (day) do update set last_token = token_counters.last_token"
     )
-    .fetch_optional(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    let outcome = if moved.is_some() {
-        Reset::Done
-    } else {
-        let last_issued =
-            sqlx::query_scalar!("select last_token from token_counters where day = token_day()")
-                .fetch_one(&mut *tx)
-                .await?;
-        Reset::WouldRepeat { last_issued }
-    };
+    let last_issued = sqlx::query_scalar!(
+        r#"select coalesce(max(token), 0) as "last_issued!"
+           from issued_tokens where day = token_day()"#
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if n < last_issued {
+        return Ok(Reset::WouldRepeat { last_issued });
+    }
+    if n > last_issued + MAX_SKIP {
+        return Ok(Reset::TooFarAhead { last_issued });
+    }
+    sqlx::query!(
+        "update token_counters set last_token = $1 where day = token_day()",
+        n
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
-    Ok(outcome)
+    Ok(Reset::Done)
 }

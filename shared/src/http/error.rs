@@ -26,6 +26,12 @@ pub enum ApiError {
     Conflict(String),
     #[error("the request body is larger than this service accepts")]
     PayloadTooLarge,
+    /// The body is not sent as JSON (415).
+    #[error(
+        "send the body as JSON, with the header Content-Type: application/json \
+         (http.accept_form_encoded_json also takes a form-encoded body, as curl -d sends it)"
+    )]
+    UnsupportedMediaType,
     /// A dependency (the database) cannot be reached; the client may retry (503).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -79,6 +85,12 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
                 "Payload too large",
+                self.to_string(),
+            ),
+            Self::UnsupportedMediaType => Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
                 self.to_string(),
             ),
             Self::Unavailable(detail) => Problem::new(

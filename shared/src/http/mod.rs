@@ -4,6 +4,7 @@
 //! the health routes.
 
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod idempotency;
 pub mod openapi;
@@ -23,8 +24,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Router, extract::DefaultBodyLimit};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use serde::de::DeserializeOwned;
@@ -42,15 +42,51 @@ use crate::infra::config::HttpSettings;
 
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// A JSON request body, accepted whatever the `Content-Type` says: the book's curl commands send
-/// JSON with `-d` and no header, that is as `application/x-www-form-urlencoded`.
-/// Syntax errors are 400; a missing or invalid field is 422 and named.
+/// A JSON request body. It must be sent as JSON (`application/json`, or a `+json` type), or 415:
+/// a form on another site can post text that parses as JSON, but cannot send that content type
+/// without the browser asking the service first. `http.accept_form_encoded_json` also takes the
+/// book's curl commands, which send JSON with `-d` and no header, that is as
+/// `application/x-www-form-urlencoded`. Syntax errors are 400; a missing or invalid field is 422
+/// and named.
 pub struct JsonBody<T>(pub T);
+
+/// Whether bodies sent as forms are taken as JSON (`http.accept_form_encoded_json`), for
+/// [`JsonBody`]; the common layers put it in every request's extensions.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FormEncodedJson(pub(crate) bool);
+
+/// Whether `content_type` says JSON, or (where `form_too`) a form or nothing, as curl's `-d`.
+fn is_json(content_type: Option<&HeaderValue>, form_too: bool) -> bool {
+    let Some(value) = content_type else {
+        return form_too;
+    };
+    let essence = value
+        .to_str()
+        .unwrap_or_default()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+        || (form_too && essence == "application/x-www-form-urlencoded")
+}
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let form_too = request
+            .extensions()
+            .get::<FormEncodedJson>()
+            .is_some_and(|policy| policy.0);
+        if !is_json(
+            request.headers().get(axum::http::header::CONTENT_TYPE),
+            form_too,
+        ) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -149,7 +185,8 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 }
 
 /// Adds what every API needs around its routes: problem details for unknown routes and methods,
-/// request ids (kept from the client or generated, echoed in the response), a trace span per
+/// request ids (kept from the client when plain and short, else generated; echoed in the
+/// response), the host and cross-site checks of [`guard`], a trace span per
 /// request named by its matched route (joining the caller's trace when it sends a
 /// `traceparent`), request counts and latencies by route (`/metrics`), a body size limit, and a
 /// 500 problem instead of a dropped connection should a handler ever panic.
@@ -164,6 +201,9 @@ pub(crate) fn with_common_layers(
     };
     router
         .layer(axum::middleware::from_fn_with_state(limits, limit))
+        .layer(axum::Extension(FormEncodedJson(
+            settings.accept_form_encoded_json,
+        )))
         .fallback(|| async { ApiError::NotFound("there is no such route".into()) })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -175,6 +215,7 @@ pub(crate) fn with_common_layers(
         })
         .layer(
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(guard::sanitize_request_id))
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -210,7 +251,11 @@ pub(crate) fn with_common_layers(
                     crate::infra::metrics::record_http,
                 ))
                 .layer(CatchPanicLayer::custom(|_panic| panic_response()))
-                .layer(DefaultBodyLimit::max(settings.body_limit_bytes)),
+                .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+                .layer(axum::middleware::from_fn_with_state(
+                    guard::Hosts::new(&settings.allowed_hosts),
+                    guard::guard,
+                )),
         )
 }
 
@@ -263,25 +308,73 @@ fn panic_response() -> Response {
     ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
 }
 
+/// Connections accepted by the kernel and waiting for the service to take them: at
+/// `http.max_connections` the service stops taking them, and a burst queues here rather than
+/// being refused (Linux caps it at `net.core.somaxconn`, 4096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `host:port` (0 picks a free port) for [`serve`].
+pub async fn listen(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    let address = tokio::net::lookup_host((host, port))
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host} has no address")))?;
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restarted service can bind at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// How the server loop treats connections (`http.*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Connections open at once; at the limit no more are accepted until one closes (they wait
+    /// in the kernel's queue), so that idle sockets cannot exhaust file descriptors.
+    pub max_connections: usize,
+    /// A connection must deliver a whole request head within this time of being accepted (or
+    /// of its previous answer), or it is closed.
+    pub header_read_timeout: Duration,
+}
+
 /// Serves until `shutdown` is cancelled, then lets in-flight requests finish (up to `grace`).
 ///
-/// A loop of our own rather than `axum::serve`, for one setting: `header_read_timeout`. A
-/// client that opens a connection and never finishes its request headers (slowloris) is cut off
-/// after it; the request timeout takes over from the moment the headers are in.
+/// A loop of our own rather than `axum::serve`, for two limits. A client that connects and then
+/// sends nothing, or never finishes its request head (slowloris), is cut off after
+/// `header_read_timeout`: the timer starts when the connection is accepted, before its first
+/// byte, and again after every answer on a kept-alive connection. And at most
+/// `max_connections` are open at once.
+///
+/// HTTP/1.1 only. Serving HTTP/2 as well means first sniffing which protocol a connection
+/// speaks, and that wait has no timer in hyper (a client that sends nothing, or only the HTTP/2
+/// preface, was held for ever); HTTP/2 would also need limits of its own (streams, resets,
+/// keep-alive pings). A browser or proxy in front speaks HTTP/2 to the world and HTTP/1.1 to the
+/// services; a client that opens with the HTTP/2 preface is answered with an error and closed.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     grace: Duration,
-    header_read_timeout: Duration,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let connections = GracefulShutdown::new();
     loop {
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break, // the semaphore is never closed
+            },
+        };
         let stream = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -295,14 +388,12 @@ pub async fn serve(
             },
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = connections.watch(connection);
+        let connection = connections.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection closed with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -62,7 +62,54 @@ pub fn document(service: &Service, mut api: OpenApi) -> OpenApi {
             ),
     );
     api.merge(Common::openapi());
+    add_guard_responses(&mut api);
     api
+}
+
+/// The answers of the checks every request passes first ([`crate::http::guard`]): any operation
+/// may refuse an unknown host, and any that changes state a cross-site request.
+fn add_guard_responses(api: &mut OpenApi) {
+    let unknown_host = problem(
+        "The `Host` header names neither an IP address nor a name in `http.allowed_hosts` \
+         (`/problems/unknown-host`)",
+    );
+    let cross_site = problem(
+        "A browser says a page of another site sent this request, which would change state \
+         (`/problems/cross-site`)",
+    );
+    for item in api.paths.paths.values_mut() {
+        let reads = [&mut item.get, &mut item.head, &mut item.options];
+        for operation in reads.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.insert("421".into(), unknown_host.clone());
+        }
+        let changes = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in changes.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses.insert("421".into(), unknown_host.clone());
+            responses
+                .entry("403".into())
+                .or_insert_with(|| cross_site.clone());
+        }
+    }
+}
+
+/// The book's `GET`s that change state, checked as [`crate::http::guard::SameSite`].
+pub struct CrossSite;
+
+impl IntoResponses for CrossSite {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses(&[(
+            "403",
+            "A browser says a page of another site sent this request, which would change \
+             state (`/problems/cross-site`)",
+        )])
+    }
 }
 
 /// The routes that serve the document and the Swagger UI page.
@@ -107,6 +154,11 @@ impl IntoResponses for BodyErrors {
             (
                 "413",
                 "The body is larger than the service accepts (`/problems/payload-too-large`)",
+            ),
+            (
+                "415",
+                "The body is not sent as JSON: `Content-Type: application/json` is required \
+                 (`/problems/unsupported-media-type`)",
             ),
             (
                 "422",

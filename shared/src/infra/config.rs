@@ -54,6 +54,16 @@ pub struct HttpSettings {
     /// connecting, or of its previous request on a kept-alive connection.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Connections open at once. At the limit the service accepts no more until one closes;
+    /// keep it below the process's file descriptor limit, less the database pool's.
+    pub max_connections: usize,
+    /// The names the service answers to besides IP addresses (`Host`); `*` allows any. A
+    /// browser tricked into sending a request under another name (DNS rebinding) gets 421.
+    pub allowed_hosts: Vec<String>,
+    /// Takes a JSON body sent as `application/x-www-form-urlencoded` (or with no content
+    /// type), as the book's curl commands send it. Off: such a body is refused with 415, so
+    /// that a form on another site cannot post JSON-looking text.
+    pub accept_form_encoded_json: bool,
     /// Requests served at once; one more is answered with 503 at once instead of queueing, so
     /// that a burst degrades into quick refusals rather than ever longer waits.
     pub max_concurrent_requests: usize,
@@ -306,6 +316,7 @@ pub fn layered<T: Serialize + serde::de::DeserializeOwned>(
                 .separator("__")
                 .list_separator(",")
                 .with_list_parse_key("nats.servers")
+                .with_list_parse_key("http.allowed_hosts")
                 .try_parsing(true)
                 .source(environment),
         )
@@ -324,6 +335,9 @@ impl Settings {
                 shutdown_grace: Duration::from_secs(20),
                 request_timeout: Duration::from_secs(15),
                 header_read_timeout: Duration::from_secs(10),
+                max_connections: 4096,
+                allowed_hosts: vec!["localhost".into()],
+                accept_form_encoded_json: false,
                 max_concurrent_requests: 1024,
                 idempotency_retention: Duration::from_secs(24 * 60 * 60),
             },

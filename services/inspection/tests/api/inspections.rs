@@ -1,11 +1,11 @@
 use opd_testing::Method;
 use serde_json::json;
 
-use crate::helpers::{PENDING, RECORD, pending_count, registered, spawn_app};
+use crate::helpers::{PENDING, RECORD, builder, pending_count, registered, spawn_app};
 
 #[tokio::test]
 async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
-    let app = spawn_app().await;
+    let app = builder().settings(opd_testing::book_curl).spawn().await;
     registered(&app, 300, 2).await;
     registered(&app, 200, 1).await;
     registered(&app, 400, 3).await;

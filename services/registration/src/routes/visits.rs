@@ -5,8 +5,11 @@ use axum::extract::State;
 
 use opd_shared::domain::PatientId;
 use opd_shared::http::error::ApiError;
+use opd_shared::http::guard::SameSite;
 use opd_shared::http::idempotency::Effect;
-use opd_shared::http::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
+use opd_shared::http::openapi::{
+    CrossSite, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable,
+};
 use opd_shared::http::problem::Problem;
 use opd_shared::http::{PathParam, RequestId};
 use opd_shared::service::AppState;
@@ -15,7 +18,7 @@ use opd_shared::events::PatientRegistered;
 use opd_shared::events::outbox::Envelope;
 
 use super::unknown_patient;
-use crate::token_counter::{self, IssuedToken, Reset};
+use crate::token_counter::{self, IssuedToken, MAX_SKIP, Reset};
 
 /// A token for a new visit of a registered patient.
 ///
@@ -28,10 +31,11 @@ use crate::token_counter::{self, IssuedToken, Reset};
             body = IssuedToken, example = json!({ "id": 200, "token": 2 })),
         (status = 404, description = "No patient with this id is registered \
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
-        PathErrors, Unavailable,
+        CrossSite, PathErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state, request_id))]
 pub async fn next_visit(
+    _: SameSite,
     state: State<AppState>,
     request_id: RequestId,
     id: PathParam<PatientId>,
@@ -95,19 +99,22 @@ async fn issue_token(
 
 /// Makes today's token sequence continue after `n`.
 ///
-/// The next token is `n + 1`, as in the book. The sequence only moves forward, so that no token
-/// is handed out twice in a day.
+/// The next token is `n + 1`, as in the book. `n` may go back as far as the last token handed
+/// out today (undoing a mistaken reset), never below it, so that no token is handed out twice
+/// in a day; and at most 10,000 beyond it.
 #[utoipa::path(get, path = "/opd/patient/token/reset/{n}", tag = "registration", operation_id = "reset_tokens",
     params(("n" = i64, Path, minimum = 0, maximum = 4_294_967_295_i64,
         description = "The last token to count as handed out today")),
     responses(
         (status = 200, description = "Reset", body = String, content_type = "application/json", example = json!("Token reset successful")),
-        (status = 409, description = "Tokens above `n` were handed out today already \
-            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
-        PathErrors, Unavailable,
+        (status = 409, description = "Tokens above `n` were handed out today already, or `n` \
+            is more than 10,000 past the last one (`/problems/conflict`)", body = Problem,
+            content_type = "application/problem+json"),
+        CrossSite, PathErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
 pub async fn reset(
+    _: SameSite,
     state: State<AppState>,
     n: PathParam<u32>,
 ) -> Result<Json<&'static str>, ApiError> {
@@ -127,8 +134,9 @@ pub async fn reset(
     responses(
         (status = 200, description = "Reset", body = String, content_type = "application/json",
             example = json!("Token reset successful")),
-        (status = 409, description = "Tokens above `n` were handed out today already \
-            (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Tokens above `n` were handed out today already, or `n` \
+            is more than 10,000 past the last one (`/problems/conflict`)", body = Problem,
+            content_type = "application/problem+json"),
         IdempotencyErrors, PathErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
@@ -148,6 +156,11 @@ async fn reset_tokens(
         Reset::WouldRepeat { last_issued } => Err(ApiError::Conflict(format!(
             "tokens up to {last_issued} have already been handed out today; \
              the sequence can only continue from {last_issued} or higher"
+        ))),
+        Reset::TooFarAhead { last_issued } => Err(ApiError::Conflict(format!(
+            "the last token handed out today is {last_issued}; the sequence can move at most \
+             {MAX_SKIP} past it, to {}",
+            last_issued + MAX_SKIP
         ))),
     }
 }

@@ -185,3 +185,69 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let home = app.get("/opd/patient/").await;
     assert_eq!(home.status(), 200);
 }
+
+/// Open file descriptors of this (the test) process: its own sockets and the service's.
+fn open_descriptors() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+#[tokio::test]
+async fn idle_connections_are_capped_and_cut_while_requests_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const IDLE: usize = 2_000;
+    const PREFACE_ONLY: usize = 100;
+    const CAP: usize = 500;
+    let app = started(builder().settings(|settings| {
+        settings.http.header_read_timeout = Duration::from_secs(1);
+        settings.http.max_connections = CAP;
+    }))
+    .await;
+    let address = app.url("").trim_start_matches("http://").to_owned();
+    let before = open_descriptors();
+    // Connections that send nothing, and some that send only HTTP/2's preface; each waits for
+    // the service to close it (EOF or reset) and says how long that took.
+    let sockets: Vec<_> = (0..IDLE + PREFACE_ONLY)
+        .map(|i| {
+            let address = address.clone();
+            tokio::spawn(async move {
+                let started = tokio::time::Instant::now();
+                let Ok(mut socket) = tokio::net::TcpStream::connect(&address).await else {
+                    return Some(started.elapsed());
+                };
+                if i >= IDLE {
+                    let _ = socket.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+                }
+                let mut rest = Vec::new();
+                tokio::time::timeout(Duration::from_secs(60), socket.read_to_end(&mut rest))
+                    .await
+                    .ok()
+                    .map(|_| started.elapsed())
+            })
+        })
+        .collect();
+    // The service holds at most CAP of them at once: the rest wait in the kernel's queue.
+    let mut most = 0;
+    for _ in 0..40 {
+        most = most.max(open_descriptors().saturating_sub(before));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        most <= IDLE + PREFACE_ONLY + CAP + 300,
+        "{most} descriptors opened for {} client sockets: the service held more than {CAP}",
+        IDLE + PREFACE_ONLY
+    );
+    // A client that sends its request is served meanwhile, behind the idle ones.
+    let home = tokio::time::timeout(Duration::from_secs(30), app.get("/opd/patient/"))
+        .await
+        .expect("a request was not served while idle connections waited");
+    assert_eq!(home.status(), 200);
+    // Every idle connection was closed by the service.
+    let mut slowest = Duration::ZERO;
+    for socket in sockets {
+        let closed = socket.await.unwrap();
+        let took = closed.expect("an idle connection was still open after 60 s");
+        slowest = slowest.max(took);
+    }
+    eprintln!("the last of {IDLE} idle connections was closed after {slowest:?}");
+}

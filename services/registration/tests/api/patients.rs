@@ -1,11 +1,11 @@
 use opd_testing::Method;
 use serde_json::json;
 
-use crate::helpers::{REGISTER, patient, spawn_app};
+use crate::helpers::{REGISTER, builder, patient, spawn_app, started};
 
 #[tokio::test]
 async fn the_books_curl_walkthrough_gives_the_books_answers() {
-    let app = spawn_app().await;
+    let app = started(builder().settings(opd_testing::book_curl)).await;
 
     // The book's curl sends JSON with -d and no content type.
     let answer = app

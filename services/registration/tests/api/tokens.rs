@@ -107,3 +107,25 @@ async fn a_reset_that_straddles_midnight_is_still_answered_409_not_500() {
     let answer = reset.await.unwrap();
     expect_problem(answer, 409).await;
 }
+
+#[tokio::test]
+async fn a_reset_is_bounded_by_the_tokens_handed_out_today() {
+    let app = spawn_app().await;
+    // A wild reset is refused: it would spoil every number called after it.
+    let problem = expect_problem(app.get("/opd/patient/token/reset/4294967295").await, 409).await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("10000"),
+        "{problem}"
+    );
+    // A mistaken one can be undone while no token above it was handed out...
+    app.get_expect("/opd/patient/token/reset/10000", 200).await;
+    app.get_expect("/opd/patient/token/reset/0", 200).await;
+    assert_eq!(register(&app, 1).await, 1);
+    // ...and the bounds follow what was handed out, not the counter.
+    app.get_expect("/opd/patient/token/reset/10001", 200).await;
+    expect_problem(app.get("/opd/patient/token/reset/10002").await, 409).await;
+    assert_eq!(register(&app, 2).await, 10_002);
+    expect_problem(app.get("/opd/patient/token/reset/10001").await, 409).await;
+    app.get_expect("/opd/patient/token/reset/10002", 200).await;
+    assert_eq!(register(&app, 3).await, 10_003);
+}

@@ -2,11 +2,11 @@ use opd_shared::domain::Disposition;
 use opd_testing::Method;
 use serde_json::json;
 
-use crate::helpers::{DISCHARGE, PENDING, release_requested, spawn_app};
+use crate::helpers::{DISCHARGE, PENDING, builder, release_requested};
 
 #[tokio::test]
 async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
-    let app = spawn_app().await;
+    let app = builder().settings(opd_testing::book_curl).spawn().await;
     release_requested(&app, 200, Disposition::Discharge).await;
     release_requested(&app, 300, Disposition::Admission).await;
     assert_eq!(

@@ -1,11 +1,11 @@
 use opd_testing::Method;
 use serde_json::json;
 
-use crate::helpers::{PENDING, sent_for_treatment, spawn_app};
+use crate::helpers::{PENDING, builder, sent_for_treatment, spawn_app};
 
 #[tokio::test]
 async fn medication_keeps_the_dose_and_takes_the_patient_off_the_list() {
-    let app = spawn_app().await;
+    let app = builder().settings(opd_testing::book_curl).spawn().await;
     sent_for_treatment(&app, 200).await;
     sent_for_treatment(&app, 300).await;
 
