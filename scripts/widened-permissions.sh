@@ -4,6 +4,8 @@
 #
 #   registration  may publish patient.>                    (not only patient.register)
 #   treatment     may publish patient.register and all of $JS.API.>, and read every inbox
+#   inspection    may create (and so update) its own durable consumer, and publish on a
+#                 subject only its consumer would read
 #
 # Each widening must be caught by the test named beside it; the tests unrelated to permissions
 # (identity, TLS) must still pass. Run by scripts/test.sh after the cargo tests; needs what they
@@ -29,6 +31,10 @@ widen('"patient.register"\n      "$JS.API.STREAM.INFO.PATIENT"\n    ] }\n    sub
 widen('"patient.release"\n      "$JS.API.STREAM.INFO.PATIENT"',
       '"patient.release"\n      "patient.register"\n      "$JS.API.>"')
 widen('subscribe: { allow: ["_INBOX.treatment.>"] }', 'subscribe: { allow: ["_INBOX.>"] }')
+widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
+      '"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"\n'
+      '      "$JS.API.CONSUMER.CREATE.PATIENT.inspection-patient-register.>"\n'
+      '      "patient.retry.inspection-patient-register"')
 open(path, "w").write(text)
 PY
 
@@ -50,10 +56,12 @@ expect a_forged_event_from_a_stolen_identity_never_reaches_a_consumer failed
 expect a_service_cannot_create_change_purge_or_delete_the_stream failed
 expect a_service_cannot_read_another_services_consumer failed
 expect a_service_cannot_read_another_services_replies failed
+expect a_service_cannot_create_or_change_a_consumer_not_even_its_own failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed
 expect a_services_certificate_opens_no_route passed
+expect an_event_that_says_it_comes_from_another_producer_is_parked passed
 expect mutual_tls_asks_every_client_for_a_certificate passed
 echo "widened-permissions: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

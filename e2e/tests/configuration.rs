@@ -168,3 +168,28 @@ fn the_streams_settings_table_matches_the_streams_settings() -> Result<(), serde
     assert_agrees(heading, &table_problems(heading, &defaults));
     Ok(())
 }
+
+/// The durable consumers the stream's owner creates (`opd-nats stream`) are exactly the ones
+/// the services bind to, each reading its handler's subject.
+#[test]
+fn every_subscription_is_a_durable_the_owner_creates() {
+    use opd_shared::events::{DURABLES, Durable};
+    let services = [
+        &registration::SERVICE,
+        &inspection::SERVICE,
+        &treatment::SERVICE,
+        &release::SERVICE,
+    ];
+    let mut subscribed: Vec<Durable> = services
+        .iter()
+        .flat_map(|service| service.consumers.iter())
+        .map(|subscription| Durable {
+            name: subscription.durable,
+            subject: subscription.subject,
+        })
+        .collect();
+    subscribed.sort_by_key(|durable| durable.name);
+    let mut owned = DURABLES.to_vec();
+    owned.sort_by_key(|durable| durable.name);
+    assert_eq!(subscribed, owned);
+}

@@ -12,7 +12,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use futures::future::join_all;
 use inspection::SERVICE as INSPECTION;
-use opd_shared::events::{Event, PatientRegistered, headers, retry_subject};
+use opd_shared::events::{DURABLES, Event, PatientRegistered, headers};
 use opd_shared::infra::config::NatsSettings;
 use opd_testing::nats::RogueNode;
 use opd_testing::stream::{self, new_meta};
@@ -239,17 +239,18 @@ async fn a_service_publishes_its_own_subjects_only() {
                 stored(&js, own, &format!("{identity}-own")).await,
                 "{identity} cannot publish {own}"
             );
-            let retry_of_inspection = retry_subject("inspection-patient-register");
             let mut forbidden: Vec<&str> = SERVICES
                 .iter()
                 .map(|(_, subject, _)| *subject)
                 .filter(|subject| *subject != own)
                 .collect();
-            // Nor outside the book's subjects, nor on another consumer's retry subject.
-            forbidden.extend(["patient.anything", "audit.log"]);
-            if identity != "inspection" {
-                forbidden.push(&retry_of_inspection);
-            }
+            // Nor outside the book's subjects: not even on a subject that only its own
+            // consumer would read (a consumer's seed could feed itself forged events there).
+            forbidden.extend([
+                "patient.anything",
+                "audit.log",
+                "patient.retry.inspection-patient-register",
+            ]);
             for subject in forbidden {
                 assert!(
                     !stored(&js, subject, &format!("{identity}-{subject}")).await,
@@ -322,18 +323,13 @@ async fn a_service_cannot_read_another_services_consumer() {
     let admin = connect_as(&nats, "admin").await;
     assert!(stored(&admin, "patient.register", "one").await);
     let durable = "inspection-patient-register";
-    let config = consumer::pull::Config {
-        durable_name: Some(durable.into()),
-        filter_subject: "patient.register".into(),
-        ..Default::default()
-    };
-    // Inspection creates and reads its own consumer.
+    // Inspection binds to its own consumer, which the owner created with the stream.
     let inspection = connect_as(&nats, "inspection").await;
     let own = inspection
         .get_stream("PATIENT")
         .await
         .unwrap()
-        .get_or_create_consumer(durable, config.clone())
+        .get_consumer::<consumer::pull::Config>(durable)
         .await
         .unwrap();
 
@@ -383,6 +379,74 @@ async fn a_service_cannot_read_another_services_consumer() {
 }
 
 #[tokio::test]
+async fn a_service_cannot_create_or_change_a_consumer_not_even_its_own() {
+    let nats = server_with_stream().await;
+    let admin = connect_as(&nats, "admin").await;
+    assert!(stored(&admin, "patient.register", "one").await);
+    assert!(stored(&admin, "patient.treatment", "two").await);
+    join_all(DURABLES.iter().map(|durable| {
+        let nats = nats.clone();
+        async move {
+            let identity = durable.name.split('-').next().unwrap();
+            let js = connect_as(&nats, identity).await;
+            let stream = js.get_stream("PATIENT").await.unwrap();
+            // It binds to its own and reads its information, as its consumer does.
+            let mut own = stream
+                .get_consumer::<consumer::pull::Config>(durable.name)
+                .await
+                .unwrap();
+            assert_eq!(
+                own.info().await.unwrap().config.filter_subject,
+                durable.subject
+            );
+            // Widening its own filter to every subject, from the stream's start, is refused...
+            let everything = consumer::pull::Config {
+                durable_name: Some(durable.name.into()),
+                filter_subject: "patient.>".into(),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ack_policy: consumer::AckPolicy::Explicit,
+                ..Default::default()
+            };
+            assert!(
+                stream.create_consumer(everything.clone()).await.is_err(),
+                "{identity} widened its own consumer to patient.>"
+            );
+            // ...and so is a second durable of its own making.
+            let other = consumer::pull::Config {
+                durable_name: Some(format!("{identity}-everything")),
+                ..everything
+            };
+            assert!(
+                stream.create_consumer(other).await.is_err(),
+                "{identity} created a durable consumer"
+            );
+        }
+    }))
+    .await;
+    // The owner's view: each consumer still reads its one subject, and there are no others.
+    let stream = admin.get_stream("PATIENT").await.unwrap();
+    for durable in DURABLES {
+        let live = stream
+            .get_consumer::<consumer::pull::Config>(durable.name)
+            .await
+            .unwrap()
+            .cached_info()
+            .config
+            .filter_subject
+            .clone();
+        assert_eq!(live, durable.subject, "{} was changed", durable.name);
+    }
+    let names: Vec<String> = stream
+        .consumer_names()
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(names.len(), DURABLES.len(), "{names:?}");
+}
+
+#[tokio::test]
 async fn a_service_cannot_read_another_services_replies() {
     let nats = server_with_stream().await;
     let spy = stream::connect(&nats.settings_for("treatment"), "treatment")
@@ -424,15 +488,15 @@ async fn a_forged_event_from_a_stolen_identity_never_reaches_a_consumer() {
         token: 1,
     };
     for subject in [
-        PatientRegistered::SUBJECT.to_owned(),
-        retry_subject("inspection-patient-register"),
+        PatientRegistered::SUBJECT,
+        "patient.retry.inspection-patient-register",
     ] {
         let meta = new_meta::<PatientRegistered>();
         let mut headers = meta.to_headers();
         headers.insert(headers::MESSAGE_ID, meta.id.to_string().as_str());
         let sent = match stolen
             .publish_with_headers(
-                subject.clone(),
+                subject,
                 headers,
                 serde_json::to_vec(&forged).unwrap().into(),
             )
@@ -513,4 +577,44 @@ async fn mutual_tls_asks_every_client_for_a_certificate() {
         (app.count("select count(*) from processed_events").await == 1).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_event_that_says_it_comes_from_another_producer_is_parked() {
+    let inspection = TestApp::spawn(&INSPECTION).await;
+    let registered = |id: i64| PatientRegistered {
+        id: id.try_into().unwrap(),
+        token: 1,
+    };
+    // On registration's subject, but claiming treatment as its producer, or another type.
+    let mut foreign_source = new_meta::<PatientRegistered>();
+    foreign_source.source = "/opd/treatment".into();
+    let mut foreign_type = new_meta::<PatientRegistered>();
+    foreign_type.event_type = "opd.patient.sent-for-treatment.v1".into();
+    let settings = &inspection.settings.nats;
+    stream::publish_meta(settings, &registered(801), &foreign_source).await;
+    stream::publish_meta(settings, &registered(802), &foreign_type).await;
+    // The genuine event after them is applied.
+    inspection.publish(&registered(803)).await;
+    let pending = inspection
+        .list_until("/opd/inspection/pending", "the genuine patient", |list| {
+            !list.is_empty()
+        })
+        .await;
+    let ids: Vec<i64> = pending.iter().filter_map(|p| p["id"].as_i64()).collect();
+    assert_eq!(ids, [803]);
+    eventually("both foreign events parked", || async {
+        (inspection
+            .count("select count(*) from dead_letters where reason like 'foreign event%'")
+            .await
+            == 2)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        inspection
+            .count("select count(*) from processed_events")
+            .await,
+        1
+    );
 }

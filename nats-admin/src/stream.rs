@@ -1,12 +1,15 @@
-//! The `PATIENT` stream, as its owner creates it. Its settings are the owner's alone: the
-//! services only use the stream, and check what they need of it when they open it
-//! (`opd_shared::infra::nats::StreamNeed`).
+//! The `PATIENT` stream and its durable consumers, as their owner creates them. Their settings
+//! are the owner's alone: the services only use the stream and bind to their own consumer, and
+//! check what they need of either when they open it (`opd_shared::infra::nats::StreamNeed`,
+//! `consumer_drift`).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::{self, pull};
 use async_nats::jetstream::{self, stream};
+use opd_shared::events::{DURABLES, Durable};
 use opd_shared::infra::config::NatsSettings;
 use opd_shared::infra::nats::{dbg, differences, report_drift};
 use serde::{Deserialize, Serialize};
@@ -26,6 +29,10 @@ pub struct StreamSettings {
     /// ids for `consumer.inbox_retention` (30 days): keep this no longer.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// Each durable consumer's: a message not acknowledged within this time is delivered
+    /// again.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
 }
 
 impl Default for StreamSettings {
@@ -34,6 +41,7 @@ impl Default for StreamSettings {
             replicas: 3,
             duplicate_window: Duration::from_secs(10 * 60),
             max_age: Duration::from_secs(30 * 24 * 60 * 60),
+            ack_wait: Duration::from_secs(30),
         }
     }
 }
@@ -84,6 +92,22 @@ impl StreamSettings {
         }
     }
 
+    /// The configuration of durable consumer `durable`: its one subject, each message
+    /// acknowledged on its own, from the stream's first event, and delivered for as long as it
+    /// takes (what can never succeed is parked by the service, not dropped by the server).
+    pub fn consumer_config(&self, durable: &Durable) -> pull::Config {
+        pull::Config {
+            durable_name: Some(durable.name.to_owned()),
+            description: Some(format!("OPD: {} for its service", durable.subject)),
+            filter_subject: durable.subject.to_owned(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait: self.ack_wait,
+            deliver_policy: consumer::DeliverPolicy::All,
+            max_deliver: -1,
+            ..Default::default()
+        }
+    }
+
     /// The stream's configuration: every `patient.*` subject, replicated, on disk.
     pub fn config(&self, name: &str) -> stream::Config {
         stream::Config {
@@ -98,6 +122,44 @@ impl StreamSettings {
             ..Default::default()
         }
     }
+}
+
+/// Creates every durable consumer of the platform that is missing, and leaves the others as
+/// they are, reporting how they differ (`alert="consumer-drift"`).
+pub async fn create_or_keep_consumers(
+    stream: &stream::Stream,
+    settings: &StreamSettings,
+) -> anyhow::Result<()> {
+    for durable in &DURABLES {
+        let wanted = settings.consumer_config(durable);
+        let consumer = stream
+            .get_or_create_consumer(durable.name, wanted.clone())
+            .await?;
+        report_drift(
+            "consumer-drift",
+            durable.name,
+            &consumer_drift(&wanted, &consumer.cached_info().config),
+        );
+    }
+    Ok(())
+}
+
+/// The settings of a live durable consumer that differ from `wanted`.
+fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
+    differences(&[
+        (
+            "filter_subject",
+            dbg(&(&live.filter_subject, &live.filter_subjects)),
+            dbg(&(&wanted.filter_subject, &wanted.filter_subjects)),
+        ),
+        ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
+        ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),
+        (
+            "max_deliver",
+            dbg(&live.max_deliver),
+            dbg(&wanted.max_deliver),
+        ),
+    ])
 }
 
 /// Creates the stream if it is missing, and otherwise leaves it as it is, reporting how it
@@ -119,8 +181,9 @@ pub async fn create_or_keep(
     Ok(stream)
 }
 
-/// Creates the stream with the administrative identity that `nats` names, trying again until
-/// `patience` has passed: the cluster may still be electing its leaders.
+/// Creates the stream and its durable consumers with the administrative identity that `nats`
+/// names, trying again until `patience` has passed: the cluster may still be electing its
+/// leaders.
 pub async fn create(
     nats: &NatsSettings,
     settings: &StreamSettings,
@@ -130,8 +193,12 @@ pub async fn create(
     let js = opd_shared::infra::nats::jetstream(client);
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        match create_or_keep(&js, &nats.stream, settings).await {
-            Ok(_) => return Ok(()),
+        let created = async {
+            let stream = create_or_keep(&js, &nats.stream, settings).await?;
+            create_or_keep_consumers(&stream, settings).await
+        };
+        match created.await {
+            Ok(()) => return Ok(()),
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(%error, "stream not created yet; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::events::consumer::{Consumer, EventHandler};
+use crate::events::consumer::{Consumer, EventHandler, Retried};
 use crate::events::outbox::EventContext;
 use crate::infra::Infra;
 use crate::infra::config::ServiceDefaults;
@@ -27,8 +27,6 @@ pub struct Service {
     /// The book's name, shown by `GET /opd/<area>/`.
     pub title: &'static str,
     pub version: &'static str,
-    /// CloudEvents `source` of the events it produces.
-    pub source: &'static str,
     /// Its own tables (the shared outbox and inbox tables are added by [`crate::infra::db`]).
     pub migrations: &'static Migrator,
     /// The book's home route, `GET /opd/<area>/`, answered by [`home`].
@@ -86,10 +84,7 @@ impl AppState {
 
     /// Who causes the events this request writes to the outbox.
     pub fn event_context(&self, request_id: Option<String>) -> EventContext {
-        EventContext {
-            source: self.service.source,
-            request_id,
-        }
+        EventContext { request_id }
     }
 }
 
@@ -101,17 +96,24 @@ pub async fn home(State(state): State<AppState>) -> String {
 pub(crate) type Task = BoxFuture<'static, ()>;
 
 /// A durable consumer of one subject, feeding one [`EventHandler`]. Every replica of a service
-/// uses the same durable name, so each event is handled by one of them.
+/// uses the same durable name, so each event is handled by one of them. The durable itself is
+/// one of [`crate::events::DURABLES`], created by the stream's owner.
 pub struct Subscription {
     pub durable: &'static str,
+    /// The subject it reads: its handler's event's.
+    pub subject: &'static str,
     pub(crate) start: fn(&'static str, &Infra, CancellationToken) -> Task,
+    /// Handles one of its dead letters again, from the database (the operator's retry).
+    pub(crate) retry: fn(PgPool, &'static str, i64) -> BoxFuture<'static, Retried>,
 }
 
 impl Subscription {
     pub const fn new<H: EventHandler + Default>(durable: &'static str) -> Self {
         Self {
             durable,
+            subject: <H::Event as crate::events::Event>::SUBJECT,
             start: start_consumer::<H>,
+            retry: retry_dead_letter::<H>,
         }
     }
 }
@@ -122,4 +124,12 @@ fn start_consumer<H: EventHandler + Default>(
     shutdown: CancellationToken,
 ) -> Task {
     Box::pin(Consumer::new(durable, infra, H::default()).run(shutdown))
+}
+
+fn retry_dead_letter<H: EventHandler + Default>(
+    pool: PgPool,
+    durable: &'static str,
+    id: i64,
+) -> BoxFuture<'static, Retried> {
+    Box::pin(async move { crate::events::consumer::retry::<H>(&pool, durable, id).await })
 }

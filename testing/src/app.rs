@@ -105,9 +105,17 @@ pub struct TestAppBuilder {
     cluster: bool,
     background: bool,
     adjustments: Vec<Adjustment>,
+    ack_wait: Option<Duration>,
 }
 
 impl TestAppBuilder {
+    /// The durable consumers' `ack_wait`, which their owner sets when it creates them (on a
+    /// server where they exist already, they are kept as they are).
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = Some(ack_wait);
+        self
+    }
+
     /// On a three-node cluster: for tests about replication and losing nodes.
     pub fn cluster(mut self) -> Self {
         self.cluster = true;
@@ -144,9 +152,11 @@ impl TestAppBuilder {
         for adjust in self.adjustments {
             adjust(&mut settings);
         }
-        // The stream's owner creates it before the service starts, as `opd-nats stream` does
-        // on the platform: the service's identity may not.
-        stream::create(&settings.nats).await;
+        // The stream's owner creates it and the durable consumers before the service starts,
+        // as `opd-nats stream` does on the platform: the service's identity may not.
+        let mut owned = stream::settings_for(&settings.nats);
+        owned.ack_wait = self.ack_wait.unwrap_or(owned.ack_wait);
+        stream::create_with(&settings.nats, &owned).await;
         let running = Running::start(self.service, settings.clone(), self.background).await;
         TestApp {
             service: self.service,
@@ -209,6 +219,7 @@ impl TestApp {
             cluster: false,
             background: true,
             adjustments: Vec::new(),
+            ack_wait: None,
         }
     }
 

@@ -35,7 +35,7 @@ impl Platform {
         for service in services {
             let app = TestApp::builder(service)
                 .nats(nats.clone())
-                .settings(|settings| settings.consumer.ack_wait = ACK_WAIT)
+                .ack_wait(ACK_WAIT)
                 .spawn()
                 .await;
             apps.push(app);

@@ -134,11 +134,18 @@ pub fn settings_for(nats: &NatsSettings) -> StreamSettings {
     StreamSettings::for_nodes(nats.servers.len())
 }
 
-/// Creates the stream as its owner does, on the servers `nats` names.
+/// Creates the stream and the durable consumers as their owner does, on the servers `nats`
+/// names.
 pub async fn create(nats: &NatsSettings) {
-    opd_nats_admin::stream::create(&as_admin(nats), &settings_for(nats), crate::PATIENCE)
+    create_with(nats, &settings_for(nats)).await;
+}
+
+/// [`create`] with the given settings (a shorter `ack_wait`, say); the stream and durables that
+/// exist already are kept as they are.
+pub async fn create_with(nats: &NatsSettings, settings: &StreamSettings) {
+    opd_nats_admin::stream::create(&as_admin(nats), settings, crate::PATIENCE)
         .await
-        .expect("cannot create the stream");
+        .expect("cannot create the stream and its consumers");
 }
 
 /// Publishes a raw message on the stream as the administrator, creating the stream first if
@@ -170,7 +177,7 @@ pub fn new_meta<E: Event>() -> EventMeta {
     EventMeta {
         id: Uuid::now_v7(),
         event_type: E::TYPE.into(),
-        source: "/opd/tests".into(),
+        source: E::SOURCE.into(),
         time: chrono::Utc::now(),
         request_id: None,
         traceparent: None,

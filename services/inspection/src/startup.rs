@@ -14,7 +14,6 @@ pub static SERVICE: Service = Service {
     port: 9091,
     title: "Inspection Service",
     version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/inspection",
     migrations: &MIGRATIONS,
     home: "/opd/inspection/",
     routes: routes::router,

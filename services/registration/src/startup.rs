@@ -11,7 +11,6 @@ pub static SERVICE: Service = Service {
     port: 9090,
     title: "Registration Service",
     version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/registration",
     migrations: &MIGRATIONS,
     home: "/opd/patient/",
     routes: routes::router,

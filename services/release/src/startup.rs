@@ -14,7 +14,6 @@ pub static SERVICE: Service = Service {
     port: 9093,
     title: "Release Service",
     version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/release",
     migrations: &MIGRATIONS,
     home: "/opd/release/",
     routes: routes::router,

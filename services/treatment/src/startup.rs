@@ -14,7 +14,6 @@ pub static SERVICE: Service = Service {
     port: 9092,
     title: "Treatment Service",
     version: env!("CARGO_PKG_VERSION"),
-    source: "/opd/treatment",
     migrations: &MIGRATIONS,
     home: "/opd/treatment/",
     routes: routes::router,

@@ -6,12 +6,19 @@
 //! succeed is parked in `dead_letters` with the reason and acknowledged, so it never blocks the
 //! messages behind it. A passing failure (database down) is negatively acknowledged with a
 //! growing delay, and JetStream redelivers it.
+//!
+//! The durable consumer itself belongs to the stream's owner, who creates it (`opd-nats
+//! stream`): the service only binds to it, and uses its `ack_wait` as it finds it. An operator's
+//! retry of a dead letter ([`retry`]) handles it from the database, through the same inbox and
+//! handler in one transaction, without publishing anything.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_nats::HeaderMap;
 use async_nats::jetstream::{self, AckKind, consumer::pull};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
@@ -78,7 +85,13 @@ pub struct Consumer<H> {
     handler: H,
     states: Consumers,
     metrics: Arc<Metrics>,
+    /// The live durable's `ack_wait`, in milliseconds, as last bound: a batch in hand is
+    /// reported in progress every third of it.
+    ack_wait_ms: AtomicU64,
 }
+
+/// `ack_wait` until the durable has been bound: JetStream's default.
+const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// A decoded message: its metadata, its event, and the span its handling runs in.
 type Decoded<E> = (EventMeta, E, tracing::Span);
@@ -122,6 +135,7 @@ impl<H: EventHandler> Consumer<H> {
             handler,
             states: infra.consumers.clone(),
             metrics: infra.metrics.clone(),
+            ack_wait_ms: AtomicU64::new(millis(DEFAULT_ACK_WAIT)),
         }
     }
 
@@ -200,32 +214,28 @@ impl<H: EventHandler> Consumer<H> {
         tracing::info!("consumer stopped");
     }
 
-    /// Creates the durable consumer if it is missing; an existing one is used as it is, as the
-    /// stream is (see [`crate::infra::nats::open_stream`]), with any difference reported.
+    /// Binds to the durable consumer its owner created. A missing one is an error (the
+    /// consumer tries again with its backoff, and `/readyz` says `binding`); a live one that
+    /// does not read exactly this consumer's subject, or is not acknowledged one by one, is
+    /// reported (`alert="consumer-drift"`) and used as it is.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
         let need = StreamNeed::InboxRetention(self.settings.inbox_retention);
         let stream = crate::infra::nats::open_stream(&self.jetstream, &self.stream, need).await?;
-        let wanted = pull::Config {
-            durable_name: Some(self.durable.clone()),
-            // Its event's subject, and its own retry subject: a dead letter published again
-            // reaches this consumer only, and no other identity may publish there.
-            filter_subjects: vec![
-                H::Event::SUBJECT.to_owned(),
-                crate::events::retry_subject(&self.durable),
-            ],
-            ack_policy: jetstream::consumer::AckPolicy::Explicit,
-            ack_wait: self.settings.ack_wait,
-            deliver_policy: jetstream::consumer::DeliverPolicy::All,
-            // Redeliver for as long as it takes: failures that can never succeed are parked by
-            // us, not dropped by the server.
-            max_deliver: -1,
-            ..Default::default()
-        };
         let consumer = stream
-            .get_or_create_consumer(&self.durable, wanted.clone())
-            .await?;
-        let drift = crate::infra::nats::consumer_drift(&wanted, &consumer.cached_info().config);
+            .get_consumer::<pull::Config>(&self.durable)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "durable consumer {} is not available ({error}); the stream's owner \
+                     creates it with `opd-nats stream`",
+                    self.durable
+                )
+            })?;
+        let live = &consumer.cached_info().config;
+        let drift = crate::infra::nats::consumer_drift(H::Event::SUBJECT, live);
         crate::infra::nats::report_drift("consumer-drift", &self.durable, &drift);
+        self.ack_wait_ms
+            .store(millis(live.ack_wait), Ordering::Relaxed);
         Ok(consumer)
     }
 
@@ -256,7 +266,8 @@ impl<H: EventHandler> Consumer<H> {
             .iter()
             .filter_map(|message| message.message.reply.clone())
             .collect();
-        let period = (self.settings.ack_wait / 3).max(Duration::from_millis(100));
+        let ack_wait = Duration::from_millis(self.ack_wait_ms.load(Ordering::Relaxed));
+        let period = (ack_wait / 3).max(Duration::from_millis(100));
         let started = std::time::Instant::now();
         // Only the event time, for the hop metric: handling decodes the rest.
         let event_times: Vec<Option<DateTime<Utc>>> = batch
@@ -339,41 +350,10 @@ impl<H: EventHandler> Consumer<H> {
         result
     }
 
-    /// The one way events take effect, for a batch of many or of one: in one transaction, the
-    /// inbox rows of all of them are written by one statement, then each new event's effect is
-    /// applied, in its own span. For each event, whether it was applied now (false: it had been
-    /// before).
+    /// Events take effect ([`apply_in`]) in a transaction of their own.
     async fn apply(&self, events: Vec<Decoded<H::Event>>) -> Result<Vec<bool>, HandlerError> {
-        let ids: Vec<Uuid> = events.iter().map(|(meta, _, _)| meta.id).collect();
-        let times: Vec<DateTime<Utc>> = events.iter().map(|(meta, _, _)| meta.time).collect();
         let mut tx = self.pool.begin().await?;
-        let mut new: HashSet<Uuid> = sqlx::query_scalar!(
-            "insert into processed_events (consumer, event_id, subject, event_time)
-             select $1, event_id, $2, event_time
-             from unnest($3::uuid[], $4::timestamptz[]) as batch (event_id, event_time)
-             on conflict do nothing
-             returning event_id",
-            self.durable,
-            H::Event::SUBJECT,
-            &ids,
-            &times,
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
-        let mut first_times = Vec::with_capacity(events.len());
-        for (meta, event, span) in events {
-            // An event twice in one batch is new only the first time.
-            let first_time = new.remove(&meta.id);
-            if first_time {
-                self.handler
-                    .handle(&mut tx, event, &meta)
-                    .instrument(span)
-                    .await?;
-            }
-            first_times.push(first_time);
-        }
+        let first_times = apply_in(&mut tx, &self.durable, &self.handler, events).await?;
         tx.commit().await?;
         Ok(first_times)
     }
@@ -397,7 +377,16 @@ impl<H: EventHandler> Consumer<H> {
                     Err(HandlerError::Transient(reason)) => Outcome::Retry(reason),
                 }
             }
-            Err(reason) => Outcome::Parked(reason),
+            Err(Undecodable::Malformed(reason)) => Outcome::Parked(reason),
+            Err(Undecodable::Foreign(reason)) => {
+                tracing::error!(
+                    alert = "foreign-event",
+                    stream_sequence,
+                    reason = %mask_values(&reason),
+                    "an event not from its subject's producer; parking it"
+                );
+                Outcome::Parked(reason)
+            }
         };
         let outcome = match outcome {
             Outcome::Retry(reason) if delivered >= i64::from(self.settings.max_deliveries) => {
@@ -500,6 +489,48 @@ impl<H: EventHandler> Consumer<H> {
     }
 }
 
+/// The one way events take effect, for a batch of many or of one, and for a dead letter
+/// handled again: inside the caller's transaction, the inbox rows of all of them are written by
+/// one statement, then each new event's effect is applied, in its own span. For each event,
+/// whether it was applied now (false: it had been before).
+async fn apply_in<H: EventHandler>(
+    tx: &mut PgConnection,
+    durable: &str,
+    handler: &H,
+    events: Vec<Decoded<H::Event>>,
+) -> Result<Vec<bool>, HandlerError> {
+    let ids: Vec<Uuid> = events.iter().map(|(meta, _, _)| meta.id).collect();
+    let times: Vec<DateTime<Utc>> = events.iter().map(|(meta, _, _)| meta.time).collect();
+    let mut new: HashSet<Uuid> = sqlx::query_scalar!(
+        "insert into processed_events (consumer, event_id, subject, event_time)
+         select $1, event_id, $2, event_time
+         from unnest($3::uuid[], $4::timestamptz[]) as batch (event_id, event_time)
+         on conflict do nothing
+         returning event_id",
+        durable,
+        H::Event::SUBJECT,
+        &ids,
+        &times,
+    )
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let mut first_times = Vec::with_capacity(events.len());
+    for (meta, event, span) in events {
+        // An event twice in one batch is new only the first time.
+        let first_time = new.remove(&meta.id);
+        if first_time {
+            handler
+                .handle(&mut *tx, event, &meta)
+                .instrument(span)
+                .await?;
+        }
+        first_times.push(first_time);
+    }
+    Ok(first_times)
+}
+
 /// The span of one event's handling: a child of the trace that caused the event (its
 /// `traceparent`), so that the handling shows up in the producer's request trace. The request id
 /// ties it to that HTTP call in the other service's log.
@@ -534,10 +565,139 @@ async fn keep_in_progress(
     }
 }
 
+/// Why a message can never be handled.
+#[derive(Debug)]
+enum Undecodable {
+    /// Headers or payload that are not an event of the subject.
+    Malformed(String),
+    /// An event of the subject that says another service produced it, or is of another type:
+    /// forged with a stolen identity, or misrouted. Parked with an alert.
+    Foreign(String),
+}
+
 /// Metadata and payload of a message, or why it can never be handled.
-fn decode<E: Event>(message: &jetstream::Message) -> Result<(EventMeta, E), String> {
-    let meta = EventMeta::from_headers(message.headers.as_ref())?;
-    let event = serde_json::from_slice(&message.payload)
-        .map_err(|e| format!("payload is not a valid {}: {e}", E::SUBJECT))?;
+fn decode<E: Event>(message: &jetstream::Message) -> Result<(EventMeta, E), Undecodable> {
+    decode_parts(message.headers.as_ref(), &message.payload)
+}
+
+fn decode_parts<E: Event>(
+    headers: Option<&HeaderMap>,
+    payload: &[u8],
+) -> Result<(EventMeta, E), Undecodable> {
+    let meta = EventMeta::from_headers(headers).map_err(Undecodable::Malformed)?;
+    meta.check_origin::<E>().map_err(Undecodable::Foreign)?;
+    let event = serde_json::from_slice(payload).map_err(|e| {
+        Undecodable::Malformed(format!("payload is not a valid {}: {e}", E::SUBJECT))
+    })?;
     Ok((meta, event))
+}
+
+/// What became of a dead letter handled again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retried {
+    /// No dead letter of this consumer has that id.
+    NotFound,
+    /// Its effect is committed and the row is gone.
+    Applied,
+    /// It had been applied before (a copy got through meanwhile); the row is gone.
+    Duplicate,
+    /// It still cannot be handled: the row stays, with this reason.
+    StillParked(String),
+    /// The database cannot serve the retry now; nothing changed.
+    Unavailable(String),
+}
+
+/// Handles dead letter `id` of `durable` again, as the consumer would have: decoded from the
+/// headers and payload it was parked with, its event id into the inbox and its effect applied,
+/// and the row deleted, all in one transaction. Nothing is published: a consuming service
+/// needs no right to publish anything it consumes. If it still cannot be handled the row stays,
+/// with the new reason.
+pub(crate) async fn retry<H: EventHandler + Default>(
+    pool: &PgPool,
+    durable: &'static str,
+    id: i64,
+) -> Retried {
+    match try_retry::<H>(pool, durable, id).await {
+        Ok(Err(reason)) => {
+            // Recording why also tells a failure of the letter from one of the database: if the
+            // database cannot take this either, the operator is told to come back later.
+            let noted = sqlx::query!(
+                "update dead_letters set reason = $3 where id = $1 and consumer = $2",
+                id,
+                durable,
+                reason,
+            )
+            .execute(pool)
+            .await;
+            if let Err(error) = noted {
+                tracing::warn!(%error, id, reason = %mask_values(&reason), "dead letter not handled again");
+                return Retried::Unavailable(error.to_string());
+            }
+            tracing::warn!(id, durable, reason = %mask_values(&reason), "dead letter still cannot be handled");
+            Retried::StillParked(reason)
+        }
+        Ok(Ok(retried)) => retried,
+        Err(error) => Retried::Unavailable(error.to_string()),
+    }
+}
+
+/// [`retry`]'s transaction: the outcome, or why the letter still cannot be handled (then
+/// nothing was written), or a database error.
+async fn try_retry<H: EventHandler + Default>(
+    pool: &PgPool,
+    durable: &'static str,
+    id: i64,
+) -> Result<Result<Retried, String>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let Some(row) = sqlx::query!(
+        "delete from dead_letters where id = $1 and consumer = $2 returning headers, payload",
+        id,
+        durable,
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(Ok(Retried::NotFound));
+    };
+    let headers = headers_from_json(&row.headers);
+    let (meta, event) = match decode_parts::<H::Event>(Some(&headers), &row.payload) {
+        Ok(decoded) => decoded,
+        Err(Undecodable::Malformed(reason) | Undecodable::Foreign(reason)) => {
+            return Ok(Err(reason));
+        }
+    };
+    let span = event_span(durable, &meta);
+    match apply_in(&mut tx, durable, &H::default(), vec![(meta, event, span)]).await {
+        Ok(first_time) => {
+            tx.commit().await?;
+            tracing::info!(id, durable, "dead letter handled");
+            Ok(Ok(if first_time == [true] {
+                Retried::Applied
+            } else {
+                Retried::Duplicate
+            }))
+        }
+        // Rolled back; [`retry`] records why, or finds the database gone.
+        Err(HandlerError::Permanent(reason) | HandlerError::Transient(reason)) => Ok(Err(reason)),
+    }
+}
+
+/// The headers of a parked message, as [`Consumer::park`] stored them (name → values).
+fn headers_from_json(stored: &serde_json::Value) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, values) in stored.as_object().into_iter().flatten() {
+        for value in values
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+        {
+            headers.append(name.as_str(), value);
+        }
+    }
+    headers
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

@@ -1,33 +1,38 @@
-//! The operator's path for parked messages: see them with their reason and payload, and put
-//! them back on the stream once the cause is fixed. Mounted under `/admin/` on every service
-//! that consumes events; it must not be reachable from outside the hospital's network.
+//! The operator's path for parked messages: see them with their reason and payload, a page at a
+//! time, and have them handled again once the cause is fixed. Mounted under `/admin/` on every
+//! service that consumes events; it must not be reachable from outside the hospital's network.
 //!
-//! A retry publishes the message again as it was received (headers, payload) on the consumer's
-//! own retry subject (`patient.retry.<durable>`, see [`crate::events::retry_subject`]), so it
-//! takes the normal path to that consumer alone: it decodes it, the event id keeps it from
-//! being applied twice, and if it still cannot be handled it is parked again, as a new dead
-//! letter.
+//! A retry handles the parked message from the database, as the consumer would have: decoded
+//! from what was parked, its event id into the inbox (so it is never applied twice) and its
+//! effect applied, and the row deleted, in one transaction
+//! ([`crate::events::consumer::retry`]). Nothing is published: a consuming service has no right
+//! to publish on any subject it consumes, so that its identity cannot feed itself forged
+//! events, and a retry cannot fill the stream however often it is called. If the message still
+//! cannot be handled it stays parked, with the new reason, and the answer says why.
 
-use std::time::Duration;
-
-use async_nats::HeaderMap;
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::events::consumer::Retried;
 use crate::http::PathParam;
 use crate::http::error::ApiError;
-use crate::http::openapi::{IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable};
+use crate::http::openapi::{
+    IdempotencyErrors, IdempotencyKey, PathErrors, QueryErrors, Unavailable,
+};
+use crate::http::page::PageRequest;
 use crate::http::problem::Problem;
 use crate::service::AppState;
 
-/// How long a retry waits for JetStream to store the message.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The most dead letters one `POST /admin/dead-letters/retry` handles; `remaining` says how many
+/// wait for the next call. Each is a transaction of its own: this bounds how long one request
+/// holds the service's connections.
+const RETRY_BATCH: i64 = 100;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -54,46 +59,82 @@ pub struct DeadLetter {
     payload: String,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Retried {
-    /// Messages put back on the stream.
+/// What a retry did.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct RetryReport {
+    /// Dead letters handled now (or found handled already) and removed.
     retried: u64,
+    /// Dead letters that still cannot be handled, and stay parked with the new reason.
+    still_parked: u64,
+    /// Dead letters not tried by this call (more than one call handles): call again.
+    remaining: u64,
 }
 
-/// Every parked message of this service's consumers, oldest first.
+/// The page parameters of the dead-letter list (no patient filter: a parked payload may be
+/// anything).
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "documents the query string; PageRequest parses it"
+)]
+pub struct DeadLetterPage {
+    /// The most entries to return: 1 to 1000, 100 if absent.
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<i64>,
+    /// Where the previous page ended: copy it from that page's `Link: rel="next"` URL.
+    #[param(minimum = 0)]
+    after: Option<i64>,
+}
+
+/// The parked messages of this service's consumers, oldest first, a page at a time.
 #[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", operation_id = "list_dead_letters",
+    params(DeadLetterPage),
     responses(
-        (status = 200, description = "The parked messages", body = Vec<DeadLetter>),
-        Unavailable,
+        (status = 200, description = "The parked messages; a `Link: rel=\"next\"` header when \
+            more follow", body = Vec<DeadLetter>),
+        QueryErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    page: PageRequest,
+) -> Result<(HeaderMap, Json<Vec<DeadLetter>>), ApiError> {
+    if page.patient_id().is_some() {
+        return Err(ApiError::InvalidQuery(
+            "dead letters cannot be filtered by patient: a parked payload may not name one".into(),
+        ));
+    }
     let rows = sqlx::query!(
         "select id, consumer, stream_sequence, subject, event_id, reason, parked_at, headers,
                 payload
          from dead_letters
-         order by id",
+         where id > $1
+         order by id
+         limit $2",
+        page.after.unwrap_or(0),
+        page.fetch(),
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|row| DeadLetter {
-                id: row.id,
-                consumer: row.consumer,
-                stream_sequence: row.stream_sequence,
-                subject: row.subject,
-                event_id: row.event_id,
-                reason: row.reason,
-                parked_at: row.parked_at,
-                headers: row.headers,
-                payload: String::from_utf8_lossy(&row.payload).into_owned(),
-            })
-            .collect(),
-    ))
+    let letters = rows
+        .into_iter()
+        .map(|row| DeadLetter {
+            id: row.id,
+            consumer: row.consumer,
+            stream_sequence: row.stream_sequence,
+            subject: row.subject,
+            event_id: row.event_id,
+            reason: row.reason,
+            parked_at: row.parked_at,
+            headers: row.headers,
+            payload: String::from_utf8_lossy(&row.payload).into_owned(),
+        })
+        .collect();
+    Ok(page.answer(letters, |letter| letter.id))
 }
 
-/// Puts one parked message back on the stream, once its cause is fixed.
+/// Handles one parked message again, once its cause is fixed.
 #[utoipa::path(post, path = "/admin/dead-letters/{id}/retry", tag = "admin",
     operation_id = "retry_dead_letter",
     params(
@@ -101,9 +142,12 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
         ("id" = i64, Path, description = "The dead letter's id")),
     responses(
         IdempotencyErrors,
-        (status = 202, description = "Published again; the consumer handles it shortly",
-            body = Retried, example = json!({ "retried": 1 })),
+        (status = 200, description = "Handled (or found handled already) and removed",
+            body = RetryReport, example = json!({ "retried": 1, "still_parked": 0, "remaining": 0 })),
         (status = 404, description = "No such dead letter (`/problems/not-found`)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "It still cannot be handled; it stays parked with the new \
+            reason, which the problem's detail gives (`/problems/conflict`)",
             body = Problem, content_type = "application/problem+json"),
         PathErrors, Unavailable,
     ))]
@@ -111,94 +155,79 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<DeadLetter>>
 pub(crate) async fn retry_one(
     State(state): State<AppState>,
     PathParam(id): PathParam<i64>,
-) -> Result<(StatusCode, Json<Retried>), ApiError> {
-    if !retry(&state, id).await? {
-        return Err(ApiError::NotFound(format!(
+) -> Result<Json<RetryReport>, ApiError> {
+    match retry(&state, id).await? {
+        Retried::Applied | Retried::Duplicate => Ok(Json(RetryReport {
+            retried: 1,
+            ..RetryReport::default()
+        })),
+        Retried::NotFound => Err(ApiError::NotFound(format!(
             "there is no dead letter {id}; GET /admin/dead-letters lists them"
-        )));
+        ))),
+        Retried::StillParked(reason) => Err(ApiError::Conflict(format!(
+            "dead letter {id} still cannot be handled, and stays parked: {reason}"
+        ))),
+        Retried::Unavailable(reason) => Err(unavailable(&reason)),
     }
-    Ok((StatusCode::ACCEPTED, Json(Retried { retried: 1 })))
 }
 
-/// Puts every parked message back on the stream, oldest first.
+/// Handles the parked messages again, oldest first, up to 100 a call.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
     operation_id = "retry_all_dead_letters",
     params(IdempotencyKey),
     responses(
         IdempotencyErrors,
-        (status = 202, description = "Published again; the consumers handle them shortly",
-            body = Retried, example = json!({ "retried": 3 })),
+        (status = 200, description = "What became of them; `remaining` counts those left for \
+            another call", body = RetryReport,
+            example = json!({ "retried": 3, "still_parked": 1, "remaining": 0 })),
         Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
 pub(crate) async fn retry_all(
     State(state): State<AppState>,
-) -> Result<(StatusCode, Json<Retried>), ApiError> {
-    let ids = sqlx::query_scalar!("select id from dead_letters order by id")
-        .fetch_all(&state.pool)
-        .await?;
-    let mut retried = 0;
+) -> Result<Json<RetryReport>, ApiError> {
+    let ids = sqlx::query_scalar!(
+        "select id from dead_letters order by id limit $1",
+        RETRY_BATCH
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    let mut answer = RetryReport::default();
     for id in ids {
-        // Another operator may have retried it meanwhile: that one is simply skipped.
-        if retry(&state, id).await? {
-            retried += 1;
+        match retry(&state, id).await? {
+            Retried::Applied | Retried::Duplicate => answer.retried += 1,
+            Retried::StillParked(_) => answer.still_parked += 1,
+            // Another operator handled it meanwhile.
+            Retried::NotFound => {}
+            Retried::Unavailable(reason) => return Err(unavailable(&reason)),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(Retried { retried })))
+    let left = sqlx::query_scalar!(r#"select count(*) as "count!" from dead_letters"#)
+        .fetch_one(&state.pool)
+        .await?;
+    answer.remaining = u64::try_from(left)
+        .unwrap_or_default()
+        .saturating_sub(answer.still_parked);
+    Ok(Json(answer))
 }
 
-/// Publishes dead letter `id` again and removes it, in that order: the row goes only once
-/// JetStream has the message. False if there is no such row.
-async fn retry(state: &AppState, id: i64) -> Result<bool, ApiError> {
-    let jetstream = &state.jetstream;
-    let mut tx = state.pool.begin().await?;
-    let Some(row) = sqlx::query!(
-        "delete from dead_letters where id = $1 returning consumer, subject, headers, payload",
-        id,
-    )
-    .fetch_optional(&mut *tx)
-    .await?
-    else {
-        return Ok(false);
+/// Dead letter `id`, handled again by the consumer that parked it.
+async fn retry(state: &AppState, id: i64) -> Result<Retried, ApiError> {
+    let consumer = sqlx::query_scalar!("select consumer from dead_letters where id = $1", id)
+        .fetch_optional(&state.pool)
+        .await?;
+    let Some(consumer) = consumer else {
+        return Ok(Retried::NotFound);
     };
-    let mut headers = HeaderMap::new();
-    for (name, values) in row.headers.as_object().into_iter().flatten() {
-        for value in values
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|v| v.as_str())
-        {
-            headers.append(name.as_str(), value);
-        }
-    }
-    // One message id per dead letter: a retry sent twice within JetStream's duplicate window
-    // is stored once.
-    headers.insert(
-        crate::events::headers::MESSAGE_ID,
-        format!("dead-letter-{}-{id}", row.consumer).as_str(),
-    );
-    let unavailable = |error: String| {
-        tracing::warn!(%error, id, "dead letter not published again");
-        ApiError::Unavailable("NATS did not take the message; retry later".into())
+    let Some(subscription) = state.service.consumer(&consumer) else {
+        return Err(ApiError::Conflict(format!(
+            "dead letter {id} was parked by {consumer}, which this service no longer runs"
+        )));
     };
-    // To this consumer's own retry subject, not the event's: the other consumers of the subject
-    // have their copy already, and the subject belongs to the service that produces it.
-    let subject = crate::events::retry_subject(&row.consumer);
-    let ack = jetstream
-        .publish_with_headers(subject, headers, row.payload.into())
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    match tokio::time::timeout(PUBLISH_TIMEOUT, ack).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(error)) => return Err(unavailable(error.to_string())),
-        Err(_) => {
-            return Err(unavailable(format!(
-                "no acknowledgement in {PUBLISH_TIMEOUT:?}"
-            )));
-        }
-    }
-    tx.commit().await?;
-    tracing::info!(id, consumer = %row.consumer, subject = %row.subject, "dead letter published again");
-    Ok(true)
+    Ok((subscription.retry)(state.pool.clone(), subscription.durable, id).await)
+}
+
+fn unavailable(reason: &str) -> ApiError {
+    tracing::warn!(reason, "dead letter not handled again");
+    ApiError::Unavailable("the database cannot handle the dead letter now; retry later".into())
 }

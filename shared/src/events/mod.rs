@@ -6,7 +6,8 @@
 //!
 //! Below them, how events travel: [`outbox`] (written in the producer's transaction, relayed
 //! to JetStream), [`consumer`] (durable consumers with idempotent effects),
-//! [`dead_letters`] (what a consumer could not handle, for an operator) and [`housekeeping`]
+//! [`dead_letters`] (what a consumer could not handle, for an operator, who can have it handled
+//! again from the database) and [`housekeeping`]
 //! (the outbox, inbox and idempotency rows deleted once nothing can need them).
 
 pub mod consumer;
@@ -28,16 +29,39 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     const SUBJECT: &'static str;
     /// The CloudEvents `type`.
     const TYPE: &'static str;
+    /// The CloudEvents `source`: the one service that produces it. A consumer parks an event
+    /// on this subject that says it comes from anywhere else, or is of another type.
+    const SOURCE: &'static str;
 }
 
-/// Where dead letters of the durable consumer `durable` are published again: inside the
-/// stream's `patient.>`, but read by that consumer only (it filters on its event's subject and
-/// this one), and publishable only by the service that runs it (`nats/auth.conf`). A retry on
-/// the event's own subject would reach every consumer of it, and would need every consuming
-/// service to be allowed to publish events that another service owns.
-pub fn retry_subject(durable: &str) -> String {
-    format!("patient.retry.{durable}")
+/// A durable consumer on the stream: its name and the one subject it reads.
+///
+/// The stream's owner creates every one of them (`opd-nats stream`), as it creates the stream;
+/// the service that runs one may read its information, pull from it and acknowledge, nothing
+/// more (`nats/auth.conf`). A service's identity that could create consumers could also change
+/// its own to read every subject of the stream from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durable {
+    pub name: &'static str,
+    pub subject: &'static str,
 }
+
+/// Every durable consumer of the platform, one per consuming service. A service's
+/// [`crate::service::Subscription`] names one of these (a test holds each service to it).
+pub const DURABLES: [Durable; 3] = [
+    Durable {
+        name: "inspection-patient-register",
+        subject: PatientRegistered::SUBJECT,
+    },
+    Durable {
+        name: "treatment-patient-treatment",
+        subject: PatientSentForTreatment::SUBJECT,
+    },
+    Durable {
+        name: "release-patient-release",
+        subject: PatientReleaseRequested::SUBJECT,
+    },
+];
 
 /// `patient.register`: a patient got a token and waits for inspection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,6 +73,7 @@ pub struct PatientRegistered {
 impl Event for PatientRegistered {
     const SUBJECT: &'static str = "patient.register";
     const TYPE: &'static str = "opd.patient.registered.v1";
+    const SOURCE: &'static str = "/opd/registration";
 }
 
 /// `patient.treatment`: inspection sent the patient for treatment.
@@ -66,6 +91,7 @@ pub struct PatientSentForTreatment {
 impl Event for PatientSentForTreatment {
     const SUBJECT: &'static str = "patient.treatment";
     const TYPE: &'static str = "opd.patient.sent-for-treatment.v1";
+    const SOURCE: &'static str = "/opd/inspection";
 }
 
 /// `patient.release`: treatment asked for the patient to be released.
@@ -83,6 +109,7 @@ pub struct PatientReleaseRequested {
 impl Event for PatientReleaseRequested {
     const SUBJECT: &'static str = "patient.release";
     const TYPE: &'static str = "opd.patient.release-requested.v1";
+    const SOURCE: &'static str = "/opd/treatment";
 }
 
 /// `patient.admission`: release sent the patient to be admitted to the hospital.
@@ -97,6 +124,7 @@ pub struct PatientAdmissionRequested {
 impl Event for PatientAdmissionRequested {
     const SUBJECT: &'static str = "patient.admission";
     const TYPE: &'static str = "opd.patient.admission-requested.v1";
+    const SOURCE: &'static str = "/opd/release";
 }
 
 fn is_absent<const N: usize>(note: &Note<N>) -> bool {
@@ -149,6 +177,22 @@ impl EventMeta {
             map.insert(headers::TRACEPARENT, traceparent.as_str());
         }
         map
+    }
+
+    /// Whether this event may be an `E`: its producer and type are `E`'s. Anything else on
+    /// `E`'s subject is forged or misrouted; the reason says which.
+    pub(crate) fn check_origin<E: Event>(&self) -> Result<(), String> {
+        if self.source == E::SOURCE && self.event_type == E::TYPE {
+            return Ok(());
+        }
+        Err(format!(
+            "foreign event on {}: ce-source {:?}, ce-type {:?}; only {} sends it, as {}",
+            E::SUBJECT,
+            self.source,
+            self.event_type,
+            E::SOURCE,
+            E::TYPE
+        ))
     }
 
     /// Reads the metadata of a received message. An error means the message can never be

@@ -27,11 +27,10 @@ use crate::infra::config::OutboxSettings;
 use crate::infra::nats::StreamNeed;
 use crate::infra::retry::{Backoff, sleep_or_cancel};
 
-/// Who causes an event: the producing service and the HTTP request behind it.
+/// Who causes an event: the HTTP request behind it. (Its `source` is the producer the event's
+/// contract names, [`Event::SOURCE`].)
 #[derive(Debug, Clone)]
 pub struct EventContext {
-    /// CloudEvents `source` of the service, e.g. `/opd/registration`.
-    pub source: &'static str,
     pub request_id: Option<String>,
 }
 
@@ -54,7 +53,7 @@ impl Envelope {
             id: Uuid::now_v7(),
             subject: E::SUBJECT,
             event_type: E::TYPE,
-            source: context.source,
+            source: E::SOURCE,
             request_id: context.request_id.clone(),
             traceparent: crate::infra::telemetry::current_traceparent(),
         }

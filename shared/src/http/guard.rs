@@ -43,9 +43,7 @@ impl Hosts {
 
     fn allow(&self, host: &str) -> bool {
         let name = host_name(host);
-        self.any
-            || name.parse::<IpAddr>().is_ok()
-            || self.names.contains(&name)
+        self.any || name.parse::<IpAddr>().is_ok() || self.names.contains(&name)
     }
 }
 

@@ -227,9 +227,6 @@ pub struct OutboxSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConsumerSettings {
-    /// JetStream redelivers a message that is not acknowledged within this time.
-    #[serde(with = "humantime_serde")]
-    pub ack_wait: Duration,
     /// Messages pulled from JetStream in one request.
     pub batch_size: usize,
     /// A message that failed for a passing reason (database down) is redelivered after a delay
@@ -381,7 +378,6 @@ impl Settings {
                 republish_window: Duration::from_secs(30),
             },
             consumer: ConsumerSettings {
-                ack_wait: Duration::from_secs(30),
                 batch_size: 50,
                 max_deliveries: 100,
                 retry: RetrySettings {
@@ -516,7 +512,7 @@ mod tests {
                 "nats://a:4222,nats://b:4222".to_owned(),
             ),
             ("OPD_LOG__FORMAT".to_owned(), "json".to_owned()),
-            ("OPD_CONSUMER__ACK_WAIT".to_owned(), "1m 30s".to_owned()),
+            ("OPD_CONSUMER__RETRY__MAX".to_owned(), "1m 30s".to_owned()),
         ]);
         let settings = Settings::layered(REGISTRATION, Some(&file), Some(environment))?;
         std::fs::remove_dir_all(&dir)?;
@@ -527,7 +523,7 @@ mod tests {
         );
         assert_eq!(settings.nats.servers, ["nats://a:4222", "nats://b:4222"]);
         assert_eq!(settings.log.format, LogFormat::Json);
-        assert_eq!(settings.consumer.ack_wait, Duration::from_secs(90));
+        assert_eq!(settings.consumer.retry.max, Duration::from_secs(90));
         assert_eq!(settings.outbox.retry.max, Duration::from_secs(120));
         assert_eq!(
             settings.outbox.retry.initial,

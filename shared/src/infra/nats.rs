@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{self, pull};
+use async_nats::jetstream::consumer;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr};
 
@@ -140,20 +140,19 @@ pub(crate) async fn open_stream(
     Ok(stream)
 }
 
-/// The settings of a live durable consumer that differ from `wanted`, the same way.
-pub(crate) fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String> {
+/// What a consuming service relies on in its live durable consumer and finds otherwise: that
+/// it reads `subject` alone, and that each message is acknowledged explicitly.
+pub(crate) fn consumer_drift(subject: &str, live: &consumer::Config) -> Vec<String> {
+    let mut reads: Vec<&str> = live.filter_subjects.iter().map(String::as_str).collect();
+    if !live.filter_subject.is_empty() {
+        reads.push(&live.filter_subject);
+    }
     differences(&[
+        ("filter_subjects", dbg(&reads), dbg(&[subject])),
         (
-            "filter_subjects",
-            dbg(&live.filter_subjects),
-            dbg(&wanted.filter_subjects),
-        ),
-        ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
-        ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),
-        (
-            "max_deliver",
-            dbg(&live.max_deliver),
-            dbg(&wanted.max_deliver),
+            "ack_policy",
+            dbg(&live.ack_policy),
+            dbg(&consumer::AckPolicy::Explicit),
         ),
     ])
 }

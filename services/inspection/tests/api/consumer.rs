@@ -247,7 +247,7 @@ async fn a_durable_consumer_the_operator_tuned_is_used_as_it_is() {
 async fn a_batch_that_takes_longer_than_ack_wait_is_not_redelivered_meanwhile() {
     let app = builder()
         .without_background_tasks()
-        .settings(|settings| settings.consumer.ack_wait = Duration::from_secs(1))
+        .ack_wait(Duration::from_secs(1))
         .spawn()
         .await;
     let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
