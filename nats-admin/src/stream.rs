@@ -33,7 +33,14 @@ pub struct StreamSettings {
     /// again.
     #[serde(with = "humantime_serde")]
     pub ack_wait: Duration,
+    /// The most the stream holds on each node, in bytes. At the limit it refuses new events
+    /// (they wait in the producers' outboxes, and `StreamNearlyFull` fires first) rather than
+    /// dropping old ones; keep it below each node's `max_file_store` (nats/node.conf, 4 GB).
+    pub max_bytes: u64,
 }
+
+/// The smallest `stream.max_bytes` taken: a few thousand events.
+const MIN_MAX_BYTES: u64 = 1024 * 1024;
 
 impl Default for StreamSettings {
     fn default() -> Self {
@@ -42,6 +49,7 @@ impl Default for StreamSettings {
             duplicate_window: Duration::from_secs(10 * 60),
             max_age: Duration::from_secs(30 * 24 * 60 * 60),
             ack_wait: Duration::from_secs(30),
+            max_bytes: 3 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -69,6 +77,12 @@ impl StreamSettings {
             stream: Self::default(),
         };
         let settings = opd_shared::infra::config::layered(&defaults, file, environment)?.stream;
+        if settings.max_bytes < MIN_MAX_BYTES {
+            return Err(config::ConfigError::Message(format!(
+                "stream.max_bytes ({}) must be at least {MIN_MAX_BYTES}",
+                settings.max_bytes
+            )));
+        }
         if settings.replicas == 0 {
             return Err(config::ConfigError::Message(
                 "stream.replicas must be at least 1".into(),
@@ -108,7 +122,10 @@ impl StreamSettings {
         }
     }
 
-    /// The stream's configuration: every `patient.*` subject, replicated, on disk.
+    /// The stream's configuration: every `patient.*` subject, replicated, on disk, bounded in
+    /// age and in size. A full stream refuses new events (`DiscardPolicy::New`): they stay in
+    /// the producers' outboxes until there is room, where dropping the oldest would lose
+    /// events a consumer that is behind has not read yet.
     pub fn config(&self, name: &str) -> stream::Config {
         stream::Config {
             name: name.to_owned(),
@@ -119,6 +136,8 @@ impl StreamSettings {
             num_replicas: self.replicas,
             duplicate_window: self.duplicate_window,
             max_age: self.max_age,
+            max_bytes: i64::try_from(self.max_bytes).unwrap_or(i64::MAX),
+            discard: stream::DiscardPolicy::New,
             ..Default::default()
         }
     }
@@ -223,6 +242,8 @@ fn drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
             dbg(&live.duplicate_window),
             dbg(&wanted.duplicate_window),
         ),
+        ("max_bytes", dbg(&live.max_bytes), dbg(&wanted.max_bytes)),
+        ("discard", dbg(&live.discard), dbg(&wanted.discard)),
         ("storage", dbg(&live.storage), dbg(&wanted.storage)),
         ("retention", dbg(&live.retention), dbg(&wanted.retention)),
     ])
@@ -267,6 +288,7 @@ mod tests {
         );
         for (variable, value, named) in [
             ("OPD_STREAM__REPLICAS", "0", &["stream.replicas"][..]),
+            ("OPD_STREAM__MAX_BYTES", "1000", &["stream.max_bytes"]),
             (
                 "OPD_STREAM__DUPLICATE_WINDOW",
                 "60days",

@@ -177,7 +177,7 @@ async fn ask(client: &reqwest::Client, server: &str) -> Node {
             .await?;
         let jsz: Jsz = client
             .get(format!(
-                "{server}/jsz?accounts=true&streams=true&consumers=true"
+                "{server}/jsz?accounts=true&streams=true&consumers=true&config=true"
             ))
             .send()
             .await?
@@ -267,6 +267,11 @@ fn registry_of(nodes: &[Node]) -> Registry {
         "stream_bytes",
         "Bytes in the stream, as its leader reports",
     );
+    let stream_max_bytes = gauges::<StreamLabels>(
+        &mut registry,
+        "stream_max_bytes",
+        "The most bytes the stream holds before it refuses new messages (-1: no limit)",
+    );
     let stream_has_leader = gauges::<StreamLabels>(
         &mut registry,
         "stream_has_leader",
@@ -339,6 +344,9 @@ fn registry_of(nodes: &[Node]) -> Registry {
             .get_or_create(&labels)
             .set(stream.state.messages);
         stream_bytes.get_or_create(&labels).set(stream.state.bytes);
+        stream_max_bytes
+            .get_or_create(&labels)
+            .set(stream.config.max_bytes);
         stream_has_leader
             .get_or_create(&labels)
             .set(i64::from(*led));

@@ -13,7 +13,7 @@ pub struct Varz {
     pub mem: i64,
 }
 
-/// `GET /jsz?accounts=true&streams=true&consumers=true`.
+/// `GET /jsz?accounts=true&streams=true&consumers=true&config=true`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct Jsz {
@@ -39,8 +39,22 @@ pub struct Account {
 pub struct Stream {
     pub name: String,
     pub cluster: Cluster,
+    pub config: StreamConfig,
     pub state: StreamState,
     pub consumer_detail: Vec<Consumer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct StreamConfig {
+    /// -1: no limit.
+    pub max_bytes: i64,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self { max_bytes: -1 }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

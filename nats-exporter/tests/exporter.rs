@@ -54,6 +54,7 @@ async fn lag_follows_the_stream_and_a_dead_node_is_reported() {
             // Inside `patient.>`: the administrator publishes there only.
             subjects: vec!["patient.exported.>".into()],
             num_replicas: 3,
+            max_bytes: 1_048_576,
             ..Default::default()
         })
         .await
@@ -74,6 +75,12 @@ async fn lag_follows_the_stream_and_a_dead_node_is_reported() {
         .await;
     }
     until(&url, r#"nats_stream_has_leader{stream="EXPORTED"}"#, 1).await;
+    until(
+        &url,
+        r#"nats_stream_max_bytes{stream="EXPORTED"}"#,
+        1_048_576,
+    )
+    .await;
 
     for n in 0..5 {
         js.publish("patient.exported.thing", format!("{n}").into())

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::stream::{self, Message};
+use crate::stream::{self, Message, StreamSettings};
 use crate::{NatsServer, TestDatabase, eventually};
 
 /// One running instance of a service, stopped when dropped.
@@ -105,15 +105,24 @@ pub struct TestAppBuilder {
     cluster: bool,
     background: bool,
     adjustments: Vec<Adjustment>,
-    ack_wait: Option<Duration>,
+    stream_adjustments: Vec<StreamAdjustment>,
 }
 
+/// A change a test makes to what the stream's owner creates.
+type StreamAdjustment = Box<dyn FnOnce(&mut StreamSettings)>;
+
 impl TestAppBuilder {
-    /// The durable consumers' `ack_wait`, which their owner sets when it creates them (on a
-    /// server where they exist already, they are kept as they are).
-    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
-        self.ack_wait = Some(ack_wait);
+    /// Changes the settings the stream's owner creates the stream and the durable consumers
+    /// with (a shorter `ack_wait`, a smaller `max_bytes`); on a server where they exist
+    /// already, they are kept as they are.
+    pub fn stream_settings(mut self, adjust: impl FnOnce(&mut StreamSettings) + 'static) -> Self {
+        self.stream_adjustments.push(Box::new(adjust));
         self
+    }
+
+    /// The durable consumers' `ack_wait` (see [`Self::stream_settings`]).
+    pub fn ack_wait(self, ack_wait: Duration) -> Self {
+        self.stream_settings(move |owned| owned.ack_wait = ack_wait)
     }
 
     /// On a three-node cluster: for tests about replication and losing nodes.
@@ -155,7 +164,9 @@ impl TestAppBuilder {
         // The stream's owner creates it and the durable consumers before the service starts,
         // as `opd-nats stream` does on the platform: the service's identity may not.
         let mut owned = stream::settings_for(&settings.nats);
-        owned.ack_wait = self.ack_wait.unwrap_or(owned.ack_wait);
+        for adjust in self.stream_adjustments {
+            adjust(&mut owned);
+        }
         stream::create_with(&settings.nats, &owned).await;
         let running = Running::start(self.service, settings.clone(), self.background).await;
         TestApp {
@@ -219,7 +230,7 @@ impl TestApp {
             cluster: false,
             background: true,
             adjustments: Vec::new(),
-            ack_wait: None,
+            stream_adjustments: Vec::new(),
         }
     }
 

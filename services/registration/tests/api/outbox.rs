@@ -311,3 +311,43 @@ async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten()
     assert_eq!(live.storage, StorageType::Memory);
     assert_eq!(live.max_age, Duration::from_secs(3600));
 }
+
+#[tokio::test]
+async fn a_full_stream_refuses_new_events_which_wait_in_the_outbox_until_there_is_room() {
+    // Room for a few events only.
+    let app = started(builder().stream_settings(|owned| owned.max_bytes = 2048)).await;
+    for id in 1..=20 {
+        // Registration only needs the database: a full stream costs it nothing.
+        register(&app, id).await;
+    }
+    let held = eventually("the stream to fill up and the rest to wait", || async {
+        let stored = app.stream_info().await.state.messages;
+        let waiting = unpublished(&app).await;
+        (stored > 0 && waiting > 0 && stored + u64::try_from(waiting).unwrap() == 20)
+            .then_some(stored)
+    })
+    .await;
+    // Still full a moment later: the oldest were not dropped to make room.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.stream_info().await.state.messages, held);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    // The owner makes room; every event arrives, each once.
+    let js = opd_testing::stream::jetstream(&app.settings.nats)
+        .await
+        .unwrap();
+    let mut config = app.stream_info().await.config;
+    config.max_bytes = 1024 * 1024;
+    js.update_stream(&config).await.unwrap();
+    let events = app.events_until("patient.register", 20).await;
+    let mut ids: Vec<i64> = events
+        .iter()
+        .map(|(_, payload)| payload["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=20).collect::<Vec<_>>());
+    eventually("the outbox to be drained", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+}
