@@ -10,9 +10,14 @@
 //! events, and a retry cannot fill the stream however often it is called. If the message still
 //! cannot be handled it stays parked, with the new reason, and the answer says why.
 
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use axum::Json;
-use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
@@ -34,11 +39,59 @@ use crate::service::AppState;
 /// holds the service's connections.
 const RETRY_BATCH: i64 = 100;
 
+/// Retries of every dead letter an instance starts, at most: one a second. With [`RETRY_BATCH`]
+/// that bounds what a loop of such requests can ask of the database to 100 handlings a second.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 pub fn routes() -> OpenApiRouter<AppState> {
+    let retry_all = OpenApiRouter::new().routes(routes!(retry_all)).route_layer(
+        axum::middleware::from_fn_with_state(Gate::default(), one_at_a_time),
+    );
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(retry_one))
-        .routes(routes!(retry_all))
+        .merge(retry_all)
+}
+
+/// When the last retry was let through.
+#[derive(Clone, Default)]
+struct Gate(Arc<Mutex<Option<Instant>>>);
+
+/// Lets a retry through when the previous one started [`RETRY_INTERVAL`] ago or more, and
+/// answers any other with 429 and `Retry-After`.
+async fn one_at_a_time(State(gate): State<Gate>, request: Request, next: Next) -> Response {
+    let now = Instant::now();
+    let wait = {
+        let mut last = gate.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match *last {
+            Some(at) if now.duration_since(at) < RETRY_INTERVAL => {
+                Some(RETRY_INTERVAL - now.duration_since(at))
+            }
+            _ => {
+                *last = Some(now);
+                None
+            }
+        }
+    };
+    let Some(wait) = wait else {
+        return next.run(request).await;
+    };
+    let mut response = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too-many-requests",
+        "Too many requests",
+        format!(
+            "every dead letter is retried at most once every {RETRY_INTERVAL:?} per instance; \
+             try again in {} ms",
+            wait.as_millis().max(1)
+        ),
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(wait.as_secs().max(1)),
+    );
+    response
 }
 
 /// A parked message, as it was received.
@@ -180,7 +233,7 @@ pub(crate) async fn retry_one(
         (status = 200, description = "What became of them; `remaining` counts those left for \
             another call", body = RetryReport,
             example = json!({ "retried": 3, "still_parked": 1, "remaining": 0 })),
-        Unavailable,
+        TooManyRetries, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
 pub(crate) async fn retry_all(
@@ -209,6 +262,23 @@ pub(crate) async fn retry_all(
         .unwrap_or_default()
         .saturating_sub(answer.still_parked);
     Ok(Json(answer))
+}
+
+/// The answer to a retry within a second of the previous one.
+pub struct TooManyRetries;
+
+impl utoipa::IntoResponses for TooManyRetries {
+    fn responses()
+    -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        [(
+            "429".to_owned(),
+            crate::http::openapi::problem(
+                "A retry of every dead letter started less than a second ago on this instance; \
+                 `Retry-After` says when to try again (`/problems/too-many-requests`)",
+            ),
+        )]
+        .into()
+    }
 }
 
 /// Dead letter `id`, handled again by the consumer that parked it.

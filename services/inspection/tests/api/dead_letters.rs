@@ -117,6 +117,14 @@ async fn retrying_all_handles_what_it_can_and_leaves_the_rest_parked_saying_why(
     );
     assert_eq!(app.count("select count(*) from processed_events").await, 0);
     assert_eq!(app.stream_info().await.state.messages, messages);
+    // A loop of such retries is held to one a second.
+    let again = app.post(&format!("{DEAD_LETTERS}/retry"), &json!({})).await;
+    assert_eq!(again.headers()["retry-after"], "1");
+    let problem = expect_problem(again, 429).await;
+    assert_eq!(problem["type"], "/problems/too-many-requests");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    app.post_expect(&format!("{DEAD_LETTERS}/retry"), &json!({}), 200)
+        .await;
 }
 
 #[tokio::test]
