@@ -3,9 +3,11 @@
 //! Each `--server-name` adds a name the nodes' certificate is valid for (when it is generated),
 //! e.g. the pods' names in Kubernetes (deploy/kubernetes/make-secrets.sh).
 //!
-//! `opd-nats stream`: creates the PATIENT stream as the administrator, with the stream's own
-//! settings (`OPD_STREAM__REPLICAS`, `OPD_STREAM__DUPLICATE_WINDOW`, `OPD_STREAM__MAX_AGE`, or
-//! `[stream]` in `opd.toml`); a stream that exists is left as it is, any difference reported.
+//! `opd-nats stream`: creates the PATIENT stream and the services' durable consumers as the
+//! administrator, with the stream's own settings (`OPD_STREAM__REPLICAS`,
+//! `OPD_STREAM__DUPLICATE_WINDOW`, `OPD_STREAM__MAX_AGE`, `OPD_STREAM__MAX_BYTES`,
+//! `OPD_STREAM__ACK_WAIT`, or `[stream]` in `opd.toml`); what exists is left as it is, any
+//! difference reported.
 //!
 //! `opd-nats events [--all | --last N] [--count N]`: prints the stream's events, one
 //! `SUBJECT PAYLOAD` line each: from now on until Ctrl-C; from the start (`--all`); or the last
@@ -81,7 +83,10 @@ async fn stream() -> anyhow::Result<()> {
     let _telemetry = opd_shared::infra::telemetry::init(&settings.log, "opd-nats");
     let nats = operator_nats(settings.nats);
     opd_nats_admin::stream::create(&nats, &stream, Duration::from_secs(60)).await?;
-    println!("stream {} is in place", nats.stream);
+    println!(
+        "stream {} and its durable consumers are in place",
+        nats.stream
+    );
     Ok(())
 }
 
