@@ -232,6 +232,10 @@ exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings
     $("${COMPOSE[@]}" ps -q nats-1 nats-2 nats-3) | xargs)"
 fact "the NATS monitoring ports are published on 127.0.0.1 only ($exposed)" \
     test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1"
+exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings.Ports}}{{if eq $port "9090/tcp" "9091/tcp" "9092/tcp" "9093/tcp"}}{{range $bindings}}{{.HostIp}} {{end}}{{end}}{{end}}' \
+    $("${COMPOSE[@]}" ps -q registration inspection treatment release) | xargs)"
+fact "the services' ports are published on 127.0.0.1 only ($exposed)" \
+    test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1 127.0.0.1"
 for service in registration inspection treatment release; do
     rights="$("${COMPOSE[@]}" exec -T "$service-db" psql -X -tA -U postgres -d postgres -c \
         "select rolsuper, rolcreaterole, rolcreatedb from pg_roles where rolname = 'opd_$service'")"
