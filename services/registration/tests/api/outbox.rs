@@ -290,10 +290,12 @@ async fn events_committed_by_requests_draining_at_shutdown_are_published_before_
 #[tokio::test]
 async fn a_stream_the_operator_configured_is_used_as_it_is_and_never_rewritten() {
     let nats = Arc::new(NatsServer::single().await);
-    // The operator's stream: in memory (a setting no update may change) and kept for an hour.
+    // The operator's stream: in memory (a setting no update may change), kept for an hour, and
+    // as large as a node's memory store allows.
     let mut config = opd_testing::stream::StreamSettings::default().config("PATIENT");
     config.storage = StorageType::Memory;
     config.max_age = Duration::from_secs(3600);
+    config.max_bytes = 64 * 1024 * 1024;
     config.num_replicas = 1;
     opd_testing::stream::jetstream(&nats.admin_settings())
         .await
