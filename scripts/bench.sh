@@ -6,6 +6,10 @@
 #
 #   scripts/bench.sh                   everything, 10 s per point
 #   BENCH_DURATION=5 scripts/bench.sh  shorter points
+#   BENCH_DURABLE=1 scripts/bench.sh   PostgreSQL flushing every commit to disk (fsync,
+#                                      synchronous_commit, full_page_writes), as a hospital
+#                                      runs it; the pgbench floors share the instance, so they
+#                                      flush too. Without it the development stack's fsync=off
 #
 # It uses the ports of scripts/dev.sh, so stop a running dev stack first.
 set -euo pipefail
@@ -22,6 +26,10 @@ export OPD_DEV_DIR="$ROOT/target/bench/dev" OPD_DEV_PROFILE=release
 export OPD_LOG__FILTER="${OPD_LOG__FILTER:-warn}"
 # Where PostgreSQL spends its time, statement by statement.
 export PG_EXTRA_OPTIONS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+if [ "${BENCH_DURABLE:-0}" = 1 ]; then
+    # After common.sh's own -c fsync=off: the last setting of a name wins.
+    PG_EXTRA_OPTIONS="$PG_EXTRA_OPTIONS -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+fi
 
 if curl -fsS -o /dev/null http://127.0.0.1:9090/healthz 2>/dev/null; then
     die "something already answers on port 9090 (scripts/dev.sh up?): stop it first"

@@ -395,10 +395,21 @@ def report_housekeeping(results):
         print(f"  {sample['at_s']:>6}" + "".join(f"{sample[name]:>18}" for name in TABLES))
 
 
+def durability():
+    """What the database promises on commit, as the running server says (not as asked)."""
+    settings = {name: psql("postgres", f"show {name}")
+                for name in ("fsync", "synchronous_commit", "full_page_writes")}
+    durable = settings["fsync"] == "on" and settings["synchronous_commit"] == "on"
+    return {"mode": "durable" if durable else "fsync off", **settings}
+
+
 def report(results):
     runs = {(r["name"], r["connections"]): r for r in results["runs"]}
     floors = {(p["shape"], p["clients"]): p["tps"] for p in results["pgbench"]}
+    d = results["database"]
     print()
+    print(f"database: {d['mode']} (fsync={d['fsync']}, synchronous_commit="
+          f"{d['synchronous_commit']}, full_page_writes={d['full_page_writes']})")
     print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
           f"{'errors':>8}{'× book':>8}{'× floor':>9}")
     for (name, connections), r in runs.items():
@@ -515,6 +526,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": {"cores": os.cpu_count(), "duration_s": DURATION,
                            "kernel": os.uname().release},
+               "database": durability(),
                "phases": chosen, "runs": [], "end_to_end": [], "pgbench": []}
     maximum = registration_phases(results) if "register" in chosen else None
     if "view" in chosen:
