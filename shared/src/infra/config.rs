@@ -436,6 +436,15 @@ impl Settings {
                 ),
             ),
             (
+                self.http.max_connections >= self.http.max_concurrent_requests.max(1),
+                format!(
+                    "http.max_connections ({}) must be at least http.max_concurrent_requests \
+                     ({}), and at least 1: every request being served holds a connection, and \
+                     with none the service would accept nothing and say nothing",
+                    self.http.max_connections, self.http.max_concurrent_requests
+                ),
+            ),
+            (
                 self.outbox.retry.initial <= self.outbox.retry.max,
                 format!(
                     "outbox.retry.initial ({:?}) must not exceed outbox.retry.max ({:?})",
@@ -580,6 +589,16 @@ mod tests {
                 "OPD_OUTBOX__RETRY__INITIAL",
                 "1m",
                 ["outbox.retry.initial", "outbox.retry.max"],
+            ),
+            (
+                "OPD_HTTP__MAX_CONNECTIONS",
+                "0",
+                ["http.max_connections", "http.max_concurrent_requests"],
+            ),
+            (
+                "OPD_HTTP__MAX_CONNECTIONS",
+                "100",
+                ["http.max_connections", "http.max_concurrent_requests"],
             ),
             (
                 "OPD_CONSUMER__RETRY__MAX",

@@ -201,6 +201,7 @@ async fn idle_connections_are_capped_and_cut_while_requests_are_served() {
     let app = started(builder().settings(|settings| {
         settings.http.header_read_timeout = Duration::from_secs(1);
         settings.http.max_connections = CAP;
+        settings.http.max_concurrent_requests = 100;
     }))
     .await;
     let address = app.url("").trim_start_matches("http://").to_owned();
