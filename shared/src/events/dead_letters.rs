@@ -119,8 +119,23 @@ pub struct RetryReport {
     retried: u64,
     /// Dead letters that still cannot be handled, and stay parked with the new reason.
     still_parked: u64,
-    /// Dead letters not tried by this call (more than one call handles): call again.
+    /// Dead letters after the last one this call tried: call again with `?after=` set to
+    /// `next_after` for them.
     remaining: u64,
+    /// The id of the last dead letter this call tried, when more follow. Letters that still
+    /// fail stay first in the table, so a call without it would try them again and never reach
+    /// the ones behind them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<i64>,
+}
+
+/// Where a retry of every dead letter starts.
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RetryFrom {
+    /// Only dead letters with a larger id: the `next_after` of the previous call.
+    #[param(minimum = 0)]
+    after: Option<i64>,
 }
 
 /// The page parameters of the dead-letter list (no patient filter: a parked payload may be
@@ -227,24 +242,35 @@ pub(crate) async fn retry_one(
 /// Handles the parked messages again, oldest first, up to 100 a call.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
     operation_id = "retry_all_dead_letters",
-    params(IdempotencyKey),
+    params(IdempotencyKey, RetryFrom),
     responses(
         IdempotencyErrors,
-        (status = 200, description = "What became of them; `remaining` counts those left for \
-            another call", body = RetryReport,
+        (status = 200, description = "What became of them; `remaining` counts those after the \
+            last one tried, for a call with `?after=` set to `next_after`", body = RetryReport,
             example = json!({ "retried": 3, "still_parked": 1, "remaining": 0 })),
-        TooManyRetries, Unavailable,
+        TooManyRetries, QueryErrors, Unavailable,
     ))]
-#[tracing::instrument(skip(state))]
+#[tracing::instrument(skip(state, uri))]
 pub(crate) async fn retry_all(
     State(state): State<AppState>,
+    uri: axum::http::Uri,
 ) -> Result<Json<RetryReport>, ApiError> {
+    let axum::extract::Query(from) = axum::extract::Query::<RetryFrom>::try_from_uri(&uri)
+        .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
+    let after = from.after.unwrap_or(0);
+    if after < 0 {
+        return Err(ApiError::InvalidQuery(
+            "after must not be negative: copy it from next_after".into(),
+        ));
+    }
     let ids = sqlx::query_scalar!(
-        "select id from dead_letters order by id limit $1",
+        "select id from dead_letters where id > $1 order by id limit $2",
+        after,
         RETRY_BATCH
     )
     .fetch_all(&state.pool)
     .await?;
+    let last = ids.last().copied();
     let mut answer = RetryReport::default();
     for id in ids {
         match retry(&state, id).await? {
@@ -255,12 +281,14 @@ pub(crate) async fn retry_all(
             Retried::Unavailable(reason) => return Err(unavailable(&reason)),
         }
     }
-    let left = sqlx::query_scalar!(r#"select count(*) as "count!" from dead_letters"#)
-        .fetch_one(&state.pool)
-        .await?;
-    answer.remaining = u64::try_from(left)
-        .unwrap_or_default()
-        .saturating_sub(answer.still_parked);
+    let left = sqlx::query_scalar!(
+        r#"select count(*) as "count!" from dead_letters where id > $1"#,
+        last.unwrap_or(after)
+    )
+    .fetch_one(&state.pool)
+    .await?;
+    answer.remaining = u64::try_from(left).unwrap_or_default();
+    answer.next_after = last.filter(|_| answer.remaining > 0);
     Ok(Json(answer))
 }
 

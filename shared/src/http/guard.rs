@@ -153,12 +153,14 @@ fn acceptable_request_id(value: &[u8]) -> bool {
 /// every event's headers.
 pub(crate) async fn sanitize_request_id(mut request: Request, next: Next) -> Response {
     let headers = request.headers_mut();
-    let all_acceptable = headers
-        .get_all(super::REQUEST_ID_HEADER)
-        .iter()
-        .all(|value| acceptable_request_id(value.as_bytes()));
-    let many = headers.get_all(super::REQUEST_ID_HEADER).iter().count() > 1;
-    if !all_acceptable || many {
+    let mut given = headers.get_all(super::REQUEST_ID_HEADER).iter();
+    // None, or exactly one that is acceptable.
+    let keep = match (given.next(), given.next()) {
+        (None, _) => true,
+        (Some(one), None) => acceptable_request_id(one.as_bytes()),
+        (Some(_), Some(_)) => false,
+    };
+    if !keep {
         headers.remove(super::REQUEST_ID_HEADER);
     }
     next.run(request).await

@@ -123,8 +123,17 @@ async fn retrying_all_handles_what_it_can_and_leaves_the_rest_parked_saying_why(
     let problem = expect_problem(again, 429).await;
     assert_eq!(problem["type"], "/problems/too-many-requests");
     tokio::time::sleep(Duration::from_secs(1)).await;
-    app.post_expect(&format!("{DEAD_LETTERS}/retry"), &json!({}), 200)
-        .await;
+    // Letters that keep failing stay first: a call from the cursor tries the ones behind them.
+    let first = before[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.post_expect(
+            &format!("{DEAD_LETTERS}/retry?after={first}"),
+            &json!({}),
+            200
+        )
+        .await,
+        json!({"retried": 0, "still_parked": 1, "remaining": 0})
+    );
 }
 
 #[tokio::test]
