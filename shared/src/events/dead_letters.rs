@@ -134,7 +134,7 @@ pub struct RetryReport {
 #[into_params(parameter_in = Query)]
 pub struct RetryFrom {
     /// Only dead letters with a larger id: the `next_after` of the previous call.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     after: Option<i64>,
 }
 
