@@ -71,7 +71,12 @@ pub async fn layer(State(keys): State<Keys>, request: Request, next: Next) -> Re
     let Ok(body) = to_bytes(body, body_limit).await else {
         return crate::http::error::ApiError::PayloadTooLarge.into_response();
     };
-    let path = parts.uri.path().to_owned();
+    // The query string is part of what the request asks: the same key with another query is
+    // another request, not a repeat.
+    let path = parts.uri.path_and_query().map_or_else(
+        || parts.uri.path().to_owned(),
+        |whole| whole.as_str().to_owned(),
+    );
     let mut parts = parts;
     parts.extensions.insert(Effect(Some(key.clone())));
     match begin(&pool, &key, &path, &body, abandon_after).await {

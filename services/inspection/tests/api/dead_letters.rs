@@ -134,6 +134,25 @@ async fn retrying_all_handles_what_it_can_and_leaves_the_rest_parked_saying_why(
         .await,
         json!({"retried": 0, "still_parked": 1, "remaining": 0})
     );
+    // The query string is part of the request: the same Idempotency-Key with another cursor is
+    // a key reused for a different request, not a repeat.
+    let keyed = |path: String| {
+        app.client
+            .post(app.url(&path))
+            .header("idempotency-key", "retry-from-cursor")
+            .send()
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        keyed(format!("{DEAD_LETTERS}/retry?after={first}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let reused = keyed(format!("{DEAD_LETTERS}/retry")).await.unwrap();
+    let problem = expect_problem(reused, 409).await;
+    assert_eq!(problem["type"], "/problems/idempotency-key-reused");
 }
 
 #[tokio::test]
