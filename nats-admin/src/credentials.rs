@@ -1,6 +1,7 @@
 //! Development credentials for the NATS cluster, generated, never committed: a CA for clients
 //! and the nodes' client port, a second CA for the routes between nodes, the nodes'
-//! certificates, and for every identity an nkey seed and a client certificate.
+//! certificates, and for every identity an nkey seed and a client certificate; and the
+//! development token issuer's key for the HTTP APIs ([`crate::tokens`]).
 //!
 //! One directory holds them all (`scripts/dev.sh` uses `.secrets/nats`, compose a volume, each
 //! test server its own temporary directory):
@@ -14,6 +15,8 @@
 //! | `<identity>.nk`                    | the identity's nkey seed               | that identity only  |
 //! | `<identity>.pem`, `<identity>-key.pem` | its client certificate (mutual TLS) | that identity only  |
 //! | `nkeys.env`                        | every identity's public key            | the NATS nodes      |
+//! | `auth-issuer-key.pem`              | the token issuer's signing key         | `opd-nats token`    |
+//! | `auth-jwks.json`                   | its public key (JWKS)                  | every service       |
 //!
 //! The routes have a CA of their own so that no certificate a service holds can open a route:
 //! a node accepts on its route port only a certificate from the routes' CA, and only nodes
@@ -127,6 +130,16 @@ impl Credentials {
     }
 
     /// `NATS_NKEY_<IDENTITY>=<public key>` lines, the variables `nats/auth.conf` reads.
+    /// The development token issuer's signing key (`opd-nats token`).
+    pub fn token_key(&self) -> PathBuf {
+        self.dir.join("auth-issuer-key.pem")
+    }
+
+    /// Its public half, the JWKS document every service reads (`auth.jwks_file`).
+    pub fn jwks(&self) -> PathBuf {
+        self.dir.join("auth-jwks.json")
+    }
+
     pub fn public_keys_env(&self) -> PathBuf {
         self.dir.join("nkeys.env")
     }
@@ -226,6 +239,16 @@ impl Credentials {
                 leaf.issue(&issuer, &cert, &key)?;
                 written.push(format!("{identity}.pem"));
             }
+        }
+        if !self.token_key().exists() {
+            write_secret(&self.token_key(), &crate::tokens::Issuer::generate_pem()?)?;
+            written.push(file_name(&self.token_key()));
+            remove_if_present(&self.jwks())?;
+        }
+        if !self.jwks().exists() {
+            let issuer = crate::tokens::Issuer::from_file(&self.token_key())?;
+            write_public(&self.jwks(), &issuer.jwks()?)?;
+            written.push(file_name(&self.jwks()));
         }
         let mut env = String::new();
         for (variable, key) in self.public_keys()? {

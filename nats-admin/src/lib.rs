@@ -6,6 +6,7 @@
 pub mod credentials;
 pub mod events;
 pub mod stream;
+pub mod tokens;
 
 pub use credentials::{Credentials, IDENTITIES};
 pub use stream::StreamSettings;

@@ -16,6 +16,12 @@
 //! `opd-nats publish SUBJECT JSON`: puts a message on the stream as it is, with no event
 //! headers (the tutorial's poison message).
 //!
+//! `opd-nats token ROLE... [--subject NAME] [--ttl DURATION]`: prints a development bearer
+//! token for the HTTP APIs with those roles (`registrar`, `clinician`, `discharge`,
+//! `operator`), signed with the issuer key of the credentials (`OPD_AUTH__ISSUER_KEY_FILE`, else
+//! `auth-issuer-key.pem` beside the administrator's seed); the subject defaults to the first
+//! role's name, the lifetime to 12 h.
+//!
 //! Settings as a service reads them (`OPD_NATS__SERVERS`, `OPD_NATS__NKEY_SEED_FILE` = the admin
 //! seed, `OPD_NATS__TLS__CA_FILE`, `opd.toml`, …). An unset seed means the administrator's
 //! credentials that `scripts/dev.sh` generated (`.dev/credentials`, or under `OPD_DEV_DIR`), so
@@ -27,10 +33,12 @@ use std::time::Duration;
 
 use opd_nats_admin::events::{self, Watch};
 use opd_nats_admin::{Credentials, StreamSettings};
+use opd_shared::auth::Role;
 use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
-                     | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON";
+                     | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON \
+                     | opd-nats token ROLE... [--subject NAME] [--ttl DURATION]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -42,6 +50,7 @@ async fn main() -> ExitCode {
         ["stream"] => stream().await,
         ["events", ref options @ ..] => watch(options).await,
         ["publish", subject, payload] => publish(subject, payload).await,
+        ["token", ref options @ ..] => token(options),
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
@@ -103,6 +112,41 @@ async fn watch(options: &[&str]) -> anyhow::Result<()> {
 async fn publish(subject: &str, payload: &str) -> anyhow::Result<()> {
     events::publish(&operator_nats(admin_settings()?.nats), subject, payload).await?;
     println!("published on {subject}");
+    Ok(())
+}
+
+fn token(options: &[&str]) -> anyhow::Result<()> {
+    let mut roles = Vec::new();
+    let mut subject = None;
+    let mut ttl = opd_nats_admin::tokens::DEFAULT_TTL;
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        match *option {
+            "--subject" => subject = Some(rest.next().ok_or_else(|| anyhow::anyhow!(USAGE))?),
+            "--ttl" => {
+                let text = rest.next().ok_or_else(|| anyhow::anyhow!(USAGE))?;
+                ttl = humantime_serde::re::humantime::parse_duration(text)
+                    .map_err(|error| anyhow::anyhow!("--ttl {text}: {error}"))?;
+            }
+            role => roles.push(role.parse::<Role>().map_err(|error| anyhow::anyhow!(error))?),
+        }
+    }
+    let Some(first) = roles.first() else {
+        anyhow::bail!(USAGE);
+    };
+    let subject = subject.map_or_else(|| format!("dev-{first}"), |name| (*name).to_owned());
+    let key = std::env::var_os("OPD_AUTH__ISSUER_KEY_FILE").map_or_else(
+        || {
+            let seed = admin_settings().map(|settings| operator_nats(settings.nats).nkey_seed_file);
+            seed.ok()
+                .flatten()
+                .and_then(|seed| seed.parent().map(|dir| dir.join("auth-issuer-key.pem")))
+                .unwrap_or_else(|| PathBuf::from("auth-issuer-key.pem"))
+        },
+        PathBuf::from,
+    );
+    let issuer = opd_nats_admin::tokens::Issuer::from_file(&key)?;
+    println!("{}", issuer.token(&subject, &roles, ttl)?);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::auth::access::{Access, Authenticator};
 use crate::events::housekeeping::Housekeeping;
 use crate::events::outbox::Relay;
 use crate::http::health::{self, Readiness};
@@ -17,17 +18,20 @@ use crate::infra::config::Settings;
 use crate::service::{AppState, Service, Subscription, home};
 
 /// The whole HTTP stack of `service` over `infra`: its routes and home page (with the
-/// operator's dead-letter routes where it consumes events), the OpenAPI document, health and
-/// metrics, inside the common middleware. [`Application::build`] serves it; in-process tests
+/// operator's dead-letter routes where it consumes events), each behind the roles its OpenAPI
+/// entry declares ([`crate::auth`]), the OpenAPI document, health and metrics, inside the
+/// common middleware. [`Application::build`] serves it; in-process tests
 /// answer requests with the very same router.
 pub fn app(service: &'static Service, infra: &Infra) -> Router {
     let http = &infra.settings.http;
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::http::openapi::document(service, api);
+    let access = Access::new(&document, infra.authenticator.clone());
     let readiness = Readiness {
         pool: infra.pool.clone(),
         nats: infra.nats.clone(),
         consumers: infra.consumers.clone(),
+        authentication: !matches!(*infra.authenticator, Authenticator::Off),
     };
     let events = crate::infra::metrics::EventsSource {
         jetstream: infra.jetstream.clone(),
@@ -45,6 +49,12 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
                 abandon_after: http.request_timeout * 2,
             },
             crate::http::idempotency::layer,
+        ))
+        // Outside the idempotency layer: a stored answer is given only to a caller who may
+        // make the request.
+        .route_layer(axum::middleware::from_fn_with_state(
+            access,
+            crate::auth::access::authorize,
         ))
         .with_state(AppState {
             pool: infra.pool.clone(),

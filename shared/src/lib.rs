@@ -9,15 +9,17 @@
 //!   handlers get ([`service::AppState`]);
 //! - [`app`]: the one router built from that declaration, and the running service
 //!   ([`app::Application`], [`app::run`]);
+//! - [`auth`]: who may call what: bearer tokens and the roles each operation declares;
 //! - [`http`]: the HTTP side: serving, extractors, errors, idempotency, pages, OpenAPI, health;
 //! - [`events`]: the event contracts, the outbox and its relay, the consumers, dead letters;
 //! - [`infra`]: configuration, connections (database, NATS), telemetry and metrics;
 //! - [`domain`]: the types requests and events are made of.
 //!
-//! Modules depend downwards only: `app` on everything, `service` on `events` and `infra`,
+//! Modules depend downwards only: `app` on everything, `auth` on `http`'s problems and `infra`, `service` on `events` and `infra`,
 //! `events` and `http` on `infra` and `domain`.
 
 pub mod app;
+pub mod auth;
 pub mod domain;
 pub mod events;
 pub mod http;

@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::events::consumer::{Consumer, EventHandler, Retried};
-use crate::events::outbox::EventContext;
 use crate::infra::Infra;
 use crate::infra::config::ServiceDefaults;
 
@@ -80,11 +79,6 @@ impl AppState {
         tx.commit().await?;
         self.events_written();
         Ok(())
-    }
-
-    /// Who causes the events this request writes to the outbox.
-    pub fn event_context(&self, request_id: Option<String>) -> EventContext {
-        EventContext { request_id }
     }
 }
 

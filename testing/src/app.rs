@@ -175,7 +175,7 @@ impl TestAppBuilder {
             settings,
             database,
             nats,
-            client: reqwest::Client::new(),
+            client: crate::auth::client_with(&crate::auth::all_roles()),
             background: self.background,
             running: Some(running),
         }
@@ -199,6 +199,7 @@ fn test_settings(service: &Service, database: &TestDatabase, nats: &NatsServer) 
     settings.outbox.publish_timeout = Duration::from_secs(2);
     settings.consumer.retry.initial = Duration::from_millis(200);
     settings.consumer.retry.max = Duration::from_secs(2);
+    crate::auth::trust_test_issuer(&mut settings);
     settings.log.format = LogFormat::Pretty;
     settings.log.filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     settings

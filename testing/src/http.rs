@@ -66,6 +66,7 @@ fn check_problem(actual: u16, content_type: &str, body: &str, status: u16) -> Va
 pub struct Answer {
     pub status: StatusCode,
     pub content_type: String,
+    pub www_authenticate: Option<String>,
     pub body: String,
 }
 
@@ -80,16 +81,43 @@ impl Answer {
 /// production serves ([`opd_shared::app::app`]), over a pool and a NATS client that never
 /// connect. For request validation, which is decided before a handler touches the database.
 pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: &str) -> Answer {
+    oneshot_as(
+        service,
+        Some(&crate::auth::all_roles()),
+        method,
+        path,
+        body,
+    )
+    .await
+}
+
+/// [`oneshot`] with `token` as the bearer token, or none.
+pub async fn oneshot_as(
+    service: &'static Service,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Answer {
     let router = opd_shared::app::app(service, &offline_infra(service).await);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(method)
         .uri(path)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
         .body(Body::from(body.to_owned()))
         .expect("a valid request");
     let response = router.oneshot(request).await.expect("infallible");
     let status = response.status();
     let content_type = content_type(response.headers());
+    let www_authenticate = response
+        .headers()
+        .get("www-authenticate")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let bytes = response
         .into_body()
         .collect()
@@ -99,6 +127,7 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
     Answer {
         status,
         content_type,
+        www_authenticate,
         body: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
@@ -108,6 +137,8 @@ pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: 
 async fn offline_infra(service: &'static Service) -> Infra {
     let mut settings = Settings::defaults(service.defaults());
     settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
+    crate::auth::trust_test_issuer(&mut settings);
+    let authenticator = opd_shared::infra::authenticator(&settings).expect("the test issuer's keys");
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(200))
         .connect_lazy(&settings.database.url)
@@ -125,5 +156,6 @@ async fn offline_infra(service: &'static Service) -> Infra {
         outbox_written: Arc::new(Notify::new()),
         consumers: Consumers::default(),
         metrics: Arc::new(Metrics::new()),
+        authenticator: Arc::new(authenticator),
     }
 }

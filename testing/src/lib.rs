@@ -1,5 +1,9 @@
 //! Test support for the OPD services, used only as a dev-dependency.
 //!
+//! The services under test check bearer tokens as in production, against a test issuer
+//! ([`auth`]); a [`TestApp`]'s client and [`oneshot`] send a token with every role unless a test
+//! asks for another.
+//!
 //! Everything here is real: `nats-server` processes ([`nats`]), PostgreSQL databases
 //! ([`database`]), the service itself running in the test process ([`app`]), and the whole
 //! platform for end-to-end tests ([`platform`]). Whatever a test starts is stopped and removed
@@ -19,6 +23,7 @@
 )]
 
 pub mod app;
+pub mod auth;
 pub mod database;
 pub mod http;
 pub mod nats;
@@ -32,7 +37,7 @@ use std::time::Duration;
 
 pub use app::{TestApp, TestAppBuilder};
 pub use database::TestDatabase;
-pub use http::{curl_style, expect_problem, oneshot};
+pub use http::{curl_style, expect_problem, oneshot, oneshot_as};
 pub use nats::NatsServer;
 pub use platform::Platform;
 pub use reqwest::Method;

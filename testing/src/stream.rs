@@ -180,6 +180,7 @@ pub fn new_meta<E: Event>() -> EventMeta {
         source: E::SOURCE.into(),
         time: chrono::Utc::now(),
         request_id: None,
+        caller: None,
         traceparent: None,
     }
 }

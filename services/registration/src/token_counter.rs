@@ -51,8 +51,9 @@ pub async fn register(
                select day, last_token, $1 from counter
                returning token
            ), announced as (
-               insert into outbox (id, subject, event_type, source, request_id, traceparent, payload)
-               select $8, $9, $10, $11, $12, $13,
+               insert into outbox (id, subject, event_type, source, request_id, caller,
+                                   traceparent, payload)
+               select $8, $9, $10, $11, $12, $13, $14,
                       json_build_object('id', $1::bigint, 'token', token)
                from issued
            )
@@ -69,6 +70,7 @@ pub async fn register(
         event.event_type,
         event.source,
         event.request_id,
+        event.caller,
         event.traceparent,
     )
     .fetch_optional(pool)
@@ -97,8 +99,9 @@ pub async fn issue_for_visit(
                select day, last_token, $1 from counter
                returning token
            ), announced as (
-               insert into outbox (id, subject, event_type, source, request_id, traceparent, payload)
-               select $2, $3, $4, $5, $6, $7,
+               insert into outbox (id, subject, event_type, source, request_id, caller,
+                                   traceparent, payload)
+               select $2, $3, $4, $5, $6, $7, $8,
                       json_build_object('id', $1::bigint, 'token', token)
                from issued
            )
@@ -109,6 +112,7 @@ pub async fn issue_for_visit(
         event.event_type,
         event.source,
         event.request_id,
+        event.caller,
         event.traceparent,
     )
     .fetch_optional(executor)

@@ -540,6 +540,7 @@ fn event_span(durable: &str, meta: &EventMeta) -> tracing::Span {
         durable,
         event_id = %meta.id,
         request_id = meta.request_id.as_deref().unwrap_or(""),
+        caller = meta.caller.as_deref().unwrap_or(""),
         stream_sequence = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );

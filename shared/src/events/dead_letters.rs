@@ -157,6 +157,7 @@ pub struct DeadLetterPage {
 
 /// The parked messages of this service's consumers, oldest first, a page at a time.
 #[utoipa::path(get, path = "/admin/dead-letters", tag = "admin", operation_id = "list_dead_letters",
+    security(("bearer" = ["operator"])),
     params(DeadLetterPage),
     responses(
         (status = 200, description = "The parked messages; a `Link: rel=\"next\"` header when \
@@ -204,6 +205,7 @@ pub async fn list(
 
 /// Handles one parked message again, once its cause is fixed.
 #[utoipa::path(post, path = "/admin/dead-letters/{id}/retry", tag = "admin",
+    security(("bearer" = ["operator"])),
     operation_id = "retry_dead_letter",
     params(
         IdempotencyKey,
@@ -241,6 +243,7 @@ pub(crate) async fn retry_one(
 
 /// Handles the parked messages again, oldest first, up to 100 a call.
 #[utoipa::path(post, path = "/admin/dead-letters/retry", tag = "admin",
+    security(("bearer" = ["operator"])),
     operation_id = "retry_all_dead_letters",
     params(IdempotencyKey, RetryFrom),
     responses(

@@ -141,6 +141,9 @@ pub mod headers {
     pub(crate) const TIME: &str = "ce-time";
     /// CloudEvents extension attribute: the `x-request-id` of the HTTP call behind the event.
     pub const REQUEST_ID: &str = "ce-requestid";
+    /// CloudEvents extension attribute: the subject of the token of the HTTP call behind the
+    /// event (never the token).
+    pub const CALLER: &str = "ce-caller";
     /// W3C trace context (the CloudEvents distributed-tracing extension's attribute).
     pub(crate) const TRACEPARENT: &str = "traceparent";
     pub const CONTENT_TYPE: &str = "content-type";
@@ -155,6 +158,8 @@ pub struct EventMeta {
     pub source: String,
     pub time: DateTime<Utc>,
     pub request_id: Option<String>,
+    /// Who made the HTTP call behind the event: its token's subject (`ce-caller`).
+    pub caller: Option<String>,
     /// W3C trace context of the request that caused the event (`traceparent` header).
     pub traceparent: Option<String>,
 }
@@ -172,6 +177,9 @@ impl EventMeta {
         map.insert(headers::CONTENT_TYPE, "application/json");
         if let Some(request_id) = &self.request_id {
             map.insert(headers::REQUEST_ID, request_id.as_str());
+        }
+        if let Some(caller) = &self.caller {
+            map.insert(headers::CALLER, caller.as_str());
         }
         if let Some(traceparent) = &self.traceparent {
             map.insert(headers::TRACEPARENT, traceparent.as_str());
@@ -219,6 +227,7 @@ impl EventMeta {
             source: get(headers::SOURCE)?,
             time,
             request_id: get(headers::REQUEST_ID).ok(),
+            caller: get(headers::CALLER).ok(),
             traceparent: get(headers::TRACEPARENT).ok(),
         })
     }
@@ -238,6 +247,7 @@ mod tests {
                 .map(|t| t.with_timezone(&Utc))
                 .unwrap_or_default(),
             request_id: Some("req-1".into()),
+            caller: Some("registrar-1".into()),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let headers = meta.to_headers();

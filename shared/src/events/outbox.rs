@@ -27,11 +27,30 @@ use crate::infra::config::OutboxSettings;
 use crate::infra::nats::StreamNeed;
 use crate::infra::retry::{Backoff, sleep_or_cancel};
 
-/// Who causes an event: the HTTP request behind it. (Its `source` is the producer the event's
-/// contract names, [`Event::SOURCE`].)
-#[derive(Debug, Clone)]
+/// Who causes an event: the HTTP request behind it and its caller. (Its `source` is the
+/// producer the event's contract names, [`Event::SOURCE`].) Handlers take it as an extractor.
+#[derive(Debug, Clone, Default)]
 pub struct EventContext {
     pub request_id: Option<String>,
+    /// The subject of the caller's token ([`crate::auth::Caller`]).
+    pub caller: Option<String>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for EventContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let crate::http::RequestId(request_id) =
+            crate::http::RequestId::from_request_parts(parts, state).await?;
+        let caller = parts
+            .extensions
+            .get::<crate::auth::Caller>()
+            .map(|caller| caller.subject.clone());
+        Ok(Self { request_id, caller })
+    }
 }
 
 /// Everything of an outbox row but its payload: for [`enqueue`], and for a statement that
@@ -43,6 +62,7 @@ pub struct Envelope {
     pub event_type: &'static str,
     pub source: &'static str,
     pub request_id: Option<String>,
+    pub caller: Option<String>,
     /// The trace of the request that writes the event: the consumer's handling continues it.
     pub traceparent: Option<String>,
 }
@@ -55,6 +75,7 @@ impl Envelope {
             event_type: E::TYPE,
             source: E::SOURCE,
             request_id: context.request_id.clone(),
+            caller: context.caller.clone(),
             traceparent: crate::infra::telemetry::current_traceparent(),
         }
     }
@@ -69,14 +90,16 @@ pub async fn enqueue<E: Event>(
     let envelope = Envelope::new::<E>(context);
     let payload = serde_json::to_value(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query!(
-        "insert into outbox (id, subject, event_type, source, payload, request_id, traceparent)
-         values ($1, $2, $3, $4, $5, $6, $7)",
+        "insert into outbox (id, subject, event_type, source, payload, request_id, caller,
+                             traceparent)
+         values ($1, $2, $3, $4, $5, $6, $7, $8)",
         envelope.id,
         envelope.subject,
         envelope.event_type,
         envelope.source,
         payload,
         envelope.request_id,
+        envelope.caller,
         envelope.traceparent,
     )
     .execute(conn)
@@ -353,8 +376,8 @@ impl Relay {
                  limit $1
                  for update skip locked
              )
-             returning id, subject, event_type, source, payload, request_id, traceparent,
-                       created_at",
+             returning id, subject, event_type, source, payload, request_id, caller,
+                       traceparent, created_at",
             self.settings.batch_size,
             lease,
         )
@@ -372,6 +395,7 @@ impl Relay {
                     source: row.source,
                     time: row.created_at,
                     request_id: row.request_id,
+                    caller: row.caller,
                     traceparent: row.traceparent,
                 },
                 subject: row.subject,

@@ -26,6 +26,8 @@ pub struct Readiness {
     pub pool: PgPool,
     pub nats: async_nats::Client,
     pub consumers: Consumers,
+    /// Whether bearer tokens are checked (`auth.enabled`); `/readyz` says so either way.
+    pub authentication: bool,
 }
 
 /// What each durable consumer of the service is doing, as its task last reported.
@@ -72,7 +74,7 @@ pub fn routes(readiness: Readiness) -> Router {
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "health",
+#[utoipa::path(get, path = "/healthz", tag = "health", security(()),
     responses((status = 200, description = "Alive", body = Object,
         example = json!({ "status": "alive" }))))]
 pub(crate) async fn healthz() -> Json<serde_json::Value> {
@@ -81,12 +83,13 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
 
 /// The service can serve requests: its database answers. NATS is reported, not required:
 /// without it, events wait in the outbox.
-#[utoipa::path(get, path = "/readyz", tag = "health",
+#[utoipa::path(get, path = "/readyz", tag = "health", security(()),
     responses(
         (status = 200, description = "Ready; `nats` says whether events flow right now",
             body = Object,
             example = json!({ "status": "ready", "database": "up", "nats": "down",
-                "consumers": { "inspection-patient-register": "binding" } })),
+                "consumers": { "inspection-patient-register": "binding" },
+                "authentication": "on" })),
         (status = 503, description = "The database is down (`/problems/not-ready`)",
             body = Problem, content_type = "application/problem+json"),
     ))]
@@ -105,6 +108,7 @@ pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
             "database": "up",
             "nats": status(nats),
             "consumers": readiness.consumers.report(),
+            "authentication": if readiness.authentication { "on" } else { "OFF: anyone may call every route (auth.enabled = false)" },
         }))
         .into_response()
     } else {

@@ -235,6 +235,8 @@ pub(crate) fn with_common_layers(
                             route,
                             request_id,
                             trace_id = tracing::field::Empty,
+                            // Recorded by crate::auth once the bearer token is verified.
+                            caller = tracing::field::Empty,
                         );
                         // A caller's W3C trace context makes this request part of its trace.
                         let traceparent = request

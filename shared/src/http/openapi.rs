@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use axum::Router;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, RefOr, Response};
 use utoipa::{IntoResponses, OpenApi as _, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
@@ -45,6 +46,7 @@ pub fn document(service: &Service, mut api: OpenApi) -> OpenApi {
             .tag(service.name)
             .operation_id(Some(format!("{}_home", service.name)))
             .summary(Some("The service's name and version, as in the book"))
+            .security(SecurityRequirement::default())
             .response(
                 "200",
                 ResponseBuilder::new()
@@ -63,7 +65,68 @@ pub fn document(service: &Service, mut api: OpenApi) -> OpenApi {
     );
     api.merge(Common::openapi());
     add_guard_responses(&mut api);
+    add_security(&mut api);
     api
+}
+
+/// The bearer-token scheme every operation's `security` names, and the two refusals of an
+/// operation that needs a role.
+fn add_security(api: &mut OpenApi) {
+    api.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            crate::auth::SCHEME,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT from the configured issuer whose roles claim holds one of the \
+                         roles the operation names: registrar, clinician, discharge or operator \
+                         (`opd-nats token ROLE` issues development tokens)",
+                    ))
+                    .build(),
+            ),
+        );
+    let unauthorized = problem(
+        "No bearer token, or one that is expired, not signed by the issuer or not for this \
+         audience (`/problems/unauthorized`); `WWW-Authenticate` says which",
+    );
+    let forbidden = problem("The token carries none of the operation's roles (`/problems/forbidden`)");
+    for item in api.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let open = operation.security.as_ref().is_some_and(|requirements| {
+                requirements
+                    .iter()
+                    .any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({})))
+            });
+            if open {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses.insert("401".into(), unauthorized.clone());
+            // Also the cross-site refusal's status: one entry describes both.
+            match responses.get_mut("403") {
+                Some(RefOr::T(existing)) => {
+                    existing.description = format!(
+                        "{}; or a browser says a page of another site sent this request, which \
+                         would change state (`/problems/cross-site`)",
+                        "The token carries none of the operation's roles (`/problems/forbidden`)"
+                    );
+                }
+                _ => {
+                    responses.insert("403".into(), forbidden.clone());
+                }
+            }
+        }
+    }
 }
 
 /// The answers of the checks every request passes first ([`crate::http::guard`]): any operation

@@ -28,6 +28,7 @@ pub struct ServiceDefaults {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     pub http: HttpSettings,
+    pub auth: AuthSettings,
     pub database: DatabaseSettings,
     pub nats: NatsSettings,
     pub outbox: OutboxSettings,
@@ -71,6 +72,29 @@ pub struct HttpSettings {
     /// it gets the first answer back.
     #[serde(with = "humantime_serde")]
     pub idempotency_retention: Duration,
+}
+
+/// Bearer tokens on the HTTP APIs (see [`crate::auth`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthSettings {
+    /// Off, every caller is served as anonymous with every role: only for running the book's
+    /// curl commands as printed. The service then says so at start-up, in every request's log
+    /// context and in `/readyz`.
+    pub enabled: bool,
+    /// The JWKS document (`{"keys": [...]}`) with the public keys of the token issuer: the
+    /// development issuer's `auth-jwks.json`, or a copy of an OIDC provider's `jwks_uri`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// The tokens' `iss`, exactly.
+    pub issuer: String,
+    /// A value the tokens' `aud` must hold.
+    pub audience: String,
+    /// Where the roles are in the token: a claim name, or a dotted path to an array
+    /// (Keycloak's realm roles: `realm_access.roles`).
+    pub roles_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -337,6 +361,15 @@ impl Settings {
                 accept_form_encoded_json: false,
                 max_concurrent_requests: 1024,
                 idempotency_retention: Duration::from_secs(24 * 60 * 60),
+            },
+            auth: AuthSettings {
+                enabled: true,
+                jwks_file: None,
+                // The development issuer (`opd-nats token`); a real one replaces both.
+                issuer: "opd-dev".into(),
+                audience: "opd".into(),
+                roles_claim: "roles".into(),
+                leeway: Duration::from_secs(30),
             },
             database: DatabaseSettings {
                 // Development default only: scripts/dev.sh creates this role with this password.

@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 
+use crate::auth::access::Authenticator;
 use crate::http::health::Consumers;
 use config::Settings;
 use metrics::Metrics;
@@ -34,6 +35,8 @@ pub struct Infra {
     pub consumers: Consumers,
     /// This instance's metrics, served at `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// How its HTTP API tells who is calling (`auth.*`).
+    pub authenticator: Arc<Authenticator>,
 }
 
 impl Infra {
@@ -43,6 +46,7 @@ impl Infra {
         name: &str,
         migrations: &'static Migrator,
     ) -> anyhow::Result<Self> {
+        let authenticator = Arc::new(authenticator(&settings)?);
         let pool = db::connect_and_migrate(&settings.database, migrations).await?;
         let client = nats::connect(&settings.nats, name).await?;
         Ok(Self {
@@ -53,6 +57,22 @@ impl Infra {
             outbox_written: Arc::new(Notify::new()),
             consumers: Consumers::default(),
             metrics: Arc::new(Metrics::new()),
+            authenticator,
         })
+    }
+}
+
+/// The issuer's keys as `auth.*` names them, or, with authentication off, a loud warning.
+pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
+    if settings.auth.enabled {
+        Ok(Authenticator::Tokens(crate::auth::keys::Keys::load(
+            &settings.auth,
+        )?))
+    } else {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (auth.enabled = false): anyone who reaches this service may \
+             call every route, the operator's included; for the book's curl commands only"
+        );
+        Ok(Authenticator::Off)
     }
 }

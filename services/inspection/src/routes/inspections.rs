@@ -16,7 +16,8 @@ use opd_shared::http::openapi::{
     Unavailable, UnknownPatient,
 };
 use opd_shared::http::page::{DayToken, PageParams, PageRequest};
-use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::http::{JsonBody, PathParam};
+use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::WAITING;
@@ -33,6 +34,7 @@ pub struct PendingVisit {
 
 /// Patients waiting for inspection, in token order (oldest day first).
 #[utoipa::path(get, path = "/opd/inspection/pending", tag = "inspection", operation_id = "pending_inspection",
+    security(("bearer" = ["clinician"])),
     params(PageParams),
     responses(
         (status = 200, description = "Registered patients not yet inspected, in token order",
@@ -93,6 +95,7 @@ pub struct InspectionForm {
 /// Records an inspection, takes the patient's earliest waiting visit out of the queue and sends
 /// them for treatment (`patient.treatment`, through the outbox, in the same transaction).
 #[utoipa::path(post, path = "/opd/inspection/record", tag = "inspection", operation_id = "record_inspection",
+    security(("bearer" = ["clinician"])),
     request_body(content = InspectionForm, example = json!({
         "id": 200, "time": "2021/07/12 10:21 AM", "observations": "ABC Syncrome",
         "medication": "XYZ x 3", "tests": "FBT, UC", "notes": "possible Covid-19"
@@ -107,7 +110,7 @@ pub struct InspectionForm {
 #[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn record(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    context: EventContext,
     JsonBody(form): JsonBody<InspectionForm>,
 ) -> Result<(StatusCode, Json<PatientSentForTreatment>), ApiError> {
     let mut tx = state.pool.begin().await?;
@@ -148,7 +151,7 @@ pub async fn record(
         tests: form.tests,
         notes: form.notes,
     };
-    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
+    outbox::enqueue(&mut tx, &event, &context).await?;
     state.commit(tx).await?;
     tracing::info!("inspection recorded; patient sent for treatment");
     Ok((StatusCode::CREATED, Json(event)))
@@ -180,6 +183,7 @@ pub struct InspectionView {
 
 /// A patient's inspections, oldest first.
 #[utoipa::path(get, path = "/opd/inspection/history/{id}", tag = "inspection", operation_id = "inspection_history",
+    security(("bearer" = ["clinician"])),
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The patient's inspections, oldest first", body = Vec<InspectionView>),

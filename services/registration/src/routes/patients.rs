@@ -8,13 +8,13 @@ use utoipa::ToSchema;
 
 use opd_shared::domain::PatientId;
 use opd_shared::events::PatientRegistered;
-use opd_shared::events::outbox::Envelope;
+use opd_shared::events::outbox::{Envelope, EventContext};
 use opd_shared::http::error::ApiError;
 use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable,
 };
 use opd_shared::http::problem::Problem;
-use opd_shared::http::{JsonBody, PathParam, RequestId};
+use opd_shared::http::{JsonBody, PathParam};
 use opd_shared::service::AppState;
 
 use super::unknown_patient;
@@ -27,6 +27,7 @@ use crate::token_counter::{self, IssuedToken};
 /// the outbox, all in one statement; the inspection service then adds the patient to its
 /// pending list.
 #[utoipa::path(post, path = "/opd/patient/register", tag = "registration", operation_id = "register_patient",
+    security(("bearer" = ["registrar"])),
     request_body = PatientForm,
     params(IdempotencyKey),
     responses(
@@ -40,10 +41,10 @@ use crate::token_counter::{self, IssuedToken};
 #[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn register(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    context: EventContext,
     JsonBody(form): JsonBody<PatientForm>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let event = Envelope::new::<PatientRegistered>(&state.event_context(request_id));
+    let event = Envelope::new::<PatientRegistered>(&context);
     let Some(issued) = token_counter::register(&state.pool, &form, &event).await? else {
         return Err(ApiError::Conflict(format!(
             "patient {} is already registered: change the record with PUT /opd/patient/update, \
@@ -58,6 +59,7 @@ pub async fn register(
 
 /// Replaces a registered patient's record.
 #[utoipa::path(put, path = "/opd/patient/update", tag = "registration", operation_id = "update_patient",
+    security(("bearer" = ["registrar"])),
     request_body = PatientForm,
     responses(
         (status = 200, description = "Updated", body = String, content_type = "application/json",
@@ -116,6 +118,7 @@ pub struct PatientView {
 
 /// A registered patient's record.
 #[utoipa::path(get, path = "/opd/patient/view/{id}", tag = "registration", operation_id = "view_patient",
+    security(("bearer" = ["registrar"]), ("bearer" = ["clinician"])),
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The record; absent fields are left out", body = PatientView),

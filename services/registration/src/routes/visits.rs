@@ -11,11 +11,11 @@ use opd_shared::http::openapi::{
     CrossSite, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable,
 };
 use opd_shared::http::problem::Problem;
-use opd_shared::http::{PathParam, RequestId};
+use opd_shared::http::PathParam;
 use opd_shared::service::AppState;
 
 use opd_shared::events::PatientRegistered;
-use opd_shared::events::outbox::Envelope;
+use opd_shared::events::outbox::{Envelope, EventContext};
 
 use super::unknown_patient;
 use crate::token_counter::{self, IssuedToken, MAX_SKIP, Reset};
@@ -25,6 +25,7 @@ use crate::token_counter::{self, IssuedToken, MAX_SKIP, Reset};
 /// Takes today's next token and publishes `patient.register` again, so the patient joins the
 /// inspection queue as in a first visit.
 #[utoipa::path(get, path = "/opd/patient/token/{id}", tag = "registration", operation_id = "issue_token",
+    security(("bearer" = ["registrar"])),
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "Today's next token; `patient.register` published",
@@ -33,14 +34,14 @@ use crate::token_counter::{self, IssuedToken, MAX_SKIP, Reset};
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
         CrossSite, PathErrors, Unavailable,
     ))]
-#[tracing::instrument(skip(state, request_id))]
+#[tracing::instrument(skip(state, context))]
 pub async fn next_visit(
     _: SameSite,
     state: State<AppState>,
-    request_id: RequestId,
+    context: EventContext,
     id: PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    issue_token(state, Effect::default(), request_id, id).await
+    issue_token(state, Effect::default(), context, id).await
 }
 
 /// A token for a new visit of a registered patient: the proper method for it.
@@ -49,6 +50,7 @@ pub async fn next_visit(
 /// may repeat or prefetch a `GET`. With an `Idempotency-Key` header a repeat gets the first
 /// token back instead of a second one.
 #[utoipa::path(post, path = "/opd/patient/token/{id}", tag = "registration",
+    security(("bearer" = ["registrar"])),
     operation_id = "issue_token_post",
     params(
         ("id" = PatientId, Path, description = "The patient's id"),
@@ -61,23 +63,23 @@ pub async fn next_visit(
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
         IdempotencyErrors, PathErrors, Unavailable,
     ))]
-#[tracing::instrument(skip(state, request_id))]
+#[tracing::instrument(skip(state, context))]
 pub async fn next_visit_post(
     state: State<AppState>,
     effect: Effect,
-    request_id: RequestId,
+    context: EventContext,
     id: PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    issue_token(state, effect, request_id, id).await
+    issue_token(state, effect, context, id).await
 }
 
 async fn issue_token(
     State(state): State<AppState>,
     effect: Effect,
-    RequestId(request_id): RequestId,
+    context: EventContext,
     PathParam(id): PathParam<PatientId>,
 ) -> Result<Json<IssuedToken>, ApiError> {
-    let event = Envelope::new::<PatientRegistered>(&state.event_context(request_id));
+    let event = Envelope::new::<PatientRegistered>(&context);
     // A repeat would hand out another token: with a key, the key is marked in the same
     // transaction; without one, the single statement is its own transaction.
     let issued = if effect.is_keyed() {
@@ -103,6 +105,7 @@ async fn issue_token(
 /// out today (undoing a mistaken reset), never below it, so that no token is handed out twice
 /// in a day; and at most 10,000 beyond it.
 #[utoipa::path(get, path = "/opd/patient/token/reset/{n}", tag = "registration", operation_id = "reset_tokens",
+    security(("bearer" = ["operator"])),
     params(("n" = i64, Path, minimum = 0, maximum = 4_294_967_295_i64,
         description = "The last token to count as handed out today")),
     responses(
@@ -125,6 +128,7 @@ pub async fn reset(
 ///
 /// The same as the book's `GET`, as a `POST`, because it changes state.
 #[utoipa::path(post, path = "/opd/patient/token/reset/{n}", tag = "registration",
+    security(("bearer" = ["operator"])),
     operation_id = "reset_tokens_post",
     params(
         ("n" = i64, Path, minimum = 0, maximum = 4_294_967_295_i64,

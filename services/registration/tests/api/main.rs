@@ -7,6 +7,7 @@
     clippy::unwrap_used,
     reason = "a failed step must fail the test"
 )]
+mod access;
 mod browsers;
 mod errors;
 mod helpers;

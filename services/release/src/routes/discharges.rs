@@ -16,7 +16,8 @@ use opd_shared::http::openapi::{
     UnknownPatient,
 };
 use opd_shared::http::page::{PageParams, PageRequest};
-use opd_shared::http::{JsonBody, RequestId};
+use opd_shared::http::{JsonBody};
+use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::WAITING;
@@ -40,6 +41,7 @@ pub struct PendingRelease {
 
 /// Patients waiting to be released, in the order treatment asked.
 #[utoipa::path(get, path = "/opd/release/pending", tag = "release", operation_id = "pending_release",
+    security(("bearer" = ["discharge"])),
     params(PageParams),
     responses(
         (status = 200, description = "Patients treatment asked to release, not yet released",
@@ -85,6 +87,7 @@ pub struct DischargeForm {
 /// Records the discharge, takes the patient off the pending list and, for an admission,
 /// publishes `patient.admission` through the outbox, all in one transaction.
 #[utoipa::path(post, path = "/opd/release/discharge", tag = "release", operation_id = "record_release",
+    security(("bearer" = ["discharge"])),
     request_body(content = DischargeForm, example = json!({
         "id": 200, "time": "2021 07 12 9:35 PM", "state": "discharge",
         "post_medication": "NM x 10 days", "next_visit": "2021 08 12 09:00AM"
@@ -100,7 +103,7 @@ pub struct DischargeForm {
 #[tracing::instrument(skip_all, fields(patient_id = %form.id.masked(), state = form.state.as_str()))]
 pub async fn discharge(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    context: EventContext,
     JsonBody(form): JsonBody<DischargeForm>,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
@@ -141,7 +144,7 @@ pub async fn discharge(
             time: form.time,
             notes: form.notes,
         };
-        outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
+        outbox::enqueue(&mut tx, &event, &context).await?;
     }
     state.commit(tx).await?;
     tracing::info!("patient released");

@@ -6,6 +6,7 @@
     clippy::unwrap_used,
     reason = "a failed step must fail the test"
 )]
+mod access;
 mod consumer;
 mod discharges;
 mod errors;

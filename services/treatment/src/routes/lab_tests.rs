@@ -33,6 +33,7 @@ pub struct TestForm {
 
 /// Records a lab test and its result; the patient stays on the pending list.
 #[utoipa::path(post, path = "/opd/treatment/tests", tag = "treatment", operation_id = "record_test",
+    security(("bearer" = ["clinician"])),
     request_body(content = TestForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "test_name": "FBC",
         "status": "sample collected", "notes": "possible covid-19"
@@ -83,6 +84,7 @@ pub struct TestView {
 
 /// A patient's test records, oldest first.
 #[utoipa::path(get, path = "/opd/treatment/tests/{id}", tag = "treatment", operation_id = "test_history",
+    security(("bearer" = ["clinician"])),
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The patient's tests, oldest first", body = Vec<TestView>),

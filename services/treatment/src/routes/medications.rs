@@ -29,6 +29,7 @@ pub struct MedicationForm {
 
 /// Records medication given to a patient and takes them off the pending list.
 #[utoipa::path(post, path = "/opd/treatment/medication", tag = "treatment", operation_id = "record_medication",
+    security(("bearer" = ["clinician"])),
     request_body(content = MedicationForm, example = json!({
         "id": 200, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1, abc x 2", "notes": "low fever"
     })),
@@ -85,6 +86,7 @@ pub struct MedicationView {
 
 /// A patient's medication records, oldest first.
 #[utoipa::path(get, path = "/opd/treatment/history/{id}", tag = "treatment", operation_id = "medication_history",
+    security(("bearer" = ["clinician"])),
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "The patient's medication, oldest first", body = Vec<MedicationView>),

@@ -34,6 +34,7 @@ pub struct PendingTreatment {
 
 /// Patients waiting for treatment, in the order inspection sent them.
 #[utoipa::path(get, path = "/opd/treatment/pending", tag = "treatment", operation_id = "pending_treatment",
+    security(("bearer" = ["clinician"])),
     params(PageParams),
     responses(
         (status = 200, description = "Patients inspection sent for treatment and not yet given \

@@ -10,12 +10,13 @@ use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::events::PatientReleaseRequested;
 use opd_shared::events::outbox;
 use opd_shared::http::error::ApiError;
-use opd_shared::http::{JsonBody, RequestId};
+use opd_shared::http::{JsonBody};
 
 use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, Unavailable, UnknownPatient,
 };
 use opd_shared::http::problem::Problem;
+use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
@@ -33,6 +34,7 @@ pub struct ReleaseForm {
 
 /// Records the request and publishes `patient.release` through the outbox, in one transaction.
 #[utoipa::path(post, path = "/opd/treatment/release", tag = "treatment", operation_id = "request_release",
+    security(("bearer" = ["clinician"])),
     request_body(content = ReleaseForm, example = json!({
         "id": 200, "time": "2021 07 12 8:35 PM", "next_state": "discharge",
         "post_medication": "NM x 10 days"
@@ -49,7 +51,7 @@ pub struct ReleaseForm {
 #[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn request(
     State(state): State<AppState>,
-    RequestId(request_id): RequestId,
+    context: EventContext,
     JsonBody(form): JsonBody<ReleaseForm>,
 ) -> Result<(StatusCode, Json<&'static str>), ApiError> {
     let mut tx = state.pool.begin().await?;
@@ -92,7 +94,7 @@ pub async fn request(
         post_medication: form.post_medication,
         notes: form.notes,
     };
-    outbox::enqueue(&mut tx, &event, &state.event_context(request_id)).await?;
+    outbox::enqueue(&mut tx, &event, &context).await?;
     state.commit(tx).await?;
     tracing::info!("release requested");
     Ok((StatusCode::CREATED, Json("Release event published")))

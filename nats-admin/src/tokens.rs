@@ -1,0 +1,132 @@
+//! The development token issuer: an Ed25519 key that signs bearer tokens for the OPD's roles,
+//! and the JWKS document with its public half that the services verify them with. For the dev
+//! stack, compose and the tests; a hospital's identity provider replaces it (docs/security.md).
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use opd_shared::auth::Role;
+use serde::Serialize;
+
+/// The `iss` of development tokens (the services' default `auth.issuer`).
+pub const ISSUER: &str = "opd-dev";
+/// The `aud` of development tokens (the services' default `auth.audience`).
+pub const AUDIENCE: &str = "opd";
+/// How long a token is valid unless asked otherwise: a working day.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// A signing key and its key id.
+pub struct Issuer {
+    key: EncodingKey,
+    jwk: Jwk,
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    aud: &'a str,
+    sub: &'a str,
+    iat: u64,
+    exp: u64,
+    roles: Vec<&'static str>,
+}
+
+impl Issuer {
+    /// A new key, as PKCS#8 PEM (what [`Issuer::from_pem`] reads).
+    pub fn generate_pem() -> anyhow::Result<String> {
+        Ok(rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?.serialize_pem())
+    }
+
+    pub fn from_pem(pem: &str) -> anyhow::Result<Self> {
+        let key = EncodingKey::from_ed_pem(pem.as_bytes()).context("not an Ed25519 key")?;
+        let public = rcgen::KeyPair::from_pem(pem).context("not an Ed25519 key")?;
+        let mut jwk = Jwk::from_decoding_key(
+            &jsonwebtoken::DecodingKey::from_ed_der(public.public_key_raw()),
+            Some(Algorithm::EdDSA),
+        )?;
+        // The key id names the key by its public half, so a new key gets a new id.
+        let x = match &jwk.algorithm {
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(params) => params.x.clone(),
+            _ => anyhow::bail!("not an Ed25519 key"),
+        };
+        jwk.common.key_id = Some(format!("opd-dev-{}", &x[..x.len().min(12)]));
+        jwk.common.public_key_use = Some(jsonwebtoken::jwk::PublicKeyUse::Signature);
+        Ok(Self { key, jwk })
+    }
+
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token issuer's key {}", path.display()))?;
+        Self::from_pem(&pem).with_context(|| path.display().to_string())
+    }
+
+    /// The JWKS document the services read (`auth.jwks_file`).
+    pub fn jwks(&self) -> anyhow::Result<String> {
+        let set = JwkSet {
+            keys: vec![self.jwk.clone()],
+        };
+        Ok(serde_json::to_string_pretty(&set)? + "\n")
+    }
+
+    /// A token for `subject` with `roles`, valid for `ttl`.
+    pub fn token(&self, subject: &str, roles: &[Role], ttl: Duration) -> anyhow::Result<String> {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = Claims {
+            iss: ISSUER,
+            aud: AUDIENCE,
+            sub: subject,
+            iat: now,
+            exp: now + ttl.as_secs(),
+            roles: roles.iter().map(|role| role.as_str()).collect(),
+        };
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = self.jwk.common.key_id.clone();
+        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opd_shared::auth::keys::Keys;
+    use opd_shared::infra::config::{ServiceDefaults, Settings};
+
+    fn settings() -> opd_shared::infra::config::AuthSettings {
+        Settings::defaults(ServiceDefaults {
+            name: "registration",
+            port: 0,
+        })
+        .auth
+    }
+
+    #[test]
+    fn the_services_accept_what_the_issuer_signs_and_nothing_else() -> anyhow::Result<()> {
+        let issuer = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let keys = Keys::from_jwks(&issuer.jwks()?, &settings())?;
+        let token = issuer.token("nurse-1", &[Role::Clinician], DEFAULT_TTL)?;
+        let caller = keys.verify(&token).map_err(|e| anyhow::anyhow!(e))?;
+        assert_eq!(caller.subject, "nurse-1");
+        assert_eq!(caller.roles, vec![Role::Clinician]);
+
+        // Another key, an expired token, a changed payload: refused.
+        let stranger = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let forged = stranger.token("nurse-1", &[Role::Operator], DEFAULT_TTL)?;
+        assert!(keys.verify(&forged).is_err());
+        let stale = issuer.token("nurse-1", &[Role::Clinician], Duration::ZERO)?;
+        let mut late = settings();
+        late.leeway = Duration::ZERO;
+        let strict = Keys::from_jwks(&issuer.jwks()?, &late)?;
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(strict.verify(&stale).is_err(), "an expired token was accepted");
+        let parts: Vec<&str> = token.split('.').collect();
+        let tampered = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
+        assert!(keys.verify(&tampered).is_err());
+        // An unsigned token ("alg": "none") is never taken.
+        let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", parts[1]);
+        assert!(keys.verify(&unsigned).is_err());
+        Ok(())
+    }
+}
