@@ -20,6 +20,8 @@ install -m 0444 /nats/admin/ca.pem /nats/admin/server.pem /nats/admin/nkeys.env 
 install -m 0400 /nats/admin/server-key.pem /nats/admin/route-key.pem /nats/server/
 for service in registration inspection treatment release; do
     install -m 0444 /nats/admin/ca.pem "/nats/$service/ca.pem"
+    # The HTTP token issuer's public key: every service verifies bearer tokens with it.
+    install -m 0444 /nats/admin/auth-jwks.json "/nats/$service/auth-jwks.json"
     install -m 0400 -o 10001 -g 10001 "/nats/admin/$service.nk" "/nats/$service/seed.nk"
     if [ "${NATS_TLS_VERIFY:-false}" = true ]; then
         install -m 0444 "/nats/admin/$service.pem" "/nats/$service/client.pem"

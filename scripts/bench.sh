@@ -37,5 +37,8 @@ fi
 trap 'scripts/dev.sh clean >/dev/null 2>&1 || true' EXIT
 scripts/dev.sh clean >/dev/null 2>&1 || true
 scripts/dev.sh up >/dev/null
+# The bearer token register.lua and view.lua send (and the seeding below, if any).
+OPD_TOKEN="$(scripts/dev.sh token registrar clinician --subject bench)"
+export OPD_TOKEN
 log "platform up (release build); benchmarking"
 timeout 1200 python3 scripts/bench/bench.py

@@ -142,6 +142,13 @@ log "all four services are ready"
 # --- the tutorial, the Docker way --------------------------------------------------------------
 
 FAILURES=0
+# Bearer tokens come from the compose file's opd-nats container, which holds the issuer's key
+# (opd_token in scripts/lib/common.sh, for the walkthroughs too).
+OPD_TOKEN_COMMAND="$(printf '%q ' "${COMPOSE[@]}") run --rm opd-nats token"
+export OPD_TOKEN_COMMAND
+REGISTRAR_TOKEN="$(opd_token registrar --subject compose-test)"
+CLINICIAN_TOKEN="$(opd_token clinician --subject compose-test)"
+export CLINICIAN_TOKEN
 # Every command of docs/tutorial.md in its compose form (the operator's tool in its container,
 # parts stopped and started with compose), compared with what the page shows. `docker compose`
 # in the page means this project, its files and whichever compose this machine has.
@@ -154,7 +161,8 @@ OPD_TUTORIAL_COMPOSE="$(printf '%q ' "${COMPOSE[@]}")" python3 scripts/lib/tutor
 FAILURES_BEFORE_FAILOVER="$FAILURES"
 log "registering 40 patients, stopping nats-2 after the 20th"
 for id in $(seq 1001 1040); do
-    status="$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:9090/opd/patient/register" \
+    status="$(curl -s -o /dev/null -w '%{http_code}' --oauth2-bearer "$REGISTRAR_TOKEN" \
+        "http://localhost:9090/opd/patient/register" \
         --json "{\"id\":$id,\"full_name\":\"patient $id\"}")"
     [ "$status" = 201 ] || { echo "  FAIL  registration of $id answered $status"; FAILURES=$((FAILURES + 1)); }
     if [ "$id" = 1020 ]; then "${COMPOSE[@]}" stop nats-2 >/dev/null 2>&1; log "nats-2 stopped"; fi
@@ -162,20 +170,23 @@ done
 
 log "waiting for every patient on inspection's pending list"
 python3 - <<'PY' || FAILURES=$((FAILURES + 1))
-import collections, json, sys, time, urllib.request
+import collections, json, os, sys, time, urllib.request
+
+PENDING = urllib.request.Request("http://localhost:9091/opd/inspection/pending",
+                                 headers={"Authorization": f"Bearer {os.environ['CLINICIAN_TOKEN']}"})
 
 expected = set(range(1001, 1041))
 deadline = time.time() + 90
 counts = {}
 while time.time() < deadline:
-    with urllib.request.urlopen("http://localhost:9091/opd/inspection/pending") as response:
+    with urllib.request.urlopen(PENDING) as response:
         pending = json.load(response)
     counts = collections.Counter(entry["id"] for entry in pending if entry["id"] in expected)
     if set(counts) == expected:
         break
     time.sleep(0.5)
 time.sleep(2)  # anything applied twice would show up now
-with urllib.request.urlopen("http://localhost:9091/opd/inspection/pending") as response:
+with urllib.request.urlopen(PENDING) as response:
     counts = collections.Counter(entry["id"] for entry in json.load(response) if entry["id"] in expected)
 missing = sorted(expected - set(counts))
 repeated = sorted(i for i, n in counts.items() if n > 1)

@@ -13,6 +13,8 @@
 #   scripts/dev.sh kill NAME        SIGKILL a service or a NATS node, as a crash would
 #   scripts/dev.sh start NAME-2     a second replica of a service (port + 100, same database)
 #   scripts/dev.sh logs NAME [-f]   show (or follow) a piece's log
+#   scripts/dev.sh token ROLE...    print a bearer token for the APIs (registrar, clinician,
+#                                   discharge, operator), valid 12 h: opd-nats token ROLE...
 #   scripts/dev.sh start prometheus Prometheus (Debian's package) with the alerting rules on
 #                                   http://127.0.0.1:9190, scraping every service and the NATS
 #                                   exporter (opd-nats-exporter, on port 7777)
@@ -134,7 +136,8 @@ ensure_credentials() {
 # OPD_DEV_MUTUAL_TLS=true makes the nodes ask every client for a certificate, and gives each
 # process its own.
 identity_env() { # identity_env IDENTITY
-    echo "OPD_NATS__NKEY_SEED_FILE=$CREDENTIALS/$1.nk" "OPD_NATS__TLS__CA_FILE=$CREDENTIALS/ca.pem"
+    echo "OPD_NATS__NKEY_SEED_FILE=$CREDENTIALS/$1.nk" "OPD_NATS__TLS__CA_FILE=$CREDENTIALS/ca.pem" \
+        "OPD_AUTH__JWKS_FILE=$CREDENTIALS/auth-jwks.json"
     if [ "${OPD_DEV_MUTUAL_TLS:-false}" = true ]; then
         echo "OPD_NATS__TLS__CERT_FILE=$CREDENTIALS/$1.pem" "OPD_NATS__TLS__KEY_FILE=$CREDENTIALS/$1-key.pem"
     fi
@@ -315,6 +318,14 @@ cmd_start() {
     fi
 }
 
+# token ROLE... [--subject NAME] [--ttl DURATION]: a development bearer token, signed with the
+# issuer key generated beside the NATS credentials (the services trust its auth-jwks.json).
+cmd_token() {
+    [ -e "$CREDENTIALS/auth-issuer-key.pem" ] || die "no credentials in $CREDENTIALS yet: run scripts/dev.sh up first"
+    [ -x "$ROOT/target/$PROFILE/opd-nats" ] || build_services
+    OPD_AUTH__ISSUER_KEY_FILE="$CREDENTIALS/auth-issuer-key.pem" "$ROOT/target/$PROFILE/opd-nats" token "$@"
+}
+
 cmd_logs() {
     local name="${1:-}" file
     file="$(log_file "$name")"
@@ -331,5 +342,6 @@ case "${1:-}" in
     start) cmd_start "${2:-}" ;;
     kill) cmd_kill "${2:-}" ;;
     logs) cmd_logs "${2:-}" "${3:-}" ;;
-    *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    token) shift; cmd_token "$@" ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

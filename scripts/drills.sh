@@ -62,8 +62,8 @@ db_writable() {
 # 503 with a problem document (to a GET, or to a POST of JSON), and registration still answers.
 # Writes the verdict for the checks.
 probe_unavailable() {
-    local service="$1" port="$2" path="$3" status type request=()
-    [ -z "${4:-}" ] || request=(-H 'content-type: application/json' -d "$4")
+    local service="$1" port="$2" path="$3" status type request=(--oauth2-bearer "$OPD_DRILL_TOKEN")
+    [ -z "${4:-}" ] || request+=(-H 'content-type: application/json' -d "$4")
     sleep 1
     status="$(curl -s -o /dev/null -w '%{http_code} %{content_type}' "${request[@]}" "http://127.0.0.1:$port$path")"
     type="${status#* }"; status="${status%% *}"
@@ -312,6 +312,9 @@ main() {
     local root; root="$(cgroup_root || true)"
     if [ -n "$root" ]; then export OPD_DEV_CGROUPS="$root"; fi
     "${DEV[@]}" up >/dev/null
+    # The journey's bearer token (opd-drill and the probes below send it).
+    OPD_DRILL_TOKEN="$("${DEV[@]}" token registrar clinician discharge --subject drills)"
+    export OPD_DRILL_TOKEN
     local name started=$SECONDS
     for name in "${drills[@]}"; do
         log "drill $name ($PATIENTS patients at $RATE/s)"

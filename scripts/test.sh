@@ -148,7 +148,8 @@ if [ -n "$walkthroughs" ]; then
     log "walkthroughs on a busy platform: a fresh one, with 1,000 patients waiting first"
     scripts/dev.sh clean >/dev/null 2>&1
     scripts/dev.sh up >/dev/null
-    python3 scripts/lib/seed-waiting.py 1000 || walked=1
+    OPD_TOKEN="$(opd_token registrar clinician --subject seed)" \
+        python3 scripts/lib/seed-waiting.py 1000 || walked=1
     python3 scripts/lib/tutorial.py --busy docs/tutorial.md || walked=1
     OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman || walked=1
     [ "$walked" = 0 ] || { show_logs; die "a walkthrough on the busy platform failed (see above)"; }

@@ -75,8 +75,13 @@ run_newman() {
         return 0
     fi
     log "newman $("$newman" --version) on postman/opd.postman_collection.json"
+    # A token per desk, as the collection's folders name them (postman/README.md).
+    local tokens=() role
+    for role in "${ALL_ROLES[@]}"; do
+        tokens+=(--env-var "${role}_token=$(opd_token "$role" --subject "postman-$role")")
+    done
     "$newman" run postman/opd.postman_collection.json -e postman/local.postman_environment.json \
-        --reporters cli,json --reporter-json-export "$OUT/newman.json" --color off || true
+        "${tokens[@]}" --reporters cli,json --reporter-json-export "$OUT/newman.json" --color off || true
     summary="$(python3 -c 'import json, sys
 stats = json.load(open(sys.argv[1]))["run"]["stats"]
 assertions, requests = stats["assertions"], stats["requests"]
@@ -88,12 +93,16 @@ print(assertions["total"] - assertions["failed"], failed)' "$OUT/newman.json")"
 run_schemathesis() {
     local st port passed=0 failed=0 counts
     st="$(ensure_schemathesis)"
+    # Every role, so that every operation is explored; its `ignored_auth` check sends each one
+    # without the token too, and expects it refused.
+    local token
+    token="$(opd_token "${ALL_ROLES[@]}" --subject schemathesis)"
     for port in "${PORTS[@]}"; do
         log "schemathesis on http://127.0.0.1:$port/openapi.json"
         local seed=(--seed "${OPD_SCHEMATHESIS_SEED:-20261122}")
         [ "${OPD_SCHEMATHESIS_SEED:-}" = random ] && seed=()
         (cd "$OUT" && "$st" run "http://127.0.0.1:$port/openapi.json" --checks all \
-            --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color "${seed[@]}" \
+            --header "Authorization: Bearer $token" --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color "${seed[@]}" \
             --report junit --report-junit-path "$OUT/schemathesis-$port.xml") || true
         counts="$(python3 -c 'import sys, xml.etree.ElementTree as ET
 root = ET.parse(sys.argv[1]).getroot()

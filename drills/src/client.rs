@@ -33,10 +33,24 @@ impl Answer {
 }
 
 impl Client {
+    /// A client that sends `OPD_DRILL_TOKEN` (a bearer token with every role the journey needs)
+    /// with every request.
     pub fn new() -> anyhow::Result<Self> {
+        let token = std::env::var("OPD_DRILL_TOKEN").map_err(|_| {
+            anyhow::anyhow!(
+                "OPD_DRILL_TOKEN is not set: a bearer token with the roles registrar, clinician \
+                 and discharge (scripts/dev.sh token registrar clinician discharge)"
+            )
+        })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))?,
+        );
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(ATTEMPT_TIMEOUT)
+                .default_headers(headers)
                 .build()?,
             errors: AtomicU64::new(0),
         })

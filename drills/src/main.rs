@@ -8,7 +8,8 @@
 //!
 //! CMD runs with `bash -c` once `--fault-after` patients are registered; `--heal` runs
 //! `--heal-after` seconds after the fault command returned. The services' URLs come from
-//! OPD_DRILL_{REGISTRATION,INSPECTION,TREATMENT,RELEASE}_URL (default: the book's ports).
+//! OPD_DRILL_{REGISTRATION,INSPECTION,TREATMENT,RELEASE}_URL (default: the book's ports);
+//! OPD_DRILL_TOKEN, the bearer token it sends (roles registrar, clinician and discharge).
 //!
 //! Lost: journeys that did not complete by the deadline. Duplicated: patients listed twice on
 //! a pending list, listed again after leaving it, or with two inspections or medications.

@@ -178,13 +178,57 @@ fn every_collection_request_is_a_documented_operation_and_back() {
 }
 
 #[test]
+fn the_environment_has_an_empty_token_per_role_and_every_request_sends_its_desks() {
+    let environment: Value = serde_json::from_str(ENVIRONMENT).unwrap_or_default();
+    let values = environment["values"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    for role in opd_shared::auth::Role::ALL {
+        let key = format!("{role}_token");
+        let value = values.iter().find(|value| value["key"] == key.as_str());
+        assert_eq!(
+            value.map(|value| value["value"].clone()),
+            Some(Value::from("")),
+            "{key}: present and empty (a token is never committed)"
+        );
+    }
+    let collection: Value = serde_json::from_str(COLLECTION).unwrap_or_default();
+    let mut unauthenticated = Vec::new();
+    let mut walk = vec![&collection];
+    while let Some(node) = walk.pop() {
+        if let Some(items) = node["item"].as_array() {
+            walk.extend(items);
+        } else if node["request"]["auth"]["type"] != "bearer"
+            && !node["name"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("Without a token")
+        {
+            unauthenticated.push(node["name"].to_string());
+        }
+    }
+    assert!(
+        unauthenticated.is_empty(),
+        "no bearer token: {unauthenticated:?}"
+    );
+}
+
+#[test]
 fn the_environment_points_each_base_url_at_its_service_port() {
     let environment: Value = serde_json::from_str(ENVIRONMENT).unwrap_or_default();
     let values = environment["values"]
         .as_array()
         .map_or(&[][..], Vec::as_slice);
-    assert_eq!(values.len(), 4);
-    for value in values {
+    let urls: Vec<&Value> = values
+        .iter()
+        .filter(|value| {
+            value["key"]
+                .as_str()
+                .is_some_and(|key| key.ends_with("_url"))
+        })
+        .collect();
+    assert_eq!(urls.len(), 4);
+    for value in urls {
         let key = value["key"].as_str().unwrap_or_default();
         let service = service_of(key);
         assert_eq!(

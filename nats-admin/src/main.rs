@@ -128,7 +128,10 @@ fn token(options: &[&str]) -> anyhow::Result<()> {
                 ttl = humantime_serde::re::humantime::parse_duration(text)
                     .map_err(|error| anyhow::anyhow!("--ttl {text}: {error}"))?;
             }
-            role => roles.push(role.parse::<Role>().map_err(|error| anyhow::anyhow!(error))?),
+            role => roles.push(
+                role.parse::<Role>()
+                    .map_err(|error| anyhow::anyhow!(error))?,
+            ),
         }
     }
     let Some(first) = roles.first() else {

@@ -120,7 +120,10 @@ mod tests {
         late.leeway = Duration::ZERO;
         let strict = Keys::from_jwks(&issuer.jwks()?, &late)?;
         std::thread::sleep(Duration::from_millis(1100));
-        assert!(strict.verify(&stale).is_err(), "an expired token was accepted");
+        assert!(
+            strict.verify(&stale).is_err(),
+            "an expired token was accepted"
+        );
         let parts: Vec<&str> = token.split('.').collect();
         let tampered = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
         assert!(keys.verify(&tampered).is_err());

@@ -60,7 +60,9 @@ function request()
   local body = string.format(
     '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}',
     id, id)
-  local headers = { ["Content-Type"] = "application/json" }
+  -- OPD_TOKEN: a registrar's bearer token (scripts/bench.sh sets it).
+  local headers = { ["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer " .. (os.getenv("OPD_TOKEN") or "") }
   -- %d: concatenating the number would print it in floating point, and ids 10^15 apart from
   -- each other's digits would share a key.
   if keyed then headers["Idempotency-Key"] = string.format("bench-%d", id) end

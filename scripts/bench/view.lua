@@ -14,5 +14,6 @@ end
 
 function request()
   n = n + 1
-  return wrk.format("GET", "/opd/patient/view/" .. ids[(n % #ids) + 1])
+  return wrk.format("GET", "/opd/patient/view/" .. ids[(n % #ids) + 1],
+                    { ["Authorization"] = "Bearer " .. (os.getenv("OPD_TOKEN") or "") })
 end

@@ -235,3 +235,17 @@ pg_psql() {
     local data port="$2"; data="$(cd "$1" && pwd -P)"; shift 2
     pg_run psql -X -q -v ON_ERROR_STOP=1 -h "$data" -p "$port" -U postgres "$@"
 }
+
+# opd_token ROLE... [--subject NAME]: a development bearer token from the running platform's
+# issuer: OPD_TOKEN_COMMAND when set (compose-test.sh: the compose file's opd-nats container),
+# else scripts/dev.sh token (the native platform, under OPD_DEV_DIR).
+opd_token() {
+    if [ -n "${OPD_TOKEN_COMMAND:-}" ]; then
+        eval "$OPD_TOKEN_COMMAND" '"$@"'
+    else
+        "$ROOT/scripts/dev.sh" token "$@"
+    fi
+}
+
+# Every role: for the tools that walk the whole platform (Postman, schemathesis, seeding).
+ALL_ROLES=(registrar clinician discharge operator)

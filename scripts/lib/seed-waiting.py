@@ -3,7 +3,8 @@
 clear of the ids the tutorial and the Postman collection use) and waits until every one of them
 waits at inspection, counted by following the pending list's `Link` pages.
 
-Usage: seed-waiting.py [N] [FIRST]     (defaults: 1000 patients from id 100001)
+Usage: OPD_TOKEN=... seed-waiting.py [N] [FIRST]     (defaults: 1000 patients from id 100001)
+OPD_TOKEN is a bearer token with the roles registrar and clinician.
 """
 
 import concurrent.futures
@@ -11,17 +12,19 @@ import json
 import re
 import sys
 import time
+import os
 import urllib.request
 
 REGISTRATION = "http://127.0.0.1:9090"
 INSPECTION = "http://127.0.0.1:9091"
 NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+AUTHORIZATION = {"Authorization": f"Bearer {os.environ.get('OPD_TOKEN', '')}"}
 
 
 def register(patient):
     body = json.dumps({"id": patient, "full_name": f"waiting patient {patient}"}).encode()
     request = urllib.request.Request(f"{REGISTRATION}/opd/patient/register", data=body,
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method="POST", headers={"Content-Type": "application/json", **AUTHORIZATION})
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 201:
             raise RuntimeError(f"registering {patient} answered {response.status}")
@@ -31,7 +34,8 @@ def waiting(ids):
     """How many of `ids` the whole pending list holds, page by page."""
     found, path = 0, "/opd/inspection/pending?limit=1000"
     while path:
-        with urllib.request.urlopen(f"{INSPECTION}{path}", timeout=30) as response:
+        request = urllib.request.Request(f"{INSPECTION}{path}", headers=AUTHORIZATION)
+        with urllib.request.urlopen(request, timeout=30) as response:
             found += sum(1 for entry in json.load(response) if entry["id"] in ids)
             link = NEXT.search(response.headers.get("Link") or "")
         path = link.group(1) if link else None

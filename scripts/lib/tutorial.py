@@ -11,6 +11,8 @@ The tutorial's conventions, which this runner reads:
     (starting, resetting and stopping the whole platform); `<!-- tutorial: native -->` is the
     form for the platform scripts/dev.sh runs, `<!-- tutorial: compose -->` the form for the
     one docker compose runs. Unmarked blocks are the same for both;
+  - variables whose names end in `_TOKEN` (the bearer tokens of section 0) are kept from one
+    block to the next, as in the reader's shell;
   - a block that only reads (no -X, no -d, no scripts/, publish or docker compose stop/start)
     is run again, for up to 15 s, until its output matches: events reach the next service a
     moment after the request.
@@ -32,6 +34,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 FENCE = re.compile(r"^```(\S*)\s*$")
@@ -88,8 +91,12 @@ def only_reads(command):
                          command)
 
 
-def run(command):
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", command], capture_output=True,
+def run(command, state):
+    """Runs `command` in bash after the variables `state` (a file) holds, and saves its
+    `*_TOKEN` variables there for the next block."""
+    script = (f'[ -f "{state}" ] && source "{state}"\n{command}\n'
+              f'for v in $(compgen -v | grep "_TOKEN$" || true); do declare -p "$v"; done > "{state}"')
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
                           text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
 
@@ -109,6 +116,8 @@ def main(path, form, busy):
     masks = VOLATILE + (BUSY if busy else [])
     compose = os.environ.get("OPD_TUTORIAL_COMPOSE")
     passed = failed = 0
+    state = tempfile.NamedTemporaryFile(prefix="opd-tutorial-", suffix=".sh", delete=False).name
+    os.unlink(state)
     for index, (line, kind, text, mark) in enumerate(parsed):
         if kind != "sh" or mark == "skip" or mark not in (None, form):
             continue
@@ -118,7 +127,7 @@ def main(path, form, busy):
         command = text.replace("docker compose ", f"{compose} ") if compose else text
         deadline = time.monotonic() + (RETRY_FOR if only_reads(text) else 0)
         while True:
-            code, stdout, stderr = run(command)
+            code, stdout, stderr = run(command, state)
             ok = code == 0 and (expected is None or normalise(stdout, masks) == expected)
             if ok or time.monotonic() >= deadline:
                 break
@@ -135,6 +144,8 @@ def main(path, form, busy):
         else:
             print(f"--- the tutorial shows\n{expected}\n--- it printed\n{normalise(stdout, masks)}",
                   flush=True)
+    if os.path.exists(state):
+        os.unlink(state)
     name = "tutorial" + ("-compose" if form == "compose" else "") + ("-busy" if busy else "")
     print(f"{name}: {passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -104,7 +104,10 @@ pub async fn check_every_route(service: &'static opd_shared::service::Service) {
                     let sent = token.is_some();
                     let refused = answer(token).await;
                     let problem = refused.problem(401);
-                    assert_eq!(problem["type"], "/problems/unauthorized", "{method} {template}");
+                    assert_eq!(
+                        problem["type"], "/problems/unauthorized",
+                        "{method} {template}"
+                    );
                     let challenge = refused.www_authenticate.as_deref().unwrap_or_default();
                     assert!(
                         challenge.starts_with("Bearer realm=\"opd\"")
@@ -118,7 +121,10 @@ pub async fn check_every_route(service: &'static opd_shared::service::Service) {
                     .collect();
                 if !others.is_empty() {
                     let problem = answer(Some(token(&others))).await.problem(403);
-                    assert_eq!(problem["type"], "/problems/forbidden", "{method} {template}");
+                    assert_eq!(
+                        problem["type"], "/problems/forbidden",
+                        "{method} {template}"
+                    );
                 }
                 for role in roles {
                     let status = answer(Some(token(&[role]))).await.status.as_u16();

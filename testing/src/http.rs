@@ -81,14 +81,7 @@ impl Answer {
 /// production serves ([`opd_shared::app::app`]), over a pool and a NATS client that never
 /// connect. For request validation, which is decided before a handler touches the database.
 pub async fn oneshot(service: &'static Service, method: &str, path: &str, body: &str) -> Answer {
-    oneshot_as(
-        service,
-        Some(&crate::auth::all_roles()),
-        method,
-        path,
-        body,
-    )
-    .await
+    oneshot_as(service, Some(&crate::auth::all_roles()), method, path, body).await
 }
 
 /// [`oneshot`] with `token` as the bearer token, or none.
@@ -138,7 +131,8 @@ async fn offline_infra(service: &'static Service) -> Infra {
     let mut settings = Settings::defaults(service.defaults());
     settings.database.url = "postgres://nobody:nothing@127.0.0.1:1/none".into();
     crate::auth::trust_test_issuer(&mut settings);
-    let authenticator = opd_shared::infra::authenticator(&settings).expect("the test issuer's keys");
+    let authenticator =
+        opd_shared::infra::authenticator(&settings).expect("the test issuer's keys");
     let pool = PgPoolOptions::new()
         .acquire_timeout(std::time::Duration::from_millis(200))
         .connect_lazy(&settings.database.url)

@@ -164,7 +164,11 @@ pub async fn authorize(State(access): State<Access>, mut request: Request, next:
 
 /// `Authorization: Bearer <token>` (the scheme's name in any case), if present.
 fn bearer_token(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -190,9 +194,13 @@ fn unauthorized(error: Option<&str>, detail: &str) -> Response {
             quoted_text(why)
         ),
     };
-    let mut response =
-        Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", detail)
-            .into_response();
+    let mut response = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+    )
+    .into_response();
     if let Ok(value) = HeaderValue::from_str(&challenge) {
         response
             .headers_mut()

@@ -143,4 +143,3 @@ fn algorithm_of(jwk: &Jwk) -> anyhow::Result<Algorithm> {
         _ => anyhow::bail!("only key pairs (kty OKP, RSA or EC) can verify tokens here"),
     })
 }
-

@@ -92,7 +92,8 @@ fn add_security(api: &mut OpenApi) {
         "No bearer token, or one that is expired, not signed by the issuer or not for this \
          audience (`/problems/unauthorized`); `WWW-Authenticate` says which",
     );
-    let forbidden = problem("The token carries none of the operation's roles (`/problems/forbidden`)");
+    let forbidden =
+        problem("The token carries none of the operation's roles (`/problems/forbidden`)");
     for item in api.paths.paths.values_mut() {
         let operations = [
             &mut item.get,
@@ -103,9 +104,9 @@ fn add_security(api: &mut OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             let open = operation.security.as_ref().is_some_and(|requirements| {
-                requirements
-                    .iter()
-                    .any(|requirement| serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({})))
+                requirements.iter().any(|requirement| {
+                    serde_json::to_value(requirement).is_ok_and(|v| v == serde_json::json!({}))
+                })
             });
             if open {
                 continue;

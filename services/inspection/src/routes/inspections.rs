@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use opd_shared::domain::{Note, PatientId, Text};
 use opd_shared::events::PatientSentForTreatment;
 use opd_shared::events::outbox;
+use opd_shared::events::outbox::EventContext;
 use opd_shared::http::error::ApiError;
 use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, QueryErrors,
@@ -17,7 +18,6 @@ use opd_shared::http::openapi::{
 };
 use opd_shared::http::page::{DayToken, PageParams, PageRequest};
 use opd_shared::http::{JsonBody, PathParam};
-use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::WAITING;

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 
 use opd_shared::domain::PatientId;
+use opd_shared::http::PathParam;
 use opd_shared::http::error::ApiError;
 use opd_shared::http::guard::SameSite;
 use opd_shared::http::idempotency::Effect;
@@ -11,7 +12,6 @@ use opd_shared::http::openapi::{
     CrossSite, IdempotencyErrors, IdempotencyKey, PathErrors, Unavailable,
 };
 use opd_shared::http::problem::Problem;
-use opd_shared::http::PathParam;
 use opd_shared::service::AppState;
 
 use opd_shared::events::PatientRegistered;

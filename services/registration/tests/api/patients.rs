@@ -1,3 +1,4 @@
+use opd_shared::auth::Role;
 use opd_testing::Method;
 use serde_json::json;
 
@@ -47,9 +48,11 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
 #[tokio::test]
 async fn registering_publishes_patient_register_with_cloudevents_headers() {
     let app = spawn_app().await;
+    let registrar = opd_testing::auth::token_for("registrar-7", &[Role::Registrar]);
     let response = app
         .client
         .post(app.url(REGISTER))
+        .bearer_auth(&registrar)
         .header("x-request-id", "walkthrough-1")
         .json(&patient(200))
         .send()
@@ -70,6 +73,13 @@ async fn registering_publishes_patient_register_with_cloudevents_headers() {
     );
     assert_eq!(header("ce-source").as_deref(), Some("/opd/registration"));
     assert_eq!(header("ce-requestid").as_deref(), Some("walkthrough-1"));
+    // Who registered the patient: the token's subject, never the token.
+    assert_eq!(header("ce-caller").as_deref(), Some("registrar-7"));
+    assert!(headers.iter().all(|(_, values)| {
+        values
+            .iter()
+            .all(|value| !value.as_str().contains(&registrar))
+    }));
     assert!(header("ce-time").is_some());
     let id = header("ce-id").unwrap();
     assert_eq!(header("Nats-Msg-Id"), Some(id.clone()));

@@ -10,14 +10,14 @@ use utoipa::ToSchema;
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::events::outbox;
+use opd_shared::events::outbox::EventContext;
+use opd_shared::http::JsonBody;
 use opd_shared::http::error::ApiError;
 use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, QueryErrors, Unavailable,
     UnknownPatient,
 };
 use opd_shared::http::page::{PageParams, PageRequest};
-use opd_shared::http::{JsonBody};
-use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::WAITING;

@@ -9,14 +9,14 @@ use utoipa::ToSchema;
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
 use opd_shared::events::PatientReleaseRequested;
 use opd_shared::events::outbox;
+use opd_shared::http::JsonBody;
 use opd_shared::http::error::ApiError;
-use opd_shared::http::{JsonBody};
 
+use opd_shared::events::outbox::EventContext;
 use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, Unavailable, UnknownPatient,
 };
 use opd_shared::http::problem::Problem;
-use opd_shared::events::outbox::EventContext;
 use opd_shared::service::AppState;
 
 use super::patients::ensure_known;
