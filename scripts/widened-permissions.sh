@@ -3,9 +3,10 @@
 # copy of nats/ whose auth.conf grants more than it should, and expects each of them to fail.
 #
 #   registration  may publish patient.>                    (not only patient.register)
-#   treatment     may publish patient.register and all of $JS.API.>, and read every inbox
-#   inspection    may create (and so update) its own durable consumer, and publish on a
-#                 subject only its consumer would read
+#   treatment     may publish patient.register and all of $JS.API.>, read every inbox, and
+#                 take any request on opd.> and $SRV.> (another service's, in any queue group)
+#   inspection    may create (and so update) its own durable consumer, publish on a subject
+#                 only its consumer would read, publish into any inbox and ask opd.where
 #
 # Each widening must be caught by the test named beside it; the tests unrelated to permissions
 # (identity, TLS) must still pass. Run by scripts/test.sh after the cargo tests; needs what they
@@ -26,15 +27,17 @@ def widen(old, new):
     if old not in text:
         sys.exit(f"widened-permissions: {old!r} is no longer in auth.conf; update this script")
     text = text.replace(old, new, 1)
-widen('"patient.register"\n      "$JS.API.STREAM.INFO.PATIENT"\n    ] }\n    subscribe: { allow: ["_INBOX.registration.>"] }',
-      '"patient.>"\n      "$JS.API.STREAM.INFO.PATIENT"\n    ] }\n    subscribe: { allow: ["_INBOX.registration.>"] }')
+widen('"patient.register"\n      "$JS.API.STREAM.INFO.PATIENT"\n      "opd.where"',
+      '"patient.>"\n      "$JS.API.STREAM.INFO.PATIENT"\n      "opd.where"')
 widen('"patient.release"\n      "$JS.API.STREAM.INFO.PATIENT"',
       '"patient.release"\n      "patient.register"\n      "$JS.API.>"')
-widen('subscribe: { allow: ["_INBOX.treatment.>"] }', 'subscribe: { allow: ["_INBOX.>"] }')
+widen('"_INBOX.treatment.>"', '"_INBOX.>", "opd.>", "$SRV.>"')
 widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"\n'
       '      "$JS.API.CONSUMER.CREATE.PATIENT.inspection-patient-register.>"\n'
-      '      "patient.retry.inspection-patient-register"')
+      '      "patient.retry.inspection-patient-register"\n'
+      '      "_INBOX.>"\n'
+      '      "opd.where"')
 open(path, "w").write(text)
 PY
 
@@ -57,6 +60,8 @@ expect a_service_cannot_create_change_purge_or_delete_the_stream failed
 expect a_service_cannot_read_another_services_consumer failed
 expect a_service_cannot_read_another_services_replies failed
 expect a_service_cannot_create_or_change_a_consumer_not_even_its_own failed
+expect a_service_cannot_answer_for_another_service failed
+expect a_service_answers_only_on_the_reply_subject_it_was_given failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed

@@ -618,3 +618,116 @@ async fn an_event_that_says_it_comes_from_another_producer_is_parked() {
         1
     );
 }
+
+/// Whether any of `subscriptions` receives a message within [`REFUSAL_WAIT`].
+async fn hears_anything(subscriptions: Vec<async_nats::Subscriber>) -> bool {
+    let mut all = futures::stream::select_all(subscriptions);
+    matches!(
+        tokio::time::timeout(REFUSAL_WAIT, all.next()).await,
+        Ok(Some(_))
+    )
+}
+
+#[tokio::test]
+async fn a_service_cannot_answer_for_another_service() {
+    let nats = server_with_stream().await;
+    let spy = stream::connect(&nats.settings_for("treatment"), "treatment")
+        .await
+        .unwrap();
+    // Treatment tries to take inspection's requests: in inspection's queue group, in its own,
+    // in none, and the Services API's questions addressed to inspection.
+    let subscriptions = vec![
+        spy.queue_subscribe("opd.inspection.patient", "inspection".into())
+            .await
+            .unwrap(),
+        spy.subscribe("opd.inspection.patient").await.unwrap(),
+        spy.queue_subscribe("opd.where", "inspection".into())
+            .await
+            .unwrap(),
+        spy.subscribe("opd.where").await.unwrap(),
+        spy.subscribe("$SRV.PING.inspection").await.unwrap(),
+        spy.subscribe("$SRV.INFO.inspection.>").await.unwrap(),
+    ];
+    // Its own subjects it may take, which shows the subscriptions above were really made.
+    let mut own = spy
+        .queue_subscribe("opd.where", "treatment".into())
+        .await
+        .unwrap();
+    spy.flush().await.unwrap();
+
+    let admin = stream::connect(&nats.admin_settings(), "admin")
+        .await
+        .unwrap();
+    for subject in [
+        "opd.inspection.patient",
+        "opd.where",
+        "$SRV.PING.inspection",
+        "$SRV.INFO.inspection.x",
+    ] {
+        admin
+            .publish_with_reply(subject, "_INBOX.admin.x", r#"{"id":1}"#.into())
+            .await
+            .unwrap();
+    }
+    admin.flush().await.unwrap();
+    assert!(
+        tokio::time::timeout(REFUSAL_WAIT, own.next())
+            .await
+            .is_ok_and(|message| message.is_some()),
+        "treatment did not even get the broadcast in its own queue group"
+    );
+    assert!(
+        !hears_anything(subscriptions).await,
+        "treatment took a request meant for inspection"
+    );
+}
+
+#[tokio::test]
+async fn a_service_answers_only_on_the_reply_subject_it_was_given() {
+    let nats = server_with_stream().await;
+    let registration = stream::connect(&nats.settings_for("registration"), "registration")
+        .await
+        .unwrap();
+    let inbox = registration
+        .subscribe("_INBOX.registration.>")
+        .await
+        .unwrap();
+    let mut listener = registration
+        .queue_subscribe("opd.where", "registration".into())
+        .await
+        .unwrap();
+    registration.flush().await.unwrap();
+    // The listener hears the broadcast question when registration asks it.
+    registration
+        .publish("opd.where", r#"{"id":1}"#.into())
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(REFUSAL_WAIT, listener.next())
+            .await
+            .is_ok_and(|message| message.is_some()),
+        "registration's own question did not arrive"
+    );
+
+    // Inspection forges an answer into registration's inbox unasked, and asks the broadcast
+    // question itself (only registration may).
+    let inspection = stream::connect(&nats.settings_for("inspection"), "inspection")
+        .await
+        .unwrap();
+    inspection
+        .publish(
+            "_INBOX.registration.forged",
+            r#"{"service":"release"}"#.into(),
+        )
+        .await
+        .unwrap();
+    inspection
+        .publish("opd.where", r#"{"id":1}"#.into())
+        .await
+        .unwrap();
+    inspection.flush().await.unwrap();
+    assert!(
+        !hears_anything(vec![inbox, listener]).await,
+        "inspection wrote into registration's inbox, or asked the broadcast question"
+    );
+}

@@ -16,6 +16,14 @@
 //! `opd-nats publish SUBJECT JSON`: puts a message on the stream as it is, with no event
 //! headers (the tutorial's poison message).
 //!
+//! `opd-nats services [--json]`: every running instance of the services, as the NATS Services
+//! API reports them (`$SRV.INFO`, `$SRV.STATS`): name, version, instance, host, and each
+//! endpoint's requests, errors and average processing time. `--json` prints the services' own
+//! INFO and STATS documents.
+//!
+//! `opd-nats where ID [--json]`: asks every service where patient ID is (the broadcast query
+//! `opd.where`), waiting `nats.query_deadline` (`OPD_NATS__QUERY_DEADLINE`) for the answers.
+//!
 //! `opd-nats token ROLE... [--subject NAME] [--ttl DURATION]`: prints a development bearer
 //! token for the HTTP APIs with those roles (`registrar`, `clinician`, `discharge`,
 //! `operator`), signed with the issuer key of the credentials (`OPD_AUTH__ISSUER_KEY_FILE`, else
@@ -38,6 +46,7 @@ use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
                      | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON \
+                     | opd-nats services [--json] | opd-nats where ID [--json] \
                      | opd-nats token ROLE... [--subject NAME] [--ttl DURATION]";
 
 #[tokio::main]
@@ -51,6 +60,10 @@ async fn main() -> ExitCode {
         ["events", ref options @ ..] => watch(options).await,
         ["publish", subject, payload] => publish(subject, payload).await,
         ["token", ref options @ ..] => token(options),
+        ["services"] => services(false).await,
+        ["services", "--json"] => services(true).await,
+        ["where", id] => where_is(id, false).await,
+        ["where", id, "--json"] => where_is(id, true).await,
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
@@ -112,6 +125,40 @@ async fn watch(options: &[&str]) -> anyhow::Result<()> {
 async fn publish(subject: &str, payload: &str) -> anyhow::Result<()> {
     events::publish(&operator_nats(admin_settings()?.nats), subject, payload).await?;
     println!("published on {subject}");
+    Ok(())
+}
+
+async fn services(json: bool) -> anyhow::Result<()> {
+    let settings = admin_settings()?;
+    let deadline = settings.nats.query_deadline;
+    let nats = operator_nats(settings.nats);
+    let client = opd_shared::infra::nats::connect(&nats, "admin").await?;
+    let instances = opd_nats_admin::services::discover(&client, deadline).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&opd_nats_admin::services::to_json(&instances))?
+        );
+    } else {
+        opd_nats_admin::services::render(&instances, std::io::stdout())?;
+    }
+    Ok(())
+}
+
+async fn where_is(id: &str, json: bool) -> anyhow::Result<()> {
+    let id: opd_shared::domain::PatientId = id
+        .parse()
+        .map_err(|error| anyhow::anyhow!("{id}: not a patient id: {error}"))?;
+    let settings = admin_settings()?;
+    let deadline = settings.nats.query_deadline;
+    let nats = operator_nats(settings.nats);
+    let client = opd_shared::infra::nats::connect(&nats, "admin").await?;
+    let answers = opd_nats_admin::services::where_is(&client, id, deadline).await?;
+    if json {
+        println!("{}", serde_json::to_string(&answers)?);
+    } else {
+        opd_nats_admin::services::render_answers(&answers, std::io::stdout())?;
+    }
     Ok(())
 }
 

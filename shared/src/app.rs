@@ -60,6 +60,8 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
             pool: infra.pool.clone(),
             service,
             jetstream: infra.jetstream.clone(),
+            nats: infra.nats.clone(),
+            query_deadline: infra.settings.nats.query_deadline,
             outbox_written: infra.outbox_written.clone(),
         })
         .merge(crate::http::openapi::routes(document))
@@ -96,6 +98,7 @@ pub struct Application {
     shutdown: CancellationToken,
     relay: bool,
     consumers: &'static [Subscription],
+    service: &'static Service,
 }
 
 impl Application {
@@ -115,10 +118,11 @@ impl Application {
             shutdown: CancellationToken::new(),
             relay: true,
             consumers: service.consumers,
+            service,
         })
     }
 
-    /// Serves the API only: no outbox relay, housekeeping or consumers. Events written by this instance
+    /// Serves the API only: no outbox relay, housekeeping, consumers or Services API. Events written by this instance
     /// wait in the outbox for an instance that relays. Tests use it to drive the relay and the
     /// consumers one step at a time.
     pub fn without_background_tasks(mut self) -> Self {
@@ -152,6 +156,7 @@ impl Application {
             shutdown,
             relay,
             consumers,
+            service,
         } = self;
         // Aborted if this future is dropped (a test's simulated crash): no task outlives its
         // service.
@@ -164,6 +169,14 @@ impl Application {
             handles.push((
                 "outbox relay",
                 AbortOnDropHandle::new(tokio::spawn(relay.run(relay_stop.clone()))),
+            ));
+            handles.push((
+                "services api",
+                AbortOnDropHandle::new(tokio::spawn(crate::micro::responder::run(
+                    service,
+                    infra.clone(),
+                    shutdown.child_token(),
+                ))),
             ));
             let housekeeping = Housekeeping::new(&infra);
             handles.push((

@@ -12,6 +12,8 @@
 //! - [`auth`]: who may call what: bearer tokens and the roles each operation declares;
 //! - [`http`]: the HTTP side: serving, extractors, errors, idempotency, pages, OpenAPI, health;
 //! - [`events`]: the event contracts, the outbox and its relay, the consumers, dead letters;
+//! - [`micro`]: the NATS Services API registration and the request/reply answers ("where is
+//!   this patient?");
 //! - [`infra`]: configuration, connections (database, NATS), telemetry and metrics;
 //! - [`domain`]: the types requests and events are made of.
 //!
@@ -24,6 +26,7 @@ pub mod domain;
 pub mod events;
 pub mod http;
 pub mod infra;
+pub mod micro;
 pub mod service;
 
 #[cfg(test)]

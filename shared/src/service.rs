@@ -35,6 +35,9 @@ pub struct Service {
     pub routes: fn() -> OpenApiRouter<AppState>,
     /// The durable consumers it runs, one per subject it consumes.
     pub consumers: &'static [Subscription],
+    /// Where a patient is at this service: its answer on NATS to `opd.<name>.patient` and to
+    /// the broadcast `opd.where` ([`crate::micro`]).
+    pub locate: crate::micro::Locate,
 }
 
 impl Service {
@@ -60,6 +63,9 @@ pub struct AppState {
     pub service: &'static Service,
     /// For the operator's routes that publish directly (retrying a dead letter).
     pub jetstream: jetstream::Context,
+    /// For requests over NATS (the broadcast query), answered within `query_deadline`.
+    pub nats: async_nats::Client,
+    pub query_deadline: std::time::Duration,
     pub(crate) outbox_written: Arc<Notify>,
 }
 

@@ -17,6 +17,7 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/inspection/",
     routes: routes::router,
+    locate: crate::whereabouts::locate,
     consumers: &[Subscription::new::<RegistrationHandler>(
         REGISTRATIONS_CONSUMER,
     )],

@@ -4,5 +4,6 @@ pub mod domain;
 pub mod routes;
 pub mod startup;
 pub mod token_counter;
+pub mod whereabouts;
 
 pub use startup::SERVICE;

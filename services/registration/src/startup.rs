@@ -14,5 +14,6 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/patient/",
     routes: routes::router,
+    locate: crate::whereabouts::locate,
     consumers: &[],
 };

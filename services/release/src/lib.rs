@@ -3,5 +3,6 @@
 pub mod events;
 pub mod routes;
 pub mod startup;
+pub mod whereabouts;
 
 pub use startup::{RELEASE_CONSUMER, SERVICE};

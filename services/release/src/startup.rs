@@ -17,5 +17,6 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/release/",
     routes: routes::router,
+    locate: crate::whereabouts::locate,
     consumers: &[Subscription::new::<ReleaseHandler>(RELEASE_CONSUMER)],
 };

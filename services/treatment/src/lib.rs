@@ -4,5 +4,6 @@
 pub mod events;
 pub mod routes;
 pub mod startup;
+pub mod whereabouts;
 
 pub use startup::{SERVICE, TREATMENT_CONSUMER};

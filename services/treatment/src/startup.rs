@@ -17,5 +17,6 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/treatment/",
     routes: routes::router,
+    locate: crate::whereabouts::locate,
     consumers: &[Subscription::new::<TreatmentHandler>(TREATMENT_CONSUMER)],
 };

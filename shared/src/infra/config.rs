@@ -182,6 +182,10 @@ pub struct NatsSettings {
     /// The JetStream stream that carries every `patient.*` event. Its owner creates and tunes
     /// it (`opd-nats stream`, with its own settings); a service only uses it.
     pub stream: String,
+    /// How long a broadcast query (`opd.where`) gathers answers; a service that has not
+    /// answered by then is reported as not answering.
+    #[serde(with = "humantime_serde")]
+    pub query_deadline: Duration,
 }
 
 /// TLS towards the NATS servers. On by default: the servers refuse plain-text clients anyway.
@@ -211,6 +215,7 @@ impl fmt::Debug for NatsSettings {
             .field("nkey_seed_file", &self.nkey_seed_file)
             .field("tls", &self.tls)
             .field("stream", &self.stream)
+            .field("query_deadline", &self.query_deadline)
             .finish()
     }
 }
@@ -397,6 +402,7 @@ impl Settings {
                     key_file: None,
                 },
                 stream: "PATIENT".into(),
+                query_deadline: Duration::from_secs(1),
             },
             outbox: OutboxSettings {
                 batch_size: 100,

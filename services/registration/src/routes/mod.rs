@@ -2,6 +2,7 @@
 
 mod patients;
 mod visits;
+mod whereabouts;
 
 use opd_shared::domain::PatientId;
 use opd_shared::http::error::ApiError;
@@ -17,6 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(patients::view))
         .routes(routes!(visits::next_visit, visits::next_visit_post))
         .routes(routes!(visits::reset, visits::reset_post))
+        .routes(routes!(whereabouts::where_is))
 }
 
 /// The 404 of every route that names a patient who was never registered.

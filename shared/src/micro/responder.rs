@@ -1,0 +1,139 @@
+//! One instance's registration with the NATS Services API, and its answers.
+
+use std::collections::HashMap;
+
+use async_nats::service::{self, ServiceExt};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::infra::Infra;
+use crate::micro::{Located, Question, WHERE_SUBJECT, patient_subject};
+use crate::service::Service;
+
+/// Registers `service` with the Services API and answers its endpoints until `shutdown`; then
+/// stops the endpoints and leaves the Services API before the connection drains.
+pub(crate) async fn run(service: &'static Service, infra: Infra, shutdown: CancellationToken) {
+    let locate = service.locate;
+    // The connection may be down at start: the registration is retried until it succeeds.
+    let mut backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
+    let (registered, mut patient, mut broadcast) = loop {
+        match register(service, &infra).await {
+            Ok(registered) => break registered,
+            Err(error) => {
+                tracing::warn!(%error, "cannot register with the NATS Services API; retrying");
+                crate::infra::retry::sleep_or_cancel(backoff.next_delay(), &shutdown).await;
+                if shutdown.is_cancelled() {
+                    return;
+                }
+            }
+        }
+    };
+    let id = registered.info().await.id;
+    tracing::info!(%id, "registered with the NATS Services API");
+    loop {
+        let request = tokio::select! {
+            () = shutdown.cancelled() => break,
+            request = patient.next() => request,
+            request = broadcast.next() => request,
+        };
+        let Some(request) = request else { break };
+        let pool = infra.pool.clone();
+        tokio::spawn(async move {
+            let answer = answer(service.name, locate, pool, &request.message.payload).await;
+            if let Err(error) = request.respond(answer).await {
+                tracing::debug!(%error, "could not answer a request");
+            }
+        });
+    }
+    if let Err(error) = patient.stop().await {
+        tracing::debug!(%error, "stopping an endpoint");
+    }
+    if let Err(error) = broadcast.stop().await {
+        tracing::debug!(%error, "stopping an endpoint");
+    }
+    if let Err(error) = registered.stop().await {
+        tracing::debug!(%error, "leaving the Services API");
+    }
+}
+
+async fn register(
+    service: &'static Service,
+    infra: &Infra,
+) -> Result<
+    (
+        service::Service,
+        service::endpoint::Endpoint,
+        service::endpoint::Endpoint,
+    ),
+    async_nats::Error,
+> {
+    let metadata = HashMap::from([
+        ("title".to_owned(), service.title.to_owned()),
+        ("http_port".to_owned(), infra.settings.http.port.to_string()),
+        (
+            "host".to_owned(),
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
+        ),
+    ]);
+    let registered = infra
+        .nats
+        .service_builder()
+        .description(format!(
+            "{} of the OPD platform: where a patient is ({} and {})",
+            service.title,
+            patient_subject(service.name),
+            WHERE_SUBJECT
+        ))
+        .metadata(metadata)
+        // One queue group per service: one instance of each service answers the broadcast.
+        .queue_group(service.name)
+        .start(service.name, service.version)
+        .await?;
+    let patient = registered
+        .endpoint_builder()
+        .name("patient")
+        .add(patient_subject(service.name))
+        .await?;
+    let broadcast = registered
+        .endpoint_builder()
+        .name("where")
+        .add(WHERE_SUBJECT)
+        .await?;
+    Ok((registered, patient, broadcast))
+}
+
+/// The answer to one request: [`Located`] as JSON, or an ADR-32 error.
+async fn answer(
+    name: &str,
+    locate: crate::micro::Locate,
+    pool: sqlx::PgPool,
+    payload: &[u8],
+) -> Result<Bytes, service::error::Error> {
+    let question: Question =
+        crate::http::parse_json(payload).map_err(|error| service::error::Error {
+            code: 400,
+            status: format!(
+                "{name}: the request must be {{\"id\": <patient id>}}: {}",
+                error.to_problem().detail
+            ),
+        })?;
+    let here = locate(pool, question.id).await.map_err(|error| {
+        tracing::warn!(%error, "cannot answer where a patient is");
+        service::error::Error {
+            code: 503,
+            status: format!("{name}: the database cannot answer right now"),
+        }
+    })?;
+    let located = Located {
+        service: name.to_owned(),
+        id: question.id.get(),
+        here,
+    };
+    serde_json::to_vec(&located)
+        .map(Bytes::from)
+        .map_err(|error| service::error::Error {
+            code: 500,
+            status: format!("{name}: {error}"),
+        })
+}
