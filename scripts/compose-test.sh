@@ -280,8 +280,8 @@ fact "the NATS client port requires TLS before anything else" \
 for service in registration inspection treatment release; do
     held="$("${COMPOSE[@]}" exec -T "$service" ls /run/opd-nats | xargs)"
     seed="$("${COMPOSE[@]}" exec -T "$service" stat -c '%a %u' /run/opd-nats/seed.nk)"
-    fact "$service holds its own NATS seed (mode/uid $seed) and no other credential ($held)" \
-        test "$held" = "ca.pem seed.nk" -a "$seed" = "400 10001"
+    fact "$service holds its own NATS seed (mode/uid $seed), the token issuer's public keys and no other credential ($held)" \
+        test "$held" = "auth-jwks.json ca.pem seed.nk" -a "$seed" = "400 10001"
 done
 # The routes: on a network of their own, which no service is on (and a service's certificate
 # would not open one anyway: e2e/tests/security.rs).
