@@ -82,9 +82,14 @@ impl Issuer {
             exp: now + ttl.as_secs(),
             roles: roles.iter().map(|role| role.as_str()).collect(),
         };
+        self.sign(&claims)
+    }
+
+    /// Any claims, signed with this key (tests craft unusual tokens with it).
+    pub fn sign(&self, claims: &impl Serialize) -> anyhow::Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = self.jwk.common.key_id.clone();
-        Ok(jsonwebtoken::encode(&header, &claims, &self.key)?)
+        Ok(jsonwebtoken::encode(&header, claims, &self.key)?)
     }
 }
 
@@ -127,6 +132,39 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let tampered = format!("{}.{}x.{}", parts[0], parts[1], parts[2]);
         assert!(keys.verify(&tampered).is_err());
+        // Not valid yet, for another audience or issuer, or without a subject: refused.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let claims = |changes: serde_json::Value| {
+            let mut claims = serde_json::json!({
+                "iss": ISSUER, "aud": AUDIENCE, "sub": "nurse-1", "exp": now + 600,
+                "roles": ["clinician"]
+            });
+            if let (Some(claims), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
+                for (key, value) in changes {
+                    claims.insert(key.clone(), value.clone());
+                }
+            }
+            claims
+        };
+        assert!(
+            keys.verify(&issuer.sign(&claims(serde_json::json!({})))?)
+                .is_ok()
+        );
+        for (why, changes) in [
+            (
+                "not valid for an hour",
+                serde_json::json!({"nbf": now + 3600}),
+            ),
+            ("another audience", serde_json::json!({"aud": "billing"})),
+            ("another issuer", serde_json::json!({"iss": "elsewhere"})),
+            ("no subject", serde_json::json!({"sub": null})),
+        ] {
+            let token = issuer.sign(&claims(changes))?;
+            assert!(
+                keys.verify(&token).is_err(),
+                "a token with {why} was accepted"
+            );
+        }
         // An unsigned token ("alg": "none") is never taken.
         let unsigned = format!("eyJhbGciOiJub25lIn0.{}.", parts[1]);
         assert!(keys.verify(&unsigned).is_err());

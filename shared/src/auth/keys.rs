@@ -91,6 +91,8 @@ impl Keys {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = self.leeway_seconds;
+        // A token that is not valid yet (issued for later, or by a clock far ahead) is refused.
+        validation.validate_nbf = true;
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|error| Refused(format!("the token is not valid here: {error}")))?
             .claims;
