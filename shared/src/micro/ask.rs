@@ -50,9 +50,14 @@ pub async fn where_is(
     id: PatientId,
     deadline: Duration,
 ) -> Result<Answers, async_nats::Error> {
-    // Asked while disconnected, every service would look down: say so instead.
-    if nats.connection_state() != async_nats::connection::State::Connected {
-        return Err("NATS cannot be reached: no service can be asked right now".into());
+    // Asked while disconnected, every service would look down: wait for the connection (a
+    // client just started is still connecting) for as long as the deadline, then say so.
+    let connect_by = tokio::time::Instant::now() + deadline;
+    while nats.connection_state() != async_nats::connection::State::Connected {
+        if tokio::time::Instant::now() >= connect_by {
+            return Err("NATS cannot be reached: no service can be asked right now".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let inbox = nats.new_inbox();
     let mut replies = nats.subscribe(inbox.clone()).await?;

@@ -71,10 +71,7 @@ async fn register(
     let metadata = HashMap::from([
         ("title".to_owned(), service.title.to_owned()),
         ("http_port".to_owned(), infra.settings.http.port.to_string()),
-        (
-            "host".to_owned(),
-            std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown".into()),
-        ),
+        ("host".to_owned(), host_name()),
     ]);
     let registered = infra
         .nats
@@ -101,6 +98,17 @@ async fn register(
         .add(WHERE_SUBJECT)
         .await?;
     Ok((registered, patient, broadcast))
+}
+
+/// The machine's (or pod's) name: `HOSTNAME` where the environment exports it (containers),
+/// else the kernel's.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The answer to one request: [`Located`] as JSON, or an ADR-32 error.
