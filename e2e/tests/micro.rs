@@ -223,3 +223,49 @@ async fn all_registered_one(client: &async_nats::Client) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_instance_beats_with_its_health_and_leaves_the_presence_view_when_it_stops() {
+    let ttl = Duration::from_secs(2);
+    let mut app = opd_testing::TestApp::builder(&INSPECTION)
+        .settings(|settings| settings.nats.heartbeat_interval = Duration::from_millis(300))
+        .stream_settings(move |stream| stream.presence_ttl = ttl)
+        .spawn()
+        .await;
+    let client = stream::connect(&app.nats.admin_settings(), "admin")
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let beat = opd_testing::eventually("inspection's heartbeat, consuming", || async {
+        let beats = opd_nats_admin::presence::live(&js).await.unwrap();
+        beats.into_iter().find(|beat| {
+            beat.service == "inspection"
+                && beat
+                    .consumers
+                    .get("inspection-patient-register")
+                    .map(String::as_str)
+                    == Some("consuming")
+        })
+    })
+    .await;
+    assert!(beat.database, "{beat:?}");
+    assert!(beat.authentication, "{beat:?}");
+    assert_eq!(beat.version, "0.1.0");
+    assert_eq!(beat.interval_ms, 300);
+
+    app.stop().await;
+    let stopped = tokio::time::Instant::now();
+    opd_testing::eventually(
+        "the stopped instance to leave the presence view",
+        || async {
+            let beats = opd_nats_admin::presence::live(&js).await.unwrap();
+            beats.is_empty().then_some(())
+        },
+    )
+    .await;
+    let gone_after = stopped.elapsed();
+    assert!(
+        gone_after <= ttl + Duration::from_secs(2),
+        "left after {gone_after:?}, the bound is {ttl:?} and a beat"
+    );
+}

@@ -731,3 +731,19 @@ async fn a_service_answers_only_on_the_reply_subject_it_was_given() {
         "inspection wrote into registration's inbox, or asked the broadcast question"
     );
 }
+
+#[tokio::test]
+async fn a_service_beats_for_itself_only() {
+    let nats = server_with_stream().await;
+    let js = connect_as(&nats, "treatment").await;
+    // The presence stream takes every heartbeat subject, so a publish that reaches it is
+    // acknowledged: treatment's own is, inspection's is not.
+    assert!(
+        stored(&js, "opd.heartbeat.treatment.abc", "beat-own").await,
+        "treatment cannot publish its own heartbeat"
+    );
+    assert!(
+        !stored(&js, "opd.heartbeat.inspection.abc", "beat-forged").await,
+        "treatment published a heartbeat for inspection"
+    );
+}

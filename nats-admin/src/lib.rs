@@ -5,6 +5,7 @@
 
 pub mod credentials;
 pub mod events;
+pub mod presence;
 pub mod services;
 pub mod stream;
 pub mod tokens;

@@ -24,6 +24,9 @@
 //! `opd-nats where ID [--json]`: asks every service where patient ID is (the broadcast query
 //! `opd.where`), waiting `nats.query_deadline` (`OPD_NATS__QUERY_DEADLINE`) for the answers.
 //!
+//! `opd-nats status [--json]`: every instance that beat within `stream.presence_ttl`, with its
+//! last heartbeat's age and health (database, each consumer, authentication).
+//!
 //! `opd-nats token ROLE... [--subject NAME] [--ttl DURATION]`: prints a development bearer
 //! token for the HTTP APIs with those roles (`registrar`, `clinician`, `discharge`,
 //! `operator`), signed with the issuer key of the credentials (`OPD_AUTH__ISSUER_KEY_FILE`, else
@@ -46,7 +49,7 @@ use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
                      | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON \
-                     | opd-nats services [--json] | opd-nats where ID [--json] \
+                     | opd-nats services [--json] | opd-nats where ID [--json] | opd-nats status [--json] \
                      | opd-nats token ROLE... [--subject NAME] [--ttl DURATION]";
 
 #[tokio::main]
@@ -60,6 +63,8 @@ async fn main() -> ExitCode {
         ["events", ref options @ ..] => watch(options).await,
         ["publish", subject, payload] => publish(subject, payload).await,
         ["token", ref options @ ..] => token(options),
+        ["status"] => status(false).await,
+        ["status", "--json"] => status(true).await,
         ["services"] => services(false).await,
         ["services", "--json"] => services(true).await,
         ["where", id] => where_is(id, false).await,
@@ -125,6 +130,19 @@ async fn watch(options: &[&str]) -> anyhow::Result<()> {
 async fn publish(subject: &str, payload: &str) -> anyhow::Result<()> {
     events::publish(&operator_nats(admin_settings()?.nats), subject, payload).await?;
     println!("published on {subject}");
+    Ok(())
+}
+
+async fn status(json: bool) -> anyhow::Result<()> {
+    let nats = operator_nats(admin_settings()?.nats);
+    let client = opd_shared::infra::nats::connect(&nats, "admin").await?;
+    let js = opd_shared::infra::nats::jetstream(client);
+    let beats = opd_nats_admin::presence::live(&js).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&beats)?);
+    } else {
+        opd_nats_admin::presence::render(&beats, std::io::stdout())?;
+    }
     Ok(())
 }
 

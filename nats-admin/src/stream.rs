@@ -37,7 +37,15 @@ pub struct StreamSettings {
     /// (they wait in the producers' outboxes, and `StreamNearlyFull` fires first) rather than
     /// dropping old ones; keep it below each node's `max_file_store` (nats/node.conf, 4 GB).
     pub max_bytes: u64,
+    /// How long an instance's last heartbeat stays in the presence stream (`OPD_HEARTBEATS`,
+    /// one message per instance): an instance that stops beating leaves `opd-nats status`
+    /// within this time. Keep it a few times the services' `nats.heartbeat_interval`.
+    #[serde(with = "humantime_serde")]
+    pub presence_ttl: Duration,
 }
+
+/// The presence stream: each instance's last heartbeat, for `presence_ttl`.
+pub const HEARTBEATS: &str = "OPD_HEARTBEATS";
 
 /// The smallest `stream.max_bytes` taken: a few thousand events.
 const MIN_MAX_BYTES: u64 = 1024 * 1024;
@@ -50,6 +58,7 @@ impl Default for StreamSettings {
             max_age: Duration::from_secs(30 * 24 * 60 * 60),
             ack_wait: Duration::from_secs(30),
             max_bytes: 3 * 1024 * 1024 * 1024,
+            presence_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -103,6 +112,28 @@ impl StreamSettings {
         Self {
             replicas: nodes,
             ..Self::default()
+        }
+    }
+
+    /// The presence stream: the last heartbeat of each instance (one subject each), in memory,
+    /// for `presence_ttl`. What it loses in a restart comes back with the next beats.
+    pub fn heartbeats_config(&self) -> stream::Config {
+        stream::Config {
+            name: HEARTBEATS.to_owned(),
+            description: Some("OPD heartbeats: each instance's last one".into()),
+            subjects: vec![format!(
+                "{}.>",
+                opd_shared::micro::heartbeat::SUBJECT_PREFIX
+            )],
+            storage: stream::StorageType::Memory,
+            retention: stream::RetentionPolicy::Limits,
+            num_replicas: self.replicas,
+            max_age: self.presence_ttl,
+            // The server caps it at max_age anyway; said here so that it is no drift.
+            duplicate_window: self.presence_ttl,
+            max_messages_per_subject: 1,
+            discard: stream::DiscardPolicy::Old,
+            ..Default::default()
         }
     }
 
@@ -196,6 +227,13 @@ pub async fn create_or_keep(
         "stream-drift",
         name,
         &drift(&wanted, &stream.cached_info().config),
+    );
+    let presence = settings.heartbeats_config();
+    let heartbeats = js.get_or_create_stream(presence.clone()).await?;
+    report_drift(
+        "stream-drift",
+        HEARTBEATS,
+        &drift(&presence, &heartbeats.cached_info().config),
     );
     Ok(stream)
 }

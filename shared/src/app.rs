@@ -170,11 +170,29 @@ impl Application {
                 "outbox relay",
                 AbortOnDropHandle::new(tokio::spawn(relay.run(relay_stop.clone()))),
             ));
+            let instance = uuid::Uuid::new_v4().simple().to_string();
             handles.push((
                 "services api",
                 AbortOnDropHandle::new(tokio::spawn(crate::micro::responder::run(
                     service,
                     infra.clone(),
+                    instance.clone(),
+                    shutdown.child_token(),
+                ))),
+            ));
+            let readiness = Readiness {
+                pool: infra.pool.clone(),
+                nats: infra.nats.clone(),
+                consumers: infra.consumers.clone(),
+                authentication: !matches!(*infra.authenticator, Authenticator::Off),
+            };
+            handles.push((
+                "heartbeat",
+                AbortOnDropHandle::new(tokio::spawn(crate::micro::heartbeat::run(
+                    service,
+                    readiness,
+                    instance,
+                    infra.settings.nats.heartbeat_interval,
                     shutdown.child_token(),
                 ))),
             ));

@@ -21,6 +21,18 @@ use sqlx::PgPool;
 
 use crate::http::problem::Problem;
 
+impl Readiness {
+    /// Whether the database answers a trivial query within two seconds.
+    pub async fn database_answers(&self) -> bool {
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            sqlx::query("select 1").execute(&self.pool),
+        )
+        .await
+        .is_ok_and(|result| result.is_ok())
+    }
+}
+
 #[derive(Clone)]
 pub struct Readiness {
     pub pool: PgPool,
@@ -42,6 +54,15 @@ pub enum ConsumerState {
     Consuming,
 }
 
+impl ConsumerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerState::Binding => "binding",
+            ConsumerState::Consuming => "consuming",
+        }
+    }
+}
+
 impl Consumers {
     pub fn set(&self, durable: &str, state: ConsumerState) {
         self.0
@@ -50,17 +71,20 @@ impl Consumers {
             .insert(durable.to_owned(), state);
     }
 
+    /// Each consumer's state, as text.
+    pub fn states(&self) -> BTreeMap<String, String> {
+        let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        states
+            .iter()
+            .map(|(durable, state)| (durable.clone(), state.as_str().to_owned()))
+            .collect()
+    }
+
     fn report(&self) -> serde_json::Value {
         let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         states
             .iter()
-            .map(|(durable, state)| {
-                let state = match state {
-                    ConsumerState::Binding => "binding",
-                    ConsumerState::Consuming => "consuming",
-                };
-                (durable.clone(), json!(state))
-            })
+            .map(|(durable, state)| (durable.clone(), json!(state.as_str())))
             .collect::<serde_json::Map<_, _>>()
             .into()
     }
@@ -94,12 +118,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
             body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("select 1").execute(&readiness.pool),
-    )
-    .await
-    .is_ok_and(|result| result.is_ok());
+    let database = readiness.database_answers().await;
     let nats = readiness.nats.connection_state() == async_nats::connection::State::Connected;
     let status = |up: bool| if up { "up" } else { "down" };
     if database {

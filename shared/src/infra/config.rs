@@ -186,6 +186,9 @@ pub struct NatsSettings {
     /// answered by then is reported as not answering.
     #[serde(with = "humantime_serde")]
     pub query_deadline: Duration,
+    /// How often each instance publishes its heartbeat (`opd.heartbeat.<service>.<instance>`).
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
 }
 
 /// TLS towards the NATS servers. On by default: the servers refuse plain-text clients anyway.
@@ -216,6 +219,7 @@ impl fmt::Debug for NatsSettings {
             .field("tls", &self.tls)
             .field("stream", &self.stream)
             .field("query_deadline", &self.query_deadline)
+            .field("heartbeat_interval", &self.heartbeat_interval)
             .finish()
     }
 }
@@ -403,6 +407,7 @@ impl Settings {
                 },
                 stream: "PATIENT".into(),
                 query_deadline: Duration::from_secs(1),
+                heartbeat_interval: Duration::from_secs(5),
             },
             outbox: OutboxSettings {
                 batch_size: 100,

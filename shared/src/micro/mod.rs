@@ -10,11 +10,14 @@
 //!   answers until a deadline and reports a service that did not answer as not answering, never
 //!   as "not here".
 //!
+//! Every instance also publishes a [`heartbeat`] with its health.
+//!
 //! Answers are [`Located`]; errors are carried the ADR-32 way, in the `Nats-Service-Error` and
 //! `Nats-Service-Error-Code` headers (400 for a request that does not parse, 503 when the
 //! database cannot answer).
 
 pub mod ask;
+pub mod heartbeat;
 pub(crate) mod responder;
 
 use chrono::{DateTime, Utc};

@@ -13,12 +13,17 @@ use crate::service::Service;
 
 /// Registers `service` with the Services API and answers its endpoints until `shutdown`; then
 /// stops the endpoints and leaves the Services API before the connection drains.
-pub(crate) async fn run(service: &'static Service, infra: Infra, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    service: &'static Service,
+    infra: Infra,
+    instance: String,
+    shutdown: CancellationToken,
+) {
     let locate = service.locate;
     // The connection may be down at start: the registration is retried until it succeeds.
     let mut backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
     let (registered, mut patient, mut broadcast) = loop {
-        match register(service, &infra).await {
+        match register(service, &infra, &instance).await {
             Ok(registered) => break registered,
             Err(error) => {
                 tracing::warn!(%error, "cannot register with the NATS Services API; retrying");
@@ -60,6 +65,7 @@ pub(crate) async fn run(service: &'static Service, infra: Infra, shutdown: Cance
 async fn register(
     service: &'static Service,
     infra: &Infra,
+    instance: &str,
 ) -> Result<
     (
         service::Service,
@@ -72,6 +78,8 @@ async fn register(
         ("title".to_owned(), service.title.to_owned()),
         ("http_port".to_owned(), infra.settings.http.port.to_string()),
         ("host".to_owned(), host_name()),
+        // The same id as its heartbeats'.
+        ("instance".to_owned(), instance.to_owned()),
     ]);
     let registered = infra
         .nats
@@ -102,7 +110,7 @@ async fn register(
 
 /// The machine's (or pod's) name: `HOSTNAME` where the environment exports it (containers),
 /// else the kernel's.
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::env::var("HOSTNAME")
         .ok()
         .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
