@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::access::{Access, Authenticator};
+use crate::auth::access::Access;
 use crate::events::housekeeping::Housekeeping;
 use crate::events::outbox::Relay;
 use crate::http::health::{self, Readiness};
@@ -27,12 +27,7 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::http::openapi::document(service, api);
     let access = Access::new(&document, infra.authenticator.clone());
-    let readiness = Readiness {
-        pool: infra.pool.clone(),
-        nats: infra.nats.clone(),
-        consumers: infra.consumers.clone(),
-        authentication: !matches!(*infra.authenticator, Authenticator::Off),
-    };
+    let readiness = Readiness::of(infra);
     let events = crate::infra::metrics::EventsSource {
         jetstream: infra.jetstream.clone(),
         stream: infra.settings.nats.stream.clone(),
@@ -180,17 +175,11 @@ impl Application {
                     shutdown.child_token(),
                 ))),
             ));
-            let readiness = Readiness {
-                pool: infra.pool.clone(),
-                nats: infra.nats.clone(),
-                consumers: infra.consumers.clone(),
-                authentication: !matches!(*infra.authenticator, Authenticator::Off),
-            };
             handles.push((
                 "heartbeat",
                 AbortOnDropHandle::new(tokio::spawn(crate::micro::heartbeat::run(
                     service,
-                    readiness,
+                    Readiness::of(&infra),
                     instance,
                     infra.settings.nats.heartbeat_interval,
                     shutdown.child_token(),

@@ -50,6 +50,8 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     let subject = subject(service.name, &instance);
+    // Read once: the host does not change while the process runs.
+    let host = crate::micro::responder::host_name();
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -61,7 +63,7 @@ pub(crate) async fn run(
             service: service.name.to_owned(),
             instance: instance.clone(),
             version: service.version.to_owned(),
-            host: crate::micro::responder::host_name(),
+            host: host.clone(),
             at: Utc::now(),
             interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
             database: readiness.database_answers().await,
