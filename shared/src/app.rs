@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::auth::access::Access;
+use crate::auth::access::{Access, Authenticator};
 use crate::events::housekeeping::Housekeeping;
 use crate::events::outbox::Relay;
 use crate::http::health::{self, Readiness};
@@ -27,7 +27,7 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::http::openapi::document(service, api);
     let access = Access::new(&document, infra.authenticator.clone());
-    let readiness = Readiness::of(infra);
+    let readiness = readiness(infra);
     let events = crate::infra::metrics::EventsSource {
         jetstream: infra.jetstream.clone(),
         stream: infra.settings.nats.stream.clone(),
@@ -67,6 +67,17 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
             events,
         ));
     crate::http::with_common_layers(api, http, infra.metrics.clone())
+}
+
+/// What `/readyz` and the heartbeat report about `infra`. (Here, not in `http::health`, which
+/// `infra` depends on.)
+fn readiness(infra: &Infra) -> Readiness {
+    Readiness {
+        pool: infra.pool.clone(),
+        nats: infra.nats.clone(),
+        consumers: infra.consumers.clone(),
+        authentication: !matches!(*infra.authenticator, Authenticator::Off),
+    }
 }
 
 /// The service's own routes, and the dead-letter routes where it consumes events.
@@ -179,7 +190,7 @@ impl Application {
                 "heartbeat",
                 AbortOnDropHandle::new(tokio::spawn(crate::micro::heartbeat::run(
                     service,
-                    Readiness::of(&infra),
+                    readiness(&infra),
                     instance,
                     infra.settings.nats.heartbeat_interval,
                     shutdown.child_token(),

@@ -22,19 +22,6 @@ use sqlx::PgPool;
 use crate::http::problem::Problem;
 
 impl Readiness {
-    /// What `/readyz` and the heartbeat report about `infra`.
-    pub fn of(infra: &crate::infra::Infra) -> Self {
-        Self {
-            pool: infra.pool.clone(),
-            nats: infra.nats.clone(),
-            consumers: infra.consumers.clone(),
-            authentication: !matches!(
-                *infra.authenticator,
-                crate::auth::access::Authenticator::Off
-            ),
-        }
-    }
-
     /// Whether the database answers a trivial query within two seconds.
     pub async fn database_answers(&self) -> bool {
         tokio::time::timeout(
