@@ -75,6 +75,38 @@ probe_unavailable() {
     fi
 }
 
+# probe_paused SERVICE PORT: a few seconds after the pause, the service says its consumer is
+# paused, and JetStream holds events back for it. Writes the verdict for the checks.
+probe_paused() {
+    local service="$1" port="$2" state pending
+    sleep 3
+    state="$(curl -s "http://127.0.0.1:$port/readyz" | python3 -c "
+import json, sys
+print(','.join(sorted(set(json.load(sys.stdin).get('consumers', {}).values()))))")"
+    pending="$(consumer_pending "$service")"
+    if [ "$state" = paused ] && [ "$pending" -gt 0 ]; then
+        echo ok >"$OPD_DEV_DIR/probe"
+    else
+        echo "$service said its consumers were '$state' with $pending events held back" \
+            >"$OPD_DEV_DIR/probe"
+    fi
+}
+
+# consumer_pending SERVICE: the most events any node says the service's durable consumer has not
+# been given yet (a follower may lag behind the leader; either way above 0 means held back).
+consumer_pending() {
+    local i most=0 n
+    for i in 1 2 3; do
+        n="$(curl -fsS "http://127.0.0.1:$((8221 + i))/jsz?accounts=true&streams=true&consumers=true" 2>/dev/null | python3 -c "
+import json, sys
+print(max([c.get('num_pending', 0) for a in json.load(sys.stdin).get('account_details', [])
+           for s in a.get('stream_detail', []) for c in s.get('consumer_detail') or []
+           if c['name'].startswith('$1-')] or [0]))" 2>/dev/null || echo 0)"
+        [ "$n" -gt "$most" ] && most="$n"
+    done
+    echo "$most"
+}
+
 # stream_field EXPRESSION: a field of the PATIENT stream, from the first node that reports it.
 # Right after start-up, or while a node is down, a node may not list the stream yet: the others
 # are asked, for up to 30 s.
@@ -144,6 +176,10 @@ cmd_fault() {
             db_read_only "$1"
             probe_unavailable "$@" "{\"id\":$known,\"time\":\"10:00\",\"test_name\":\"FBC\"}" ;;
         db-writable) db_writable "$1" ;;
+        # The control plane: the operator pauses the service's durable consumer, then resumes.
+        pause) target/debug/opd-nats control "$1" pause --for 10m >>"$OPD_DEV_DIR/logs/opd-nats.log" 2>&1
+            probe_paused "$1" "$2" ;;
+        resume) target/debug/opd-nats control "$1" resume >>"$OPD_DEV_DIR/logs/opd-nats.log" 2>&1 ;;
         partition) partition "$1" ;;
         heal) heal_partitions ;;
         # An event no producer wrote: the stream gains one more than the journeys explain, and
@@ -252,6 +288,9 @@ run_drill() {
             [ -n "$(cgroup_root)" ] || { FAILED+=("$1: no writable cgroup v2 here"); return; }
             drill "$1" --fault "$(fault partition "$(stream_leader)")" --heal-after 30 \
                 --heal "$(fault heal)" ;;
+        pause-consumer)
+            drill "$1" --fault "$(fault pause inspection 9091)" --heal-after 15 \
+                --heal "$(fault resume inspection)" ;;
         nats-cluster-restart)
             drill "$1" --fault "$(fault stop-nodes)" --heal-after 5 --heal "$(fault start-nodes)" ;;
         stream-settings)
@@ -281,8 +320,8 @@ run_drill() {
 
 ALL=(kill-registration kill-inspection kill-treatment kill-release kill-nats-node
      kill-stream-leader kill-one-of-two-replicas database-down database-read-only nats-partition
-     nats-cluster-restart self-check stream-settings)
-QUICK=(kill-inspection kill-stream-leader)
+     nats-cluster-restart pause-consumer self-check stream-settings)
+QUICK=(kill-inspection kill-stream-leader pause-consumer)
 
 cleanup() {
     heal_partitions

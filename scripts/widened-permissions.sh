@@ -3,7 +3,8 @@
 # copy of nats/ whose auth.conf grants more than it should, and expects each of them to fail.
 #
 #   registration  may publish patient.>                    (not only patient.register)
-#   treatment     may publish patient.register, any heartbeat and all of $JS.API.>, read
+#   treatment     may publish patient.register, any heartbeat, any control command and all
+#                 of $JS.API.> (another's consumer paused among it), read
 #                 every inbox, and
 #                 take any request on opd.> and $SRV.> (another service's, in any queue group)
 #   inspection    may create (and so update) its own durable consumer, publish on a subject
@@ -31,7 +32,7 @@ def widen(old, new):
 widen('"patient.register"\n      "$JS.API.STREAM.INFO.PATIENT"\n      "opd.where"',
       '"patient.>"\n      "$JS.API.STREAM.INFO.PATIENT"\n      "opd.where"')
 widen('"patient.release"\n      "$JS.API.STREAM.INFO.PATIENT"',
-      '"patient.release"\n      "patient.register"\n      "opd.heartbeat.>"\n      "$JS.API.>"')
+      '"patient.release"\n      "patient.register"\n      "opd.heartbeat.>"\n      "opd.control.>"\n      "$JS.API.>"')
 widen('"_INBOX.treatment.>"', '"_INBOX.>", "opd.>", "$SRV.>"')
 widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"\n'
@@ -64,6 +65,9 @@ expect a_service_cannot_create_or_change_a_consumer_not_even_its_own failed
 expect a_service_cannot_answer_for_another_service failed
 expect a_service_answers_only_on_the_reply_subject_it_was_given failed
 expect a_service_beats_for_itself_only failed
+expect a_service_cannot_send_control_commands failed
+expect a_service_cannot_hear_another_services_control_commands failed
+expect a_service_pauses_its_own_consumer_only failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed

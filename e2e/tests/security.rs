@@ -747,3 +747,133 @@ async fn a_service_beats_for_itself_only() {
         "treatment published a heartbeat for inspection"
     );
 }
+
+#[tokio::test]
+async fn a_service_cannot_send_control_commands() {
+    let nats = server_with_stream().await;
+    let inspection = stream::connect(&nats.settings_for("inspection"), "inspection")
+        .await
+        .unwrap();
+    let mut listener = inspection
+        .subscribe("opd.control.inspection")
+        .await
+        .unwrap();
+    inspection.flush().await.unwrap();
+
+    // Treatment commands inspection, and itself.
+    let treatment = stream::connect(&nats.settings_for("treatment"), "treatment")
+        .await
+        .unwrap();
+    let mut itself = treatment.subscribe("opd.control.treatment").await.unwrap();
+    treatment.flush().await.unwrap();
+    for target in ["opd.control.inspection", "opd.control.treatment"] {
+        treatment
+            .publish(target, r#"{"command":"maintenance","on":true}"#.into())
+            .await
+            .unwrap();
+    }
+    treatment.flush().await.unwrap();
+    assert!(
+        tokio::time::timeout(
+            REFUSAL_WAIT,
+            futures::future::select(listener.next(), itself.next())
+        )
+        .await
+        .is_err(),
+        "treatment sent a control command"
+    );
+
+    // The administrator's command does arrive, which shows the listener was listening.
+    let admin = stream::connect(&nats.admin_settings(), "admin")
+        .await
+        .unwrap();
+    admin
+        .publish("opd.control.inspection", r#"{"command":"resume"}"#.into())
+        .await
+        .unwrap();
+    admin.flush().await.unwrap();
+    assert!(
+        tokio::time::timeout(REFUSAL_WAIT, listener.next())
+            .await
+            .is_ok_and(|message| message.is_some()),
+        "the administrator's command did not arrive"
+    );
+}
+
+#[tokio::test]
+async fn a_service_cannot_hear_another_services_control_commands() {
+    let nats = server_with_stream().await;
+    let spy = stream::connect(&nats.settings_for("treatment"), "treatment")
+        .await
+        .unwrap();
+    let overheard = vec![
+        spy.subscribe("opd.control.inspection").await.unwrap(),
+        spy.subscribe("opd.control.inspection.abc").await.unwrap(),
+        spy.subscribe("opd.control.>").await.unwrap(),
+    ];
+    let mut own = spy.subscribe("opd.control.treatment.abc").await.unwrap();
+    spy.flush().await.unwrap();
+    let admin = stream::connect(&nats.admin_settings(), "admin")
+        .await
+        .unwrap();
+    for subject in [
+        "opd.control.inspection",
+        "opd.control.inspection.abc",
+        "opd.control.treatment.abc",
+    ] {
+        admin
+            .publish(subject, r#"{"command":"resume"}"#.into())
+            .await
+            .unwrap();
+    }
+    admin.flush().await.unwrap();
+    assert!(
+        tokio::time::timeout(REFUSAL_WAIT, own.next())
+            .await
+            .is_ok_and(|message| message.is_some()),
+        "treatment did not hear even its own command"
+    );
+    assert!(
+        !hears_anything(overheard).await,
+        "treatment heard a command for inspection"
+    );
+}
+
+#[tokio::test]
+async fn a_service_pauses_its_own_consumer_only() {
+    let nats = server_with_stream().await;
+    let treatment = connect_as(&nats, "treatment").await;
+    let stream = treatment.get_stream_no_info("PATIENT").await.unwrap();
+    let until = async_nats::datetime::add_std_duration(
+        async_nats::datetime::now(),
+        Duration::from_secs(600),
+    )
+    .unwrap();
+    assert!(
+        stream
+            .pause_consumer("treatment-patient-treatment", until)
+            .await
+            .is_ok_and(|paused| paused.paused),
+        "treatment cannot pause its own consumer"
+    );
+    stream
+        .resume_consumer("treatment-patient-treatment")
+        .await
+        .unwrap();
+    assert!(
+        stream
+            .pause_consumer("inspection-patient-register", until)
+            .await
+            .is_err(),
+        "treatment paused inspection's consumer"
+    );
+    let admin = connect_as(&nats, "admin").await;
+    let info = admin
+        .get_stream("PATIENT")
+        .await
+        .unwrap()
+        .consumer_info("inspection-patient-register")
+        .await
+        .unwrap();
+    assert!(!info.paused, "inspection's consumer is paused");
+}

@@ -3,6 +3,7 @@
 //! services' identities are not allowed to create, change or delete, and watch or publish on it
 //! as an operator ([`events`]).
 
+pub mod control;
 pub mod credentials;
 pub mod events;
 pub mod presence;

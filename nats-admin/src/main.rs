@@ -27,6 +27,20 @@
 //! `opd-nats status [--json]`: every instance that beat within `stream.presence_ttl`, with its
 //! last heartbeat's age and health (database, each consumer, authentication).
 //!
+//! `opd-nats control SERVICE COMMAND [--instance ID] [--json]`: steers running instances
+//! without restarting them (the control plane, `opd.control.<service>[.<instance>]`), and prints
+//! each instance's acknowledgement; fails unless every live instance addressed took it. COMMAND
+//! is one of:
+//! - `pause [--for DURATION]`: JetStream stops delivering to the service's durable consumer
+//!   (messages wait in the stream) for DURATION (default 1h) or until `resume`;
+//! - `resume`;
+//! - `maintenance on [--retry-after DURATION] [--reason TEXT]` | `maintenance off`: while on,
+//!   the instance's state-changing routes answer 503 with `Retry-After` (default 60s);
+//! - `log-filter FILTER`: the log filter, in `RUST_LOG` syntax (`info,opd_shared=debug`).
+//!
+//! `--instance` takes an instance id or its first characters, as `opd-nats status` prints it
+//! (not for `pause` and `resume`, which act on the consumer all instances share).
+//!
 //! `opd-nats token ROLE... [--subject NAME] [--ttl DURATION]`: prints a development bearer
 //! token for the HTTP APIs with those roles (`registrar`, `clinician`, `discharge`,
 //! `operator`), signed with the issuer key of the credentials (`OPD_AUTH__ISSUER_KEY_FILE`, else
@@ -42,15 +56,20 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use opd_nats_admin::control::{self, Target};
 use opd_nats_admin::events::{self, Watch};
 use opd_nats_admin::{Credentials, StreamSettings};
 use opd_shared::auth::Role;
+use opd_shared::control::Command;
 use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
                      | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON \
                      | opd-nats services [--json] | opd-nats where ID [--json] | opd-nats status [--json] \
-                     | opd-nats token ROLE... [--subject NAME] [--ttl DURATION]";
+                     | opd-nats token ROLE... [--subject NAME] [--ttl DURATION] \
+                     | opd-nats control SERVICE (pause [--for DURATION] | resume \
+                     | maintenance on [--retry-after DURATION] [--reason TEXT] | maintenance off \
+                     | log-filter FILTER) [--instance ID] [--json]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -69,6 +88,7 @@ async fn main() -> ExitCode {
         ["services", "--json"] => services(true).await,
         ["where", id] => where_is(id, false).await,
         ["where", id, "--json"] => where_is(id, true).await,
+        ["control", service, ref rest @ ..] => control(service, rest).await,
         _ => Err(anyhow::anyhow!(USAGE)),
     };
     match result {
@@ -176,6 +196,85 @@ async fn where_is(id: &str, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&answers)?);
     } else {
         opd_nats_admin::services::render_answers(&answers, std::io::stdout())?;
+    }
+    Ok(())
+}
+
+/// A control command's words, parsed: what to send, to which instance, and how to print.
+fn control_command(words: &[&str]) -> anyhow::Result<(Command, Option<String>, bool)> {
+    let mut instance = None;
+    let mut json = false;
+    let mut pause_for = Duration::from_secs(60 * 60);
+    let mut retry_after = Duration::from_secs(60);
+    let mut reason = String::new();
+    let mut positional = Vec::new();
+    let mut rest = words.iter();
+    let value = |rest: &mut std::slice::Iter<&str>, option: &str| {
+        rest.next()
+            .map(|value| (*value).to_owned())
+            .ok_or_else(|| anyhow::anyhow!("{option} needs a value"))
+    };
+    let duration = |text: String, option: &str| {
+        humantime_serde::re::humantime::parse_duration(&text)
+            .map_err(|error| anyhow::anyhow!("{option} {text}: {error}"))
+    };
+    while let Some(word) = rest.next() {
+        match *word {
+            "--instance" => instance = Some(value(&mut rest, word)?),
+            "--json" => json = true,
+            "--for" => pause_for = duration(value(&mut rest, word)?, word)?,
+            "--retry-after" => retry_after = duration(value(&mut rest, word)?, word)?,
+            "--reason" => reason = value(&mut rest, word)?,
+            other => positional.push(other),
+        }
+    }
+    let command = match positional[..] {
+        ["pause"] => Command::Pause {
+            until: chrono::Utc::now() + chrono::Duration::from_std(pause_for)?,
+        },
+        ["resume"] => Command::Resume,
+        ["maintenance", "on"] => Command::Maintenance {
+            on: true,
+            retry_after_secs: retry_after.as_secs().max(1),
+            reason,
+        },
+        ["maintenance", "off"] => Command::Maintenance {
+            on: false,
+            retry_after_secs: 0,
+            reason,
+        },
+        ["log-filter", filter] => Command::LogFilter {
+            filter: filter.to_owned(),
+        },
+        _ => anyhow::bail!(USAGE),
+    };
+    Ok((command, instance, json))
+}
+
+async fn control(service: &str, words: &[&str]) -> anyhow::Result<()> {
+    let (command, instance, json) = control_command(words)?;
+    let target = Target::new(service, instance.as_deref(), &command)?;
+    let settings = admin_settings()?;
+    let deadline = settings.nats.query_deadline;
+    let nats = operator_nats(settings.nats);
+    let client = opd_shared::infra::nats::connect(&nats, "admin").await?;
+    let js = opd_shared::infra::nats::jetstream(client.clone());
+    // Without the presence stream, the acknowledgements are still gathered (until the
+    // deadline); only the silent instances cannot be named.
+    let alive = opd_nats_admin::presence::live(&js)
+        .await
+        .unwrap_or_default();
+    let outcome = control::send(&client, &target, &command, &alive, deadline).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        control::render(&target, &outcome, std::io::stdout())?;
+    }
+    if !outcome.complete() {
+        anyhow::bail!(
+            "{} was not taken by every instance addressed",
+            command.name()
+        );
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use async_nats::service::{Info, Stats};
+use bytes::Bytes;
 use futures::StreamExt;
 use opd_shared::domain::PatientId;
 use opd_shared::micro::ask::{self, Answer, Answers};
@@ -17,25 +18,41 @@ pub struct Instance {
     pub stats: Option<Stats>,
 }
 
-/// Every reply to one request on `subject`, gathered for `deadline`.
+/// Every reply to one empty request on `subject`, gathered for `deadline`.
 pub async fn gather(
     client: &async_nats::Client,
     subject: &str,
     deadline: Duration,
 ) -> anyhow::Result<Vec<async_nats::Message>> {
+    gather_until(client, subject, Bytes::new(), deadline, |_| false).await
+}
+
+/// Every reply to one request (`payload`) on `subject`, gathered until `deadline`, or until
+/// `enough` says the replies so far are all that is expected.
+pub async fn gather_until(
+    client: &async_nats::Client,
+    subject: &str,
+    payload: Bytes,
+    deadline: Duration,
+    enough: impl Fn(&[async_nats::Message]) -> bool,
+) -> anyhow::Result<Vec<async_nats::Message>> {
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await?;
     client
-        .publish_with_reply(subject.to_owned(), inbox, "".into())
+        .publish_with_reply(subject.to_owned(), inbox, payload)
         .await?;
     client.flush().await?;
     let mut gathered = Vec::new();
     let _ = tokio::time::timeout(deadline, async {
         while let Some(reply) = replies.next().await {
             gathered.push(reply);
+            if enough(&gathered) {
+                break;
+            }
         }
     })
     .await;
+    replies.unsubscribe().await.ok();
     Ok(gathered)
 }
 

@@ -47,6 +47,9 @@ pub struct StreamSettings {
 /// The presence stream: each instance's last heartbeat, for `presence_ttl`.
 pub const HEARTBEATS: &str = "OPD_HEARTBEATS";
 
+/// The presence stream's limit (it lives in memory).
+const HEARTBEATS_MAX_BYTES: i64 = 8 * 1024 * 1024;
+
 /// The smallest `stream.max_bytes` taken: a few thousand events.
 const MIN_MAX_BYTES: u64 = 1024 * 1024;
 
@@ -132,6 +135,8 @@ impl StreamSettings {
             // The server caps it at max_age anyway; said here so that it is no drift.
             duplicate_window: self.presence_ttl,
             max_messages_per_subject: 1,
+            // A bound on memory whatever publishes: a few thousand instances' beats.
+            max_bytes: HEARTBEATS_MAX_BYTES,
             discard: stream::DiscardPolicy::Old,
             ..Default::default()
         }

@@ -45,8 +45,13 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
             },
             crate::http::idempotency::layer,
         ))
+        // Outside the idempotency layer: a refused request touches no table.
+        .route_layer(axum::middleware::from_fn_with_state(
+            infra.control.clone(),
+            crate::http::maintenance::layer,
+        ))
         // Outside the idempotency layer: a stored answer is given only to a caller who may
-        // make the request.
+        // make the request. Outside maintenance too: a stranger learns nothing of it.
         .route_layer(axum::middleware::from_fn_with_state(
             access,
             crate::auth::access::authorize,
@@ -65,6 +70,7 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
             infra.metrics.clone(),
             infra.pool.clone(),
             events,
+            infra.control.clone(),
         ));
     crate::http::with_common_layers(api, http, infra.metrics.clone())
 }
@@ -77,6 +83,7 @@ fn readiness(infra: &Infra) -> Readiness {
         nats: infra.nats.clone(),
         consumers: infra.consumers.clone(),
         authentication: !matches!(*infra.authenticator, Authenticator::Off),
+        control: infra.control.clone(),
     }
 }
 
@@ -180,6 +187,15 @@ impl Application {
             handles.push((
                 "services api",
                 AbortOnDropHandle::new(tokio::spawn(crate::micro::responder::run(
+                    service,
+                    infra.clone(),
+                    instance.clone(),
+                    shutdown.child_token(),
+                ))),
+            ));
+            handles.push((
+                "control",
+                AbortOnDropHandle::new(tokio::spawn(crate::control::listener::run(
                     service,
                     infra.clone(),
                     instance.clone(),

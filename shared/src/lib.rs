@@ -14,6 +14,8 @@
 //! - [`events`]: the event contracts, the outbox and its relay, the consumers, dead letters;
 //! - [`micro`]: the NATS Services API registration and the request/reply answers ("where is
 //!   this patient?");
+//! - [`control`]: the control plane: pause and resume a consumer, maintenance, the log filter,
+//!   commanded over NATS;
 //! - [`infra`]: configuration, connections (database, NATS), telemetry and metrics;
 //! - [`domain`]: the types requests and events are made of.
 //!
@@ -22,6 +24,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod control;
 pub mod domain;
 pub mod events;
 pub mod http;

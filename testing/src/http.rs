@@ -151,5 +151,6 @@ async fn offline_infra(service: &'static Service) -> Infra {
         consumers: Consumers::default(),
         metrics: Arc::new(Metrics::new()),
         authenticator: Arc::new(authenticator),
+        control: Default::default(),
     }
 }

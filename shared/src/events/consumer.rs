@@ -231,7 +231,19 @@ impl<H: EventHandler> Consumer<H> {
                     self.durable
                 )
             })?;
-        let live = &consumer.cached_info().config;
+        // Paused by an operator (perhaps before this instance started): say so until it ends.
+        let info = consumer.cached_info();
+        let paused_until = info
+            .paused
+            .then(|| {
+                let remaining = info.pause_remaining.unwrap_or_default();
+                chrono::Duration::from_std(remaining)
+                    .ok()
+                    .map(|remaining| chrono::Utc::now() + remaining)
+            })
+            .flatten();
+        self.states.set_paused(&self.durable, paused_until);
+        let live = &info.config;
         let drift = crate::infra::nats::consumer_drift(H::Event::SUBJECT, live);
         crate::infra::nats::report_drift("consumer-drift", &self.durable, &drift);
         self.ack_wait_ms

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
@@ -76,7 +76,7 @@ async fn one_at_a_time(State(gate): State<Gate>, request: Request, next: Next) -
     let Some(wait) = wait else {
         return next.run(request).await;
     };
-    let mut response = Problem::new(
+    Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
         "too-many-requests",
         "Too many requests",
@@ -86,12 +86,7 @@ async fn one_at_a_time(State(gate): State<Gate>, request: Request, next: Next) -
             wait.as_millis().max(1)
         ),
     )
-    .into_response();
-    response.headers_mut().insert(
-        header::RETRY_AFTER,
-        HeaderValue::from(wait.as_secs().max(1)),
-    );
-    response
+    .retry_after(wait)
 }
 
 /// A parked message, as it was received.

@@ -4,8 +4,10 @@
 //! NATS is not part of readiness: while it is unreachable every write still succeeds, its
 //! events waiting in the outbox, and every read works. Taking the API out of rotation then would
 //! turn a broker outage into a full outage. `/readyz` reports NATS in its body instead, and
-//! each durable consumer's state: `consuming`, or `binding` while it cannot reach its consumer
-//! on the stream (at start, after the cluster was down, after missed heartbeats).
+//! each durable consumer's state: `consuming`, `paused` while an operator holds it back (the
+//! control plane), or `binding` while it cannot reach its consumer on the stream (at start,
+//! after the cluster was down, after missed heartbeats). Maintenance and the log filter, which
+//! the control plane sets, are reported too.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,12 +18,27 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
+
+use crate::control::state::Control;
 
 use crate::http::problem::Problem;
 
 impl Readiness {
+    /// `/readyz`'s account of maintenance: `off`, or since when and why.
+    fn maintenance(&self) -> serde_json::Value {
+        match self.control.maintenance() {
+            None => json!("off"),
+            Some(maintenance) => json!({
+                "since": maintenance.since,
+                "reason": maintenance.reason,
+                "retry_after_secs": maintenance.retry_after.as_secs(),
+            }),
+        }
+    }
+
     /// Whether the database answers a trivial query within two seconds.
     pub async fn database_answers(&self) -> bool {
         tokio::time::timeout(
@@ -40,11 +57,19 @@ pub struct Readiness {
     pub consumers: Consumers,
     /// Whether bearer tokens are checked (`auth.enabled`); `/readyz` says so either way.
     pub authentication: bool,
+    pub control: Control,
 }
 
-/// What each durable consumer of the service is doing, as its task last reported.
+/// What each durable consumer of the service is doing, as its task last reported, and until
+/// when an operator paused it.
 #[derive(Clone, Default)]
-pub struct Consumers(Arc<Mutex<BTreeMap<String, ConsumerState>>>);
+pub struct Consumers(Arc<Mutex<BTreeMap<String, Entry>>>);
+
+#[derive(Clone, Copy)]
+struct Entry {
+    state: ConsumerState,
+    paused_until: Option<DateTime<Utc>>,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsumerState {
@@ -54,39 +79,47 @@ pub enum ConsumerState {
     Consuming,
 }
 
-impl ConsumerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConsumerState::Binding => "binding",
-            ConsumerState::Consuming => "consuming",
-        }
-    }
-}
-
 impl Consumers {
     pub fn set(&self, durable: &str, state: ConsumerState) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(durable.to_owned(), state);
+        let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .entry(durable.to_owned())
+            .and_modify(|entry| entry.state = state)
+            .or_insert(Entry {
+                state,
+                paused_until: None,
+            });
     }
 
-    /// Each consumer's state, as text.
+    /// Records that JetStream holds `durable`'s messages back until `until` (None: it delivers).
+    pub fn set_paused(&self, durable: &str, until: Option<DateTime<Utc>>) {
+        let mut entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .entry(durable.to_owned())
+            .and_modify(|entry| entry.paused_until = until)
+            .or_insert(Entry {
+                state: ConsumerState::Binding,
+                paused_until: until,
+            });
+    }
+
+    /// Each consumer's state, as text: `binding`, `consuming`, or `paused` while bound and
+    /// held back (a pause ends by itself at its deadline).
     pub fn states(&self) -> BTreeMap<String, String> {
-        let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        states
+        let now = Utc::now();
+        let entries = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
             .iter()
-            .map(|(durable, state)| (durable.clone(), state.as_str().to_owned()))
+            .map(|(durable, entry)| {
+                let paused = entry.paused_until.is_some_and(|until| until > now);
+                let state = match entry.state {
+                    ConsumerState::Binding => "binding",
+                    ConsumerState::Consuming if paused => "paused",
+                    ConsumerState::Consuming => "consuming",
+                };
+                (durable.clone(), state.to_owned())
+            })
             .collect()
-    }
-
-    fn report(&self) -> serde_json::Value {
-        let states = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        states
-            .iter()
-            .map(|(durable, state)| (durable.clone(), json!(state.as_str())))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
     }
 }
 
@@ -113,7 +146,7 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
             body = Object,
             example = json!({ "status": "ready", "database": "up", "nats": "down",
                 "consumers": { "inspection-patient-register": "binding" },
-                "authentication": "on" })),
+                "authentication": "on", "maintenance": "off", "log_filter": "info" })),
         (status = 503, description = "The database is down (`/problems/not-ready`)",
             body = Problem, content_type = "application/problem+json"),
     ))]
@@ -126,8 +159,10 @@ pub(crate) async fn readyz(State(readiness): State<Readiness>) -> Response {
             "status": "ready",
             "database": "up",
             "nats": status(nats),
-            "consumers": readiness.consumers.report(),
+            "consumers": readiness.consumers.states(),
             "authentication": if readiness.authentication { "on" } else { "OFF: anyone may call every route (auth.enabled = false)" },
+            "maintenance": readiness.maintenance(),
+            "log_filter": crate::infra::telemetry::log_filter(),
         }))
         .into_response()
     } else {

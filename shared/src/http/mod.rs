@@ -7,6 +7,7 @@ pub mod error;
 pub mod guard;
 pub mod health;
 pub mod idempotency;
+pub(crate) mod maintenance;
 pub mod openapi;
 pub mod page;
 pub mod problem;
@@ -273,18 +274,13 @@ struct Limits {
 /// shorter, so that normally the database gives up first and the answer is an ordinary 503).
 async fn limit(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let Ok(_permit) = limits.permits.try_acquire_owned() else {
-        let mut response = Problem::new(
+        return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "overloaded",
             "Overloaded",
             "the service is serving as many requests as it takes at once; retry in a moment",
         )
-        .into_response();
-        response.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            HeaderValue::from_static("1"),
-        );
-        return response;
+        .retry_after(Duration::from_secs(1));
     };
     match tokio::time::timeout(limits.timeout, next.run(request)).await {
         Ok(response) => response,

@@ -44,6 +44,17 @@ impl Problem {
         self
     }
 
+    /// The response, telling the client to try again in `after` (`Retry-After`, whole seconds,
+    /// at least one).
+    pub(crate) fn retry_after(self, after: std::time::Duration) -> Response {
+        let mut response = self.into_response();
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from(after.as_secs().max(1)),
+        );
+        response
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

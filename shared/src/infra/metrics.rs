@@ -25,6 +25,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry, Unit};
 use sqlx::PgPool;
 
+use crate::control::state::Control;
 use crate::http::error::ApiError;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,6 +51,17 @@ struct DurableLabels {
 struct OutcomeLabels {
     durable: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    command: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FilterLabels {
+    filter: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -95,6 +107,10 @@ pub struct Metrics {
     consumer_pending: Family<DurableLabels, Gauge>,
     consumer_ack_pending: Family<DurableLabels, Gauge>,
     nats_connected: Gauge,
+    consumer_paused: Family<DurableLabels, Gauge>,
+    control_commands: Family<CommandLabels, Counter>,
+    maintenance: Gauge,
+    log_filter: Family<FilterLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -221,7 +237,55 @@ impl Metrics {
                 "1 while the service is connected to a NATS server, else 0",
                 Gauge::default(),
             ),
+            consumer_paused: add(
+                r,
+                "consumer_paused",
+                "1 while JetStream holds this durable consumer's messages back (paused by an \
+                 operator), else 0",
+                Family::default(),
+            ),
+            control_commands: add(
+                r,
+                "control_commands",
+                "Control-plane commands this instance received, by command and outcome (ok, \
+                 refused)",
+                Family::default(),
+            ),
+            maintenance: add(
+                r,
+                "maintenance",
+                "1 while the instance is in maintenance (state-changing routes answer 503), else 0",
+                Gauge::default(),
+            ),
+            log_filter: add(
+                r,
+                "log_filter_info",
+                "The log filter in force, as the label of a series that is always 1",
+                Family::default(),
+            ),
             registry,
+        }
+    }
+
+    /// A control-plane command, carried out (`ok`) or refused.
+    pub(crate) fn control_command(&self, command: &str, ok: bool) {
+        self.control_commands
+            .get_or_create(&CommandLabels {
+                command: command.to_owned(),
+                outcome: if ok { "ok" } else { "refused" }.to_owned(),
+            })
+            .inc();
+    }
+
+    /// What the control plane has set, read at each scrape.
+    fn read_control(&self, control: &Control) {
+        self.maintenance
+            .set(i64::from(control.maintenance().is_some()));
+        self.log_filter.clear();
+        if let Some(filter) = crate::infra::telemetry::log_filter() {
+            self.log_filter
+                .get_or_create(&FilterLabels { filter })
+                .set(1);
         }
     }
     /// A batch the relay sent: how many JetStream acknowledged, how many it did not, and how long
@@ -283,8 +347,10 @@ impl Metrics {
         &self,
         pool: &PgPool,
         events: &EventsSource,
+        control: &Control,
     ) -> Result<String, std::fmt::Error> {
         self.read_consumers(events).await;
+        self.read_control(control);
         let idle = pool.num_idle() as i64;
         let size = i64::from(pool.size());
         self.pool_connections
@@ -344,11 +410,15 @@ impl Metrics {
                     self.consumer_ack_pending
                         .get_or_create(&labels)
                         .set(i64::try_from(info.num_ack_pending).unwrap_or(i64::MAX));
+                    self.consumer_paused
+                        .get_or_create(&labels)
+                        .set(i64::from(info.paused));
                 }
                 // A figure that cannot be read now is left out rather than shown stale.
                 _ => {
                     self.consumer_pending.remove(&labels);
                     self.consumer_ack_pending.remove(&labels);
+                    self.consumer_paused.remove(&labels);
                 }
             }
         }
@@ -392,21 +462,32 @@ struct Scrape {
     metrics: Arc<Metrics>,
     pool: PgPool,
     events: EventsSource,
+    control: Control,
 }
 
 /// `GET /metrics`.
-pub fn routes(metrics: Arc<Metrics>, pool: PgPool, events: EventsSource) -> Router {
+pub fn routes(
+    metrics: Arc<Metrics>,
+    pool: PgPool,
+    events: EventsSource,
+    control: Control,
+) -> Router {
     Router::new()
         .route("/metrics", get(serve_metrics))
         .with_state(Scrape {
             metrics,
             pool,
             events,
+            control,
         })
 }
 
 async fn serve_metrics(State(scrape): State<Scrape>) -> Response {
-    match scrape.metrics.scrape(&scrape.pool, &scrape.events).await {
+    match scrape
+        .metrics
+        .scrape(&scrape.pool, &scrape.events, &scrape.control)
+        .await
+    {
         Ok(text) => (
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             text,
@@ -491,6 +572,14 @@ mod documented {
         metrics.hop_duration.get_or_create(&durable).observe(0.0);
         metrics.consumer_pending.get_or_create(&durable).set(0);
         metrics.consumer_ack_pending.get_or_create(&durable).set(0);
+        metrics.consumer_paused.get_or_create(&durable).set(0);
+        metrics.control_command("pause", true);
+        metrics
+            .log_filter
+            .get_or_create(&FilterLabels {
+                filter: "info".into(),
+            })
+            .set(1);
         metrics
             .pool_connections
             .get_or_create(&PoolLabels {

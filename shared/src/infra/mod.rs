@@ -18,6 +18,7 @@ use sqlx::migrate::Migrator;
 use tokio::sync::Notify;
 
 use crate::auth::access::Authenticator;
+use crate::control::state::Control;
 use crate::http::health::Consumers;
 use config::Settings;
 use metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Infra {
     pub metrics: Arc<Metrics>,
     /// How its HTTP API tells who is calling (`auth.*`).
     pub authenticator: Arc<Authenticator>,
+    /// What the control plane has set (maintenance).
+    pub control: Control,
 }
 
 impl Infra {
@@ -58,6 +61,7 @@ impl Infra {
             consumers: Consumers::default(),
             metrics: Arc::new(Metrics::new()),
             authenticator,
+            control: Control::default(),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! are exported (OTLP over HTTP) only when `log.otlp_endpoint` is set.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -16,7 +17,7 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 use crate::infra::config::{LogFormat, LogSettings};
 
@@ -42,8 +43,11 @@ impl Drop for Telemetry {
 #[must_use = "dropping the guard shuts the tracer down"]
 pub fn init(settings: &LogSettings, service: &'static str) -> Option<Telemetry> {
     let provider = tracer_provider(settings, service);
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|directives| EnvFilter::try_new(directives).is_ok())
+        .unwrap_or_else(|| settings.filter.clone());
+    let (filter, handle) = reload::Layer::new(EnvFilter::new(&directives));
     // Colours only for a terminal: logs written to files (scripts/dev.sh) stay plain text.
     let logs = match settings.format {
         LogFormat::Json => json_logs(std::io::stdout),
@@ -58,7 +62,56 @@ pub fn init(settings: &LogSettings, service: &'static str) -> Option<Telemetry> 
         .with(spans)
         .try_init()
         .ok()
-        .map(|()| Telemetry { provider })
+        .map(|()| {
+            // Only the subscriber actually installed may be steered.
+            let _ = LOG_FILTER.set(LogFilter {
+                handle,
+                directives: Mutex::new(directives),
+            });
+            Telemetry { provider }
+        })
+}
+
+/// The process's log filter, which the control plane changes while the process runs
+/// (`opd-nats control log-filter`).
+struct LogFilter {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// What it was last set to, as written.
+    directives: Mutex<String>,
+}
+
+static LOG_FILTER: OnceLock<LogFilter> = OnceLock::new();
+
+/// The log filter in force (`RUST_LOG` syntax), or None where [`init`] installed no subscriber.
+pub fn log_filter() -> Option<String> {
+    let filter = LOG_FILTER.get()?;
+    Some(
+        filter
+            .directives
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone(),
+    )
+}
+
+/// Replaces the log filter of the whole process with `directives` (`RUST_LOG` syntax, e.g.
+/// `info,opd_shared=debug`). Directives that do not parse change nothing.
+pub fn set_log_filter(directives: &str) -> Result<(), String> {
+    let filter = LOG_FILTER
+        .get()
+        .ok_or("this process has no log filter to change")?;
+    let parsed = EnvFilter::try_new(directives)
+        .map_err(|error| format!("{directives:?} is not a log filter: {error}"))?;
+    let mut current = filter
+        .directives
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    filter
+        .handle
+        .reload(parsed)
+        .map_err(|error| format!("the log filter could not be changed: {error}"))?;
+    *current = directives.to_owned();
+    Ok(())
 }
 
 /// The JSON log format: one object per line, with the fields of the span the event happened in

@@ -1,5 +1,5 @@
 //! The heartbeat: every instance says, at a steady interval, that it is alive and how it is
-//! (database, NATS, each consumer, version). Fire and forget over core NATS on
+//! (database, NATS, each consumer, version, maintenance, log filter). Fire and forget over core NATS on
 //! `opd.heartbeat.<service>.<instance>`; the presence stream (`OPD_HEARTBEATS`, created by the
 //! stream's owner) keeps the last one of each instance for a bounded time, so an instance that
 //! stops beating leaves the view by itself (`opd-nats status`).
@@ -34,6 +34,12 @@ pub struct Heartbeat {
     pub consumers: BTreeMap<String, String>,
     /// Whether bearer tokens are checked (`auth.enabled`).
     pub authentication: bool,
+    /// Whether an operator has put it into maintenance (state-changing routes answer 503).
+    #[serde(default)]
+    pub maintenance: bool,
+    /// The log filter in force, where the process has one it can change.
+    #[serde(default)]
+    pub log_filter: Option<String>,
 }
 
 /// The subject of `instance` of `service`.
@@ -69,6 +75,8 @@ pub(crate) async fn run(
             database: readiness.database_answers().await,
             consumers: readiness.consumers.states(),
             authentication: readiness.authentication,
+            maintenance: readiness.control.maintenance().is_some(),
+            log_filter: crate::infra::telemetry::log_filter(),
         };
         let Ok(payload) = serde_json::to_vec(&beat) else {
             continue;
