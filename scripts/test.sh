@@ -159,7 +159,7 @@ if [ -n "$walkthroughs" ]; then
 
     # The quick drills start their own stack on the same ports (scripts/drills.sh).
     started=$SECONDS
-    log "quick drills: a consumer and the stream leader killed mid-batch (scripts/drills.sh --quick)"
+    log "quick drills: a consumer and the stream leader killed mid-batch, a consumer paused (scripts/drills.sh --quick)"
     scripts/drills.sh --quick
     log "quick drills took $((SECONDS - started)) s"
 fi

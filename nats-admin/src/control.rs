@@ -114,11 +114,18 @@ pub async fn send(
 /// One line per instance: whether it took the command, and its state now.
 pub fn render(target: &Target, outcome: &Outcome, mut out: impl Write) -> std::io::Result<()> {
     if outcome.acks.is_empty() && outcome.not_answering.is_empty() {
-        return writeln!(
-            out,
-            "no instance of {} acknowledged: is it running?",
-            target.service
-        );
+        return match &target.instance {
+            Some(instance) => writeln!(
+                out,
+                "no instance {instance} of {} acknowledged: see `opd-nats status`",
+                target.service
+            ),
+            None => writeln!(
+                out,
+                "no instance of {} acknowledged: is it running?",
+                target.service
+            ),
+        };
     }
     for ack in &outcome.acks {
         let consumers = ack

@@ -38,8 +38,8 @@ pub fn render(beats: &[Heartbeat], mut out: impl Write) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "{:<14} {:<14} {:<8} {:>9}  {:<9} {:<4} CONSUMERS",
-        "SERVICE", "INSTANCE", "VERSION", "LAST BEAT", "DATABASE", "AUTH"
+        "{:<14} {:<14} {:<8} {:>9}  {:<9} {:<4} {:<12} CONSUMERS",
+        "SERVICE", "INSTANCE", "VERSION", "LAST BEAT", "DATABASE", "AUTH", "MAINTENANCE"
     )?;
     let now = chrono::Utc::now();
     for beat in beats {
@@ -55,13 +55,14 @@ pub fn render(beats: &[Heartbeat], mut out: impl Write) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "{:<14} {:<14} {:<8} {:>7.1} s  {:<9} {:<4} {consumers}",
+            "{:<14} {:<14} {:<8} {:>7.1} s  {:<9} {:<4} {:<12} {consumers}",
             beat.service,
             &beat.instance[..beat.instance.len().min(12)],
             beat.version,
             age,
             if beat.database { "up" } else { "DOWN" },
             if beat.authentication { "on" } else { "OFF" },
+            if beat.maintenance { "ON" } else { "off" },
         )?;
     }
     Ok(())

@@ -129,7 +129,11 @@ impl Steward {
                         .consumers
                         .set_paused(subscription.durable, Some(*until));
                 }
-                Ok(format!("{} paused until {until}", self.durables()))
+                Ok(format!(
+                    "{} paused until {}",
+                    self.durables(),
+                    until.format("%Y-%m-%d %H:%M:%S UTC")
+                ))
             }
             Command::Resume => {
                 self.each_consumer(|stream, durable| async move {
