@@ -242,14 +242,71 @@ def view_phase(results):
     results["runs"].append(result)
 
 
+def commit_counts():
+    """Transactions committed so far, by database, and the WAL flushes of the whole server (each
+    a wait for the disk when it is durable). Read-only transactions count as commits too, but
+    wait for nothing."""
+    rows = psql("postgres", """
+        select datname, xact_commit from pg_stat_database where datname like 'opd_%'""")
+    counts = {}
+    for line in rows.splitlines():
+        name, commits = line.split("|")
+        counts[name.removeprefix("opd_")] = int(commits)
+    counts["wal_flushes"] = int(scalar("postgres", "select wal_sync from pg_stat_wal"))
+    return counts
+
+
+def per_registration(before, after, count):
+    return {k: round((after[k] - before[k]) / max(count, 1), 3) for k in before}
+
+
+class WaitSampler:
+    """What registration's database sessions are doing, sampled every 100 ms while a phase
+    runs (pg_stat_activity): running, or waiting, and on what (a row lock, the WAL flush…).
+    The share of samples per state says where a registration's time in the database goes."""
+
+    def __init__(self, database="opd_registration"):
+        self.database, self.counts, self.samples = database, {}, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.wait(0.1):
+            rows = psql("postgres", f"""
+                select coalesce(wait_event_type || ':' || wait_event, 'running'), count(*)
+                from pg_stat_activity
+                where datname = '{self.database}' and state = 'active' group by 1""")
+            self.samples += 1
+            for line in rows.splitlines():
+                name, count = line.split("|")
+                self.counts[name] = self.counts.get(name, 0) + int(count)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.stop.set()
+        self.thread.join()
+
+    def report(self):
+        """Active sessions on average per state, the busiest first."""
+        return {name: round(count / max(self.samples, 1), 2) for name, count in
+                sorted(self.counts.items(), key=lambda item: -item[1])[:6]}
+
+
 def end_to_end_phase(results, rate, label):
     caught_up()
     since = psql("opd_inspection", "select now()")
     before = registered()
+    cpu_before, commits_before = cpu_seconds(), commit_counts()
     log(f"end to end at {rate}/s offered ({label}), {DURATION} s")
-    result = wrk("register.lua", 64, DURATION, BENCH_RATE=rate)
+    with WaitSampler() as waits:
+        result = wrk("register.lua", 64, DURATION, BENCH_RATE=rate)
     caught_up()
+    cpu_after, commits_after = cpu_seconds(), commit_counts()
     sent = registered() - before
+    cpu = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(sent, 1), 3) for k in cpu_before}
     arrived = int(scalar("opd_inspection", f"""
         select count(*) from processed_events
         where consumer = '{INSPECTION_CONSUMER}' and event_time >= '{since}'"""))
@@ -271,6 +328,9 @@ def end_to_end_phase(results, rate, label):
         "http_p99_ms": result["p99_ms"], "errors": result["errors"],
         "hop_p50_ms": round(p50, 1), "hop_p99_ms": round(p99, 1),
         "registered": sent, "never_arrived": sent - arrived,
+        "cpu_ms_per_registration": {"total": round(sum(cpu.values()), 3), **cpu},
+        "commits_per_registration": per_registration(commits_before, commits_after, sent),
+        "registration_sessions": waits.report(),
     })
 
 
@@ -426,6 +486,13 @@ def report(results):
               f"hop p50 {e['hop_p50_ms']} ms, p99 {e['hop_p99_ms']} ms "
               f"(relay's share p50 {e['relay_p50_ms']} ms, p99 {e['relay_p99_ms']} ms), "
               f"never arrived {e['never_arrived']} of {e['registered']}, errors {e['errors']}")
+        c = e["cpu_ms_per_registration"]
+        print(f"  CPU per registration {c['total']} ms (" + ", ".join(
+            f"{k} {v}" for k, v in c.items() if k != "total") + ")")
+        print("  commits per registration by database, and WAL flushes: " + ", ".join(
+            f"{k} {v}" for k, v in e["commits_per_registration"].items()))
+        print("  registration's database sessions, on average: " + ", ".join(
+            f"{k} {v}" for k, v in e["registration_sessions"].items()))
     for key in ("drain", "drain_2_replicas"):
         if key in results:
             d = results[key]

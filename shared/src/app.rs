@@ -245,6 +245,7 @@ impl Application {
             tracing::warn!(%error, "could not flush NATS on shutdown");
         }
         infra.pool.close().await;
+        infra.relay_pool.close().await;
         tracing::info!("stopped");
         Ok(served?)
     }

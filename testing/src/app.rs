@@ -426,6 +426,11 @@ impl TestApp {
         .await;
     }
 
+    /// The running service's connections and clients, to reach into it (hold its pool, say).
+    pub fn infra(&self) -> &Infra {
+        &self.running().infra
+    }
+
     /// A relay over the service's outbox, to drive it one step at a time.
     pub fn relay(&self) -> Relay {
         Relay::new(&self.running().infra)

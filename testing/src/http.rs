@@ -144,6 +144,7 @@ async fn offline_infra(service: &'static Service) -> Infra {
         .expect("a client that connects in the background needs no server");
     Infra {
         settings,
+        relay_pool: pool.clone(),
         pool,
         jetstream: async_nats::jetstream::new(nats.clone()),
         nats,

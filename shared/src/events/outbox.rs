@@ -144,7 +144,7 @@ struct Claimed {
 impl Relay {
     pub fn new(infra: &Infra) -> Self {
         Self {
-            pool: infra.pool.clone(),
+            pool: infra.relay_pool.clone(),
             jetstream: infra.jetstream.clone(),
             settings: infra.settings.outbox.clone(),
             stream: infra.settings.nats.stream.clone(),

@@ -31,12 +31,30 @@ pub(crate) fn migrator(service: &Migrator) -> Migrator {
 /// A pooled connection idle for this long is pinged before it is handed out.
 const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
 
+/// The outbox relay's connections, beside the pool that serves requests.
+const RELAY_CONNECTIONS: u32 = 2;
+
+/// A service's connections to its database.
+pub struct Pools {
+    /// Requests, consumers and housekeeping: `database.max_connections`, every commit durable.
+    pub main: PgPool,
+    /// The outbox relay's own: it never queues behind the requests for a connection (under load
+    /// it fell behind them by seconds), and its bookkeeping commits without waiting for the
+    /// disk (`synchronous_commit = off`). That is safe because its writes (a claim, a
+    /// `published_at` stamp, a republish mark) only decide whether an event is published once
+    /// more: one lost in a crash makes the relay publish again what it had published, which
+    /// JetStream's de-duplication and the consumers' inbox absorb. What it publishes was
+    /// committed by a request durably (on `main`), and a commit is visible to the relay only
+    /// once it is on disk.
+    pub relay: PgPool,
+}
+
 /// Connects, retrying while the database is not reachable yet (a container still starting),
 /// then applies the migrations.
 pub(crate) async fn connect_and_migrate(
     settings: &DatabaseSettings,
     service_migrations: &Migrator,
-) -> anyhow::Result<PgPool> {
+) -> anyhow::Result<Pools> {
     let statement_timeout = format!("{}ms", settings.statement_timeout.as_millis());
     let mut options = settings
         .url
@@ -46,23 +64,12 @@ pub(crate) async fn connect_and_migrate(
         let password = secret_file::read("database.password_file", path).await?;
         options = options.password(&password);
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.acquire_timeout)
-        // By default sqlx pings every connection it hands out: one more round trip per request,
-        // although a busy pool's connections were in use milliseconds ago (and sqlx pings each
-        // one again as it comes back, dropping it if that fails). Only a connection idle for
-        // longer, which the server or a proxy may have closed meanwhile, is checked first.
-        .test_before_acquire(false)
-        .before_acquire(|connection, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                    connection.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options);
+    let pool = pool_of(settings, settings.max_connections, options.clone());
+    let relay = pool_of(
+        settings,
+        RELAY_CONNECTIONS,
+        options.options([("synchronous_commit", "off")]),
+    );
 
     let deadline = tokio::time::Instant::now() + settings.startup_timeout;
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
@@ -83,7 +90,27 @@ pub(crate) async fn connect_and_migrate(
     }
 
     migrator(service_migrations).run(&pool).await?;
-    Ok(pool)
+    Ok(Pools { main: pool, relay })
+}
+
+fn pool_of(settings: &DatabaseSettings, connections: u32, options: PgConnectOptions) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // By default sqlx pings every connection it hands out: one more round trip per request,
+        // although a busy pool's connections were in use milliseconds ago (and sqlx pings each
+        // one again as it comes back, dropping it if that fails). Only a connection idle for
+        // longer, which the server or a proxy may have closed meanwhile, is checked first.
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_lazy_with(options)
 }
 
 /// True when `error` says the data itself is wrong, so that the same statement with the same data

@@ -28,6 +28,8 @@ use metrics::Metrics;
 pub struct Infra {
     pub settings: Settings,
     pub pool: PgPool,
+    /// The outbox relay's own connections ([`db::Pools::relay`]).
+    pub relay_pool: PgPool,
     pub nats: async_nats::Client,
     pub jetstream: jetstream::Context,
     /// Requests that wrote events wake the relay through it.
@@ -50,11 +52,12 @@ impl Infra {
         migrations: &'static Migrator,
     ) -> anyhow::Result<Self> {
         let authenticator = Arc::new(authenticator(&settings)?);
-        let pool = db::connect_and_migrate(&settings.database, migrations).await?;
+        let pools = db::connect_and_migrate(&settings.database, migrations).await?;
         let client = nats::connect(&settings.nats, name).await?;
         Ok(Self {
             settings,
-            pool,
+            pool: pools.main,
+            relay_pool: pools.relay,
             jetstream: nats::jetstream(client.clone()),
             nats: client,
             outbox_written: Arc::new(Notify::new()),

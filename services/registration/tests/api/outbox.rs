@@ -353,3 +353,38 @@ async fn a_full_stream_refuses_new_events_which_wait_in_the_outbox_until_there_i
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_relay_publishes_while_requests_hold_every_connection_of_the_pool() {
+    // No relay of its own: the test drives it. A short acquire timeout, so that a relay that
+    // queued behind the requests would fail the step rather than wait.
+    let app = started(builder().without_background_tasks().settings(|settings| {
+        settings.database.max_connections = 2;
+        settings.database.acquire_timeout = Duration::from_millis(300);
+    }))
+    .await;
+    register(&app, 1).await;
+    // Requests hold every connection of the service's pool.
+    let pool = &app.infra().pool;
+    let held = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+    assert!(
+        pool.try_acquire().is_none(),
+        "the pool has a free connection"
+    );
+    assert_eq!(app.relay().step().await.unwrap(), 1, "the relay published");
+    drop(held);
+    assert_eq!(unpublished(&app).await, 0);
+}
+
+#[tokio::test]
+async fn the_relays_bookkeeping_commits_without_waiting_for_the_disk_and_requests_do_wait() {
+    let app = spawn_app().await;
+    let setting = |pool: sqlx::PgPool| async move {
+        sqlx::query_scalar::<_, String>("show synchronous_commit")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(setting(app.infra().relay_pool.clone()).await, "off");
+    assert_eq!(setting(app.infra().pool.clone()).await, "on");
+}
