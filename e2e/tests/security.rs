@@ -619,6 +619,13 @@ async fn an_event_that_says_it_comes_from_another_producer_is_parked() {
     );
 }
 
+/// Whether `subscription` receives a message within [`REFUSAL_WAIT`].
+async fn hears(subscription: &mut async_nats::Subscriber) -> bool {
+    tokio::time::timeout(REFUSAL_WAIT, subscription.next())
+        .await
+        .is_ok_and(|message| message.is_some())
+}
+
 /// Whether any of `subscriptions` receives a message within [`REFUSAL_WAIT`].
 async fn hears_anything(subscriptions: Vec<async_nats::Subscriber>) -> bool {
     let mut all = futures::stream::select_all(subscriptions);
@@ -671,9 +678,7 @@ async fn a_service_cannot_answer_for_another_service() {
     }
     admin.flush().await.unwrap();
     assert!(
-        tokio::time::timeout(REFUSAL_WAIT, own.next())
-            .await
-            .is_ok_and(|message| message.is_some()),
+        hears(&mut own).await,
         "treatment did not even get the broadcast in its own queue group"
     );
     assert!(
@@ -703,9 +708,7 @@ async fn a_service_answers_only_on_the_reply_subject_it_was_given() {
         .await
         .unwrap();
     assert!(
-        tokio::time::timeout(REFUSAL_WAIT, listener.next())
-            .await
-            .is_ok_and(|message| message.is_some()),
+        hears(&mut listener).await,
         "registration's own question did not arrive"
     );
 
@@ -793,9 +796,7 @@ async fn a_service_cannot_send_control_commands() {
         .unwrap();
     admin.flush().await.unwrap();
     assert!(
-        tokio::time::timeout(REFUSAL_WAIT, listener.next())
-            .await
-            .is_ok_and(|message| message.is_some()),
+        hears(&mut listener).await,
         "the administrator's command did not arrive"
     );
 }
@@ -828,9 +829,7 @@ async fn a_service_cannot_hear_another_services_control_commands() {
     }
     admin.flush().await.unwrap();
     assert!(
-        tokio::time::timeout(REFUSAL_WAIT, own.next())
-            .await
-            .is_ok_and(|message| message.is_some()),
+        hears(&mut own).await,
         "treatment did not hear even its own command"
     );
     assert!(

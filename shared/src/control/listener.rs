@@ -17,18 +17,14 @@ pub(crate) async fn run(
     instance: String,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
-    let (mut all, mut one) = loop {
-        match subscribe(&infra.nats, service.name, &instance).await {
-            Ok(subscriptions) => break subscriptions,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for control commands; retrying");
-                crate::infra::retry::sleep_or_cancel(backoff.next_delay(), &shutdown).await;
-                if shutdown.is_cancelled() {
-                    return;
-                }
-            }
-        }
+    let backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
+    let Some((mut all, mut one)) =
+        crate::infra::retry::until_ready("listen for control commands", backoff, &shutdown, || {
+            subscribe(&infra.nats, service.name, &instance)
+        })
+        .await
+    else {
+        return;
     };
     let steward = Steward {
         service,

@@ -14,6 +14,34 @@ pub(crate) async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToke
     }
 }
 
+/// Runs `attempt` until it succeeds, waiting `backoff` between failures (each logged with
+/// `what`): None if `shutdown` comes first. For a background task's set-up that needs NATS,
+/// which may be down when the service starts.
+pub(crate) async fn until_ready<T, E, F, Fut>(
+    what: &str,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+    mut attempt: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    loop {
+        match attempt().await {
+            Ok(ready) => return Some(ready),
+            Err(error) => {
+                tracing::warn!(%error, "cannot {what}; retrying");
+                sleep_or_cancel(backoff.next_delay(), shutdown).await;
+                if shutdown.is_cancelled() {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Backoff {
     initial: Duration,

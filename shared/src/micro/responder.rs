@@ -21,18 +21,16 @@ pub(crate) async fn run(
 ) {
     let locate = service.locate;
     // The connection may be down at start: the registration is retried until it succeeds.
-    let mut backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
-    let (registered, mut patient, mut broadcast) = loop {
-        match register(service, &infra, &instance).await {
-            Ok(registered) => break registered,
-            Err(error) => {
-                tracing::warn!(%error, "cannot register with the NATS Services API; retrying");
-                crate::infra::retry::sleep_or_cancel(backoff.next_delay(), &shutdown).await;
-                if shutdown.is_cancelled() {
-                    return;
-                }
-            }
-        }
+    let backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
+    let Some((registered, mut patient, mut broadcast)) = crate::infra::retry::until_ready(
+        "register with the NATS Services API",
+        backoff,
+        &shutdown,
+        || register(service, &infra, &instance),
+    )
+    .await
+    else {
+        return;
     };
     let id = registered.info().await.id;
     tracing::info!(%id, "registered with the NATS Services API");
