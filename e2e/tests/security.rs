@@ -395,10 +395,7 @@ async fn a_service_cannot_create_or_change_a_consumer_not_even_its_own() {
                 .get_consumer::<consumer::pull::Config>(durable.name)
                 .await
                 .unwrap();
-            assert_eq!(
-                own.info().await.unwrap().config.filter_subject,
-                durable.subject
-            );
+            assert_eq!(reads(&own.info().await.unwrap().config), durable.subjects);
             // Widening its own filter to every subject, from the stream's start, is refused...
             let everything = consumer::pull::Config {
                 durable_name: Some(durable.name.into()),
@@ -429,12 +426,9 @@ async fn a_service_cannot_create_or_change_a_consumer_not_even_its_own() {
         let live = stream
             .get_consumer::<consumer::pull::Config>(durable.name)
             .await
-            .unwrap()
-            .cached_info()
-            .config
-            .filter_subject
-            .clone();
-        assert_eq!(live, durable.subject, "{} was changed", durable.name);
+            .unwrap();
+        let live = reads(&live.cached_info().config);
+        assert_eq!(live, durable.subjects, "{} was changed", durable.name);
     }
     let names: Vec<String> = stream
         .consumer_names()
@@ -444,6 +438,15 @@ async fn a_service_cannot_create_or_change_a_consumer_not_even_its_own() {
         .map(Result::unwrap)
         .collect();
     assert_eq!(names.len(), DURABLES.len(), "{names:?}");
+}
+
+/// The subjects a consumer reads, whether it names one or several.
+fn reads(config: &consumer::Config) -> Vec<String> {
+    let mut subjects = config.filter_subjects.clone();
+    if !config.filter_subject.is_empty() {
+        subjects.push(config.filter_subject.clone());
+    }
+    subjects
 }
 
 #[tokio::test]

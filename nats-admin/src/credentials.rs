@@ -38,13 +38,14 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// Every NATS identity: the four services, and the administrator who owns the stream.
+/// Every NATS identity: the five services, and the administrator who owns the stream.
 /// `nats/auth.conf` says what each may do.
-pub const IDENTITIES: [&str; 5] = [
+pub const IDENTITIES: [&str; 6] = [
     "registration",
     "inspection",
     "treatment",
     "release",
+    "board",
     "admin",
 ];
 

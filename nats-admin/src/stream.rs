@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{self, pull};
-use async_nats::jetstream::{self, stream};
-use opd_shared::events::{DURABLES, Durable};
+use async_nats::jetstream::{self, kv, stream};
+use opd_shared::events::{BOARD_BUCKET, DURABLES, Durable};
 use opd_shared::infra::config::NatsSettings;
 use opd_shared::infra::nats::{dbg, differences, report_drift};
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,10 @@ pub struct StreamSettings {
 
 /// The presence stream: each instance's last heartbeat, for `presence_ttl`.
 pub const HEARTBEATS: &str = "OPD_HEARTBEATS";
+
+/// How long a board key outlives its last write: two days, so that a visit from before
+/// midnight is still there to be moved on the next morning.
+const BOARD_MAX_AGE: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
 /// The presence stream's limit (it lives in memory).
 const HEARTBEATS_MAX_BYTES: i64 = 8 * 1024 * 1024;
@@ -142,18 +146,45 @@ impl StreamSettings {
         }
     }
 
-    /// The configuration of durable consumer `durable`: its one subject, each message
+    /// The configuration of durable consumer `durable`: its subjects, each message
     /// acknowledged on its own, from the stream's first event, and delivered for as long as it
     /// takes (what can never succeed is parked by the service, not dropped by the server).
     pub fn consumer_config(&self, durable: &Durable) -> pull::Config {
         pull::Config {
             durable_name: Some(durable.name.to_owned()),
-            description: Some(format!("OPD: {} for its service", durable.subject)),
-            filter_subject: durable.subject.to_owned(),
+            description: Some(format!(
+                "OPD: {} for its service",
+                durable.subjects.join(", ")
+            )),
+            filter_subject: match durable.subjects {
+                [one] => (*one).to_owned(),
+                _ => String::new(),
+            },
+            filter_subjects: match durable.subjects {
+                [_] => Vec::new(),
+                many => many.iter().map(|subject| (*subject).to_owned()).collect(),
+            },
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: self.ack_wait,
             deliver_policy: consumer::DeliverPolicy::All,
             max_deliver: -1,
+            max_ack_pending: if durable.one_at_a_time { 1 } else { 0 },
+            ..Default::default()
+        }
+    }
+
+    /// The board's bucket ([`BOARD_BUCKET`]): the last value of each key only, on disk,
+    /// replicated like the stream. Keys not written for [`BOARD_MAX_AGE`] leave it: the board
+    /// shows today's visits, and a visit is written each time it moves.
+    pub fn board_config(&self) -> kv::Config {
+        kv::Config {
+            bucket: BOARD_BUCKET.to_owned(),
+            description: "OPD waiting-room board: each visit's stage, each stage's called token"
+                .into(),
+            history: 1,
+            max_age: BOARD_MAX_AGE,
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
             ..Default::default()
         }
     }
@@ -209,6 +240,13 @@ fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String>
         ),
         ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
         ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),
+        // The server fills in its own default where none is asked for: only "one at a time"
+        // is a decision.
+        (
+            "one at a time (max_ack_pending 1)",
+            dbg(&(live.max_ack_pending == 1)),
+            dbg(&(wanted.max_ack_pending == 1)),
+        ),
         (
             "max_deliver",
             dbg(&live.max_deliver),
@@ -240,7 +278,42 @@ pub async fn create_or_keep(
         HEARTBEATS,
         &drift(&presence, &heartbeats.cached_info().config),
     );
+    create_or_keep_board(js, settings).await?;
     Ok(stream)
+}
+
+/// Creates the board's bucket if it is missing, and reports how a live one differs.
+async fn create_or_keep_board(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> anyhow::Result<()> {
+    let wanted = settings.board_config();
+    let stream_name = format!("KV_{BOARD_BUCKET}");
+    if js.get_key_value(BOARD_BUCKET).await.is_err() {
+        js.create_key_value(wanted.clone()).await?;
+    }
+    let live = js
+        .get_stream(&stream_name)
+        .await?
+        .cached_info()
+        .config
+        .clone();
+    let drift = differences(&[
+        (
+            "replicas",
+            dbg(&live.num_replicas),
+            dbg(&wanted.num_replicas),
+        ),
+        ("max_age", dbg(&live.max_age), dbg(&wanted.max_age)),
+        (
+            "history",
+            dbg(&live.max_messages_per_subject),
+            dbg(&wanted.history),
+        ),
+        ("storage", dbg(&live.storage), dbg(&wanted.storage)),
+    ]);
+    report_drift("stream-drift", &stream_name, &drift);
+    Ok(())
 }
 
 /// Creates the stream and its durable consumers with the administrative identity that `nats`
@@ -295,6 +368,27 @@ fn drift(wanted: &stream::Config, live: &stream::Config) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_boards_consumer_hands_out_one_message_at_a_time_and_the_others_batches() {
+        let settings = StreamSettings::default();
+        let board = settings.consumer_config(&opd_shared::events::BOARD_DURABLE);
+        assert_eq!(board.max_ack_pending, 1);
+        assert!(board.filter_subject.is_empty());
+        assert_eq!(
+            board.filter_subjects.len(),
+            opd_shared::events::BOARD_DURABLE.subjects.len()
+        );
+        for durable in DURABLES.iter().filter(|durable| !durable.one_at_a_time) {
+            let config = settings.consumer_config(durable);
+            assert_eq!(
+                config.max_ack_pending, 0,
+                "{}: the server's default",
+                durable.name
+            );
+            assert_eq!(config.filter_subject, durable.subjects[0]);
+        }
+    }
 
     #[test]
     fn drift_names_each_setting_that_differs() {

@@ -15,7 +15,7 @@ use crate::events::outbox::Relay;
 use crate::http::health::{self, Readiness};
 use crate::infra::Infra;
 use crate::infra::config::Settings;
-use crate::service::{AppState, Service, Subscription, home};
+use crate::service::{AppState, Service, Subscription, Task, home};
 
 /// The whole HTTP stack of `service` over `infra`: its routes and home page (with the
 /// operator's dead-letter routes where it consumes events), each behind the roles its OpenAPI
@@ -112,6 +112,8 @@ pub struct Application {
     relay: bool,
     consumers: &'static [Subscription],
     service: &'static Service,
+    /// The tasks of the service's [`crate::service::Extras`].
+    extra_tasks: Vec<(&'static str, Task)>,
 }
 
 impl Application {
@@ -122,25 +124,35 @@ impl Application {
         let http = &infra.settings.http;
         let listener = crate::http::listen(&http.host, http.port).await?;
         let port = listener.local_addr()?.port();
-        let router = app(service, &infra);
+        let shutdown = CancellationToken::new();
+        let mut router = app(service, &infra);
+        let mut extra_tasks = Vec::new();
+        if let Some(extras) = service.extras {
+            let extras = extras(&infra, shutdown.child_token())?;
+            router = (extras.layer)(router);
+            extra_tasks = extras.tasks;
+        }
         Ok(Self {
             port,
             listener,
             router,
             infra,
-            shutdown: CancellationToken::new(),
+            shutdown,
             relay: true,
             consumers: service.consumers,
             service,
+            extra_tasks,
         })
     }
 
-    /// Serves the API only: no outbox relay, housekeeping, consumers or Services API. Events written by this instance
+    /// Serves the API only: no outbox relay, housekeeping, consumers, Services API or the
+    /// tasks of the service's extras. Events written by this instance
     /// wait in the outbox for an instance that relays. Tests use it to drive the relay and the
     /// consumers one step at a time.
     pub fn without_background_tasks(mut self) -> Self {
         self.relay = false;
         self.consumers = &[];
+        self.extra_tasks.clear();
         self
     }
 
@@ -170,6 +182,7 @@ impl Application {
             relay,
             consumers,
             service,
+            extra_tasks,
         } = self;
         // Aborted if this future is dropped (a test's simulated crash): no task outlives its
         // service.
@@ -224,6 +237,9 @@ impl Application {
                 subscription.durable,
                 AbortOnDropHandle::new(tokio::spawn(task)),
             ));
+        }
+        for (name, task) in extra_tasks {
+            handles.push((name, AbortOnDropHandle::new(tokio::spawn(task))));
         }
         tracing::info!(port, "listening for HTTP requests");
         let grace = infra.settings.http.shutdown_grace;

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::events::Durable;
 use crate::events::consumer::{Consumer, EventHandler, Retried};
 use crate::infra::Infra;
 use crate::infra::config::ServiceDefaults;
@@ -36,8 +37,22 @@ pub struct Service {
     /// The durable consumers it runs, one per subject it consumes.
     pub consumers: &'static [Subscription],
     /// Where a patient is at this service: its answer on NATS to `opd.<name>.patient` and to
-    /// the broadcast `opd.where` ([`crate::micro`]).
-    pub locate: crate::micro::Locate,
+    /// the broadcast `opd.where` ([`crate::micro`]). `None` for a service that holds no
+    /// patient of its own (the board): it answers neither.
+    pub locate: Option<crate::micro::Locate>,
+    /// What this service has beyond the common shape, built for each instance
+    /// ([`Extras`]); `None` for most.
+    pub extras: Option<fn(&Infra, CancellationToken) -> anyhow::Result<Extras>>,
+}
+
+/// A service's own parts beside the common shape, for one instance: state its routes reach
+/// with `axum::Extension`, and tasks that keep it up to date. Built by [`Service::extras`]
+/// from the instance's connections and a token that is cancelled when the instance stops.
+pub struct Extras {
+    /// Adds the state to the service's router (`router.layer(axum::Extension(state))`).
+    pub layer: Box<dyn FnOnce(axum::Router) -> axum::Router + Send>,
+    /// Run beside the API, like the consumers, until the token is cancelled.
+    pub tasks: Vec<(&'static str, Task)>,
 }
 
 impl Service {
@@ -93,27 +108,48 @@ pub async fn home(State(state): State<AppState>) -> String {
     format!("{} v{}\n", state.service.title, state.service.version)
 }
 
-pub(crate) type Task = BoxFuture<'static, ()>;
+/// A background task of a service instance.
+pub type Task = BoxFuture<'static, ()>;
 
-/// A durable consumer of one subject, feeding one [`EventHandler`]. Every replica of a service
-/// uses the same durable name, so each event is handled by one of them. The durable itself is
-/// one of [`crate::events::DURABLES`], created by the stream's owner.
+/// A service's durable consumer, one of [`crate::events::DURABLES`] (created by the stream's
+/// owner), and what runs it. Every replica of a service uses the same durable, so each event is
+/// handled by one of them.
 pub struct Subscription {
     pub durable: &'static str,
-    /// The subject it reads: its handler's event's.
-    pub subject: &'static str,
+    /// The subjects it reads.
+    pub subjects: &'static [&'static str],
     pub(crate) start: fn(&'static str, &Infra, CancellationToken) -> Task,
     /// Handles one of its dead letters again, from the database (the operator's retry).
     pub(crate) retry: fn(PgPool, &'static str, i64) -> BoxFuture<'static, Retried>,
 }
 
+/// What runs a consumer that is not an [`EventHandler`] over the service's database (the
+/// board's projection, whose effects live on NATS): the task that consumes `durable` until the
+/// token is cancelled, and the operator's retry of one of its dead letters.
+pub struct CustomConsumer {
+    pub start: fn(&'static str, &Infra, CancellationToken) -> BoxFuture<'static, ()>,
+    pub retry: fn(PgPool, &'static str, i64) -> BoxFuture<'static, Retried>,
+}
+
 impl Subscription {
-    pub const fn new<H: EventHandler + Default>(durable: &'static str) -> Self {
+    /// `durable`, read by [`Consumer`] with handler `H`. `durable` reads `H`'s event's subject
+    /// alone: the consumer reports any other filter when it binds (`alert="consumer-drift"`).
+    pub const fn new<H: EventHandler + Default>(durable: &'static Durable) -> Self {
         Self {
-            durable,
-            subject: <H::Event as crate::events::Event>::SUBJECT,
+            durable: durable.name,
+            subjects: durable.subjects,
             start: start_consumer::<H>,
             retry: retry_dead_letter::<H>,
+        }
+    }
+
+    /// `durable`, read by a consumer of the service's own making.
+    pub const fn custom(durable: &'static Durable, consumer: CustomConsumer) -> Self {
+        Self {
+            durable: durable.name,
+            subjects: durable.subjects,
+            start: consumer.start,
+            retry: consumer.retry,
         }
     }
 }

@@ -1,3 +1,4 @@
+use opd_shared::events::INSPECTION_DURABLE;
 use opd_shared::service::{Service, Subscription};
 use sqlx::migrate::Migrator;
 
@@ -7,7 +8,7 @@ use crate::routes;
 static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/inspection");
 
 /// The durable consumer of `patient.register`, shared by every replica of this service.
-pub const REGISTRATIONS_CONSUMER: &str = "inspection-patient-register";
+pub const REGISTRATIONS_CONSUMER: &str = INSPECTION_DURABLE.name;
 
 pub static SERVICE: Service = Service {
     name: "inspection",
@@ -17,8 +18,9 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/inspection/",
     routes: routes::router,
-    locate: crate::whereabouts::locate,
+    locate: Some(crate::whereabouts::locate),
+    extras: None,
     consumers: &[Subscription::new::<RegistrationHandler>(
-        REGISTRATIONS_CONSUMER,
+        &INSPECTION_DURABLE,
     )],
 };

@@ -14,6 +14,7 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/patient/",
     routes: routes::router,
-    locate: crate::whereabouts::locate,
+    locate: Some(crate::whereabouts::locate),
+    extras: None,
     consumers: &[],
 };

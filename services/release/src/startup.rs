@@ -1,3 +1,4 @@
+use opd_shared::events::RELEASE_DURABLE;
 use opd_shared::service::{Service, Subscription};
 use sqlx::migrate::Migrator;
 
@@ -7,7 +8,7 @@ use crate::routes;
 static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/release");
 
 /// The durable consumer of `patient.release`, shared by every replica of this service.
-pub const RELEASE_CONSUMER: &str = "release-patient-release";
+pub const RELEASE_CONSUMER: &str = RELEASE_DURABLE.name;
 
 pub static SERVICE: Service = Service {
     name: "release",
@@ -17,6 +18,7 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/release/",
     routes: routes::router,
-    locate: crate::whereabouts::locate,
-    consumers: &[Subscription::new::<ReleaseHandler>(RELEASE_CONSUMER)],
+    locate: Some(crate::whereabouts::locate),
+    extras: None,
+    consumers: &[Subscription::new::<ReleaseHandler>(&RELEASE_DURABLE)],
 };

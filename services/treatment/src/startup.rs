@@ -1,3 +1,4 @@
+use opd_shared::events::TREATMENT_DURABLE;
 use opd_shared::service::{Service, Subscription};
 use sqlx::migrate::Migrator;
 
@@ -7,7 +8,7 @@ use crate::routes;
 static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/treatment");
 
 /// The durable consumer of `patient.treatment`, shared by every replica of this service.
-pub const TREATMENT_CONSUMER: &str = "treatment-patient-treatment";
+pub const TREATMENT_CONSUMER: &str = TREATMENT_DURABLE.name;
 
 pub static SERVICE: Service = Service {
     name: "treatment",
@@ -17,6 +18,7 @@ pub static SERVICE: Service = Service {
     migrations: &MIGRATIONS,
     home: "/opd/treatment/",
     routes: routes::router,
-    locate: crate::whereabouts::locate,
-    consumers: &[Subscription::new::<TreatmentHandler>(TREATMENT_CONSUMER)],
+    locate: Some(crate::whereabouts::locate),
+    extras: None,
+    consumers: &[Subscription::new::<TreatmentHandler>(&TREATMENT_DURABLE)],
 };

@@ -113,7 +113,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The outcome as `opd_consumer_messages_total` labels it.
-    fn label(&self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Self::Applied => "applied",
             Self::Duplicate => "duplicate",
@@ -181,27 +181,19 @@ impl<H: EventHandler> Consumer<H> {
                     () = shutdown.cancelled() => break,
                     next = messages.next() => next,
                 };
-                let mut failure = None;
-                match next {
+                let failure = match next {
                     Some(Ok(first)) => {
                         // Whatever else has arrived already is handled with it, in one
                         // transaction.
                         let mut batch = vec![first];
-                        while batch.len() < self.settings.batch_size {
-                            match messages.next().now_or_never() {
-                                Some(Some(Ok(message))) => batch.push(message),
-                                Some(Some(Err(error))) => {
-                                    failure = Some(error);
-                                    break;
-                                }
-                                Some(None) | None => break,
-                            }
-                        }
+                        let failure =
+                            take_ready(&mut messages, &mut batch, self.settings.batch_size);
                         self.process_batch(batch).await;
+                        failure
                     }
-                    Some(Err(error)) => failure = Some(error),
+                    Some(Err(error)) => Some(error),
                     None => break,
-                }
+                };
                 if let Some(error) = failure {
                     // Missed heartbeats, a deleted consumer, a lost connection: bind again.
                     self.states.set(&self.durable, ConsumerState::Binding);
@@ -214,56 +206,26 @@ impl<H: EventHandler> Consumer<H> {
         tracing::info!("consumer stopped");
     }
 
-    /// Binds to the durable consumer its owner created. A missing one is an error (the
-    /// consumer tries again with its backoff, and `/readyz` says `binding`); a live one that
-    /// does not read exactly this consumer's subject, or is not acknowledged one by one, is
-    /// reported (`alert="consumer-drift"`) and used as it is.
     async fn bind(&self) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
         let need = StreamNeed::InboxRetention(self.settings.inbox_retention);
-        let stream = crate::infra::nats::open_stream(&self.jetstream, &self.stream, need).await?;
-        let consumer = stream
-            .get_consumer::<pull::Config>(&self.durable)
-            .await
-            .map_err(|error| {
-                anyhow::anyhow!(
-                    "durable consumer {} is not available ({error}); the stream's owner \
-                     creates it with `opd-nats stream`",
-                    self.durable
-                )
-            })?;
-        // Paused by an operator (perhaps before this instance started): say so until it ends.
-        let info = consumer.cached_info();
-        let paused_until = info
-            .paused
-            .then(|| {
-                let remaining = info.pause_remaining.unwrap_or_default();
-                chrono::Duration::from_std(remaining)
-                    .ok()
-                    .map(|remaining| chrono::Utc::now() + remaining)
-            })
-            .flatten();
-        self.states.set_paused(&self.durable, paused_until);
-        let live = &info.config;
-        let drift = crate::infra::nats::consumer_drift(H::Event::SUBJECT, live);
-        crate::infra::nats::report_drift("consumer-drift", &self.durable, &drift);
-        self.ack_wait_ms
-            .store(millis(live.ack_wait), Ordering::Relaxed);
+        let consumer = bind_durable(
+            &self.jetstream,
+            &self.stream,
+            need,
+            &self.durable,
+            &[H::Event::SUBJECT],
+            &self.states,
+        )
+        .await?;
+        self.ack_wait_ms.store(
+            millis(consumer.cached_info().config.ack_wait),
+            Ordering::Relaxed,
+        );
         Ok(consumer)
     }
 
     async fn subscribe(&self) -> anyhow::Result<pull::Stream> {
-        Ok(self
-            .bind()
-            .await?
-            .stream()
-            .max_messages_per_batch(self.settings.batch_size)
-            // A pull request lives on the consumer's leader: when that node goes away, the
-            // request is lost without an error, and only missing heartbeats (two in a row) tell.
-            // Short heartbeats keep that stall to a few seconds.
-            .heartbeat(Duration::from_secs(2))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await?)
+        pull_messages(&self.bind().await?, self.settings.batch_size).await
     }
 
     /// Handles `batch` in one transaction: each event's id goes into the inbox and, the first
@@ -465,39 +427,14 @@ impl<H: EventHandler> Consumer<H> {
         stream_sequence: u64,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
-        let headers: serde_json::Map<String, serde_json::Value> = message
-            .headers
-            .iter()
-            .flat_map(|map| map.iter())
-            .map(|(name, values)| {
-                let values = values
-                    .iter()
-                    .map(|v| serde_json::Value::String(v.as_str().to_owned()))
-                    .collect();
-                (name.to_string(), serde_json::Value::Array(values))
-            })
-            .collect();
-        let event_id = message
-            .headers
-            .as_ref()
-            .and_then(|map| map.get(crate::events::headers::ID))
-            .map(|value| value.as_str().to_owned());
-        sqlx::query!(
-            "insert into dead_letters
-                 (consumer, stream_sequence, subject, event_id, headers, payload, reason)
-             values ($1, $2, $3, $4, $5, $6, $7)
-             on conflict (consumer, stream_sequence) do nothing",
-            self.durable,
-            i64::try_from(stream_sequence).unwrap_or(i64::MAX),
-            message.subject.as_str(),
-            event_id,
-            serde_json::Value::Object(headers),
-            message.payload.as_ref(),
+        crate::events::dead_letters::park(
+            &self.pool,
+            &self.durable,
+            message,
+            stream_sequence,
             reason,
         )
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .await
     }
 }
 
@@ -560,6 +497,79 @@ fn event_span(durable: &str, meta: &EventMeta) -> tracing::Span {
     span
 }
 
+/// Binds to durable consumer `durable` of `stream`, which its owner created. A missing one is
+/// an error (the caller tries again with its backoff, and `/readyz` says `binding`); a live
+/// one that does not read exactly `subjects`, or is not acknowledged one by one, is reported
+/// (`alert="consumer-drift"`) and used as it is. Whether an operator paused it (perhaps before
+/// this instance started) goes to `states`.
+pub async fn bind_durable(
+    jetstream: &jetstream::Context,
+    stream: &str,
+    need: StreamNeed,
+    durable: &str,
+    subjects: &[&str],
+    states: &Consumers,
+) -> anyhow::Result<jetstream::consumer::Consumer<pull::Config>> {
+    let stream = crate::infra::nats::open_stream(jetstream, stream, need).await?;
+    let consumer = stream
+        .get_consumer::<pull::Config>(durable)
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "durable consumer {durable} is not available ({error}); the stream's owner \
+                 creates it with `opd-nats stream`"
+            )
+        })?;
+    let info = consumer.cached_info();
+    let paused_until = info
+        .paused
+        .then(|| {
+            let remaining = info.pause_remaining.unwrap_or_default();
+            chrono::Duration::from_std(remaining)
+                .ok()
+                .map(|remaining| chrono::Utc::now() + remaining)
+        })
+        .flatten();
+    states.set_paused(durable, paused_until);
+    let drift = crate::infra::nats::consumer_drift(subjects, &info.config);
+    crate::infra::nats::report_drift("consumer-drift", durable, &drift);
+    Ok(consumer)
+}
+
+/// The messages of a bound consumer, pulled `batch_size` at a time.
+pub async fn pull_messages(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    batch_size: usize,
+) -> anyhow::Result<pull::Stream> {
+    Ok(consumer
+        .stream()
+        .max_messages_per_batch(batch_size)
+        // A pull request lives on the consumer's leader: when that node goes away, the
+        // request is lost without an error, and only missing heartbeats (two in a row) tell.
+        // Short heartbeats keep that stall to a few seconds.
+        .heartbeat(Duration::from_secs(2))
+        .expires(Duration::from_secs(30))
+        .messages()
+        .await?)
+}
+
+/// Adds to `batch` whatever `messages` already holds, up to `max` in all, without waiting.
+/// Returns the error that ended the stream, if one did.
+pub fn take_ready(
+    messages: &mut pull::Stream,
+    batch: &mut Vec<jetstream::Message>,
+    max: usize,
+) -> Option<pull::MessagesError> {
+    while batch.len() < max {
+        match messages.next().now_or_never() {
+            Some(Some(Ok(message))) => batch.push(message),
+            Some(Some(Err(error))) => return Some(error),
+            Some(None) | None => return None,
+        }
+    }
+    None
+}
+
 /// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.
 async fn keep_in_progress(
     client: async_nats::Client,
@@ -580,7 +590,7 @@ async fn keep_in_progress(
 
 /// Why a message can never be handled.
 #[derive(Debug)]
-enum Undecodable {
+pub enum Undecodable {
     /// Headers or payload that are not an event of the subject.
     Malformed(String),
     /// An event of the subject that says another service produced it, or is of another type:
@@ -589,7 +599,7 @@ enum Undecodable {
 }
 
 /// Metadata and payload of a message, or why it can never be handled.
-fn decode<E: Event>(message: &jetstream::Message) -> Result<(EventMeta, E), Undecodable> {
+pub fn decode<E: Event>(message: &jetstream::Message) -> Result<(EventMeta, E), Undecodable> {
     decode_parts(message.headers.as_ref(), &message.payload)
 }
 

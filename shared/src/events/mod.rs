@@ -34,7 +34,7 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     const SOURCE: &'static str;
 }
 
-/// A durable consumer on the stream: its name and the one subject it reads.
+/// A durable consumer on the stream: its name and the subjects it reads.
 ///
 /// The stream's owner creates every one of them (`opd-nats stream`), as it creates the stream;
 /// the service that runs one may read its information, pull from it and acknowledge, nothing
@@ -43,24 +43,60 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Durable {
     pub name: &'static str,
-    pub subject: &'static str,
+    pub subjects: &'static [&'static str],
+    /// One message out at a time (`max_ack_pending` 1): the consumer sees the stream's order,
+    /// and no two replicas ever hold messages at once. For a consumer whose effects depend on
+    /// the ones before (the board's projection); the others take batches.
+    pub one_at_a_time: bool,
 }
 
-/// Every durable consumer of the platform, one per consuming service. A service's
-/// [`crate::service::Subscription`] names one of these (a test holds each service to it).
-pub const DURABLES: [Durable; 3] = [
-    Durable {
-        name: "inspection-patient-register",
-        subject: PatientRegistered::SUBJECT,
-    },
-    Durable {
-        name: "treatment-patient-treatment",
-        subject: PatientSentForTreatment::SUBJECT,
-    },
-    Durable {
-        name: "release-patient-release",
-        subject: PatientReleaseRequested::SUBJECT,
-    },
+/// The consumer of the waiting-room board's projection: every event that moves a patient
+/// between the OPD's queues, in the stream's order.
+pub const BOARD_DURABLE: Durable = Durable {
+    name: "board-patient-flow",
+    subjects: &[
+        PatientRegistered::SUBJECT,
+        PatientSentForTreatment::SUBJECT,
+        PatientReleaseRequested::SUBJECT,
+        PatientDischarged::SUBJECT,
+        PatientAdmissionRequested::SUBJECT,
+    ],
+    one_at_a_time: true,
+};
+
+/// The key-value bucket where the board's projection keeps the state of the waiting room: one
+/// key per visit and one per stage's called token (services/board says what they hold).
+/// The stream's owner creates it with the stream; the board service alone writes it.
+pub const BOARD_BUCKET: &str = "OPD_BOARD";
+
+/// Inspection's: the patients registered.
+pub const INSPECTION_DURABLE: Durable = Durable {
+    name: "inspection-patient-register",
+    subjects: &[PatientRegistered::SUBJECT],
+    one_at_a_time: false,
+};
+
+/// Treatment's: the patients inspection sent for treatment.
+pub const TREATMENT_DURABLE: Durable = Durable {
+    name: "treatment-patient-treatment",
+    subjects: &[PatientSentForTreatment::SUBJECT],
+    one_at_a_time: false,
+};
+
+/// Release's: the patients treatment asked to release.
+pub const RELEASE_DURABLE: Durable = Durable {
+    name: "release-patient-release",
+    subjects: &[PatientReleaseRequested::SUBJECT],
+    one_at_a_time: false,
+};
+
+/// Every durable consumer of the platform: one per service's [`crate::service::Subscription`]
+/// (a test holds each service to it).
+pub const DURABLES: [Durable; 4] = [
+    INSPECTION_DURABLE,
+    TREATMENT_DURABLE,
+    RELEASE_DURABLE,
+    BOARD_DURABLE,
 ];
 
 /// `patient.register`: a patient got a token and waits for inspection.
@@ -124,6 +160,23 @@ pub struct PatientAdmissionRequested {
 impl Event for PatientAdmissionRequested {
     const SUBJECT: &'static str = "patient.admission";
     const TYPE: &'static str = "opd.patient.admission-requested.v1";
+    const SOURCE: &'static str = "/opd/release";
+}
+
+/// `patient.discharge`: release sent the patient home. (Not in the book, where a discharge
+/// publishes nothing: without it nobody outside the release service could tell that the
+/// patient left the OPD, and the waiting-room board needs to.)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PatientDischarged {
+    pub id: PatientId,
+    pub time: Text<100>,
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub next_visit: Note<100>,
+}
+
+impl Event for PatientDischarged {
+    const SUBJECT: &'static str = "patient.discharge";
+    const TYPE: &'static str = "opd.patient.discharged.v1";
     const SOURCE: &'static str = "/opd/release";
 }
 

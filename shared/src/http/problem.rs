@@ -46,7 +46,7 @@ impl Problem {
 
     /// The response, telling the client to try again in `after` (`Retry-After`, whole seconds,
     /// at least one).
-    pub(crate) fn retry_after(self, after: std::time::Duration) -> Response {
+    pub fn retry_after(self, after: std::time::Duration) -> Response {
         let mut response = self.into_response();
         response.headers_mut().insert(
             header::RETRY_AFTER,

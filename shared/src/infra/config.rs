@@ -34,6 +34,8 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     pub consumer: ConsumerSettings,
     pub log: LogSettings,
+    /// The board service's (the other services ignore it).
+    pub board: BoardSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -276,6 +278,23 @@ pub struct ConsumerSettings {
     pub inbox_retention: Duration,
 }
 
+/// The waiting-room board's event streams (`GET /opd/board/events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardSettings {
+    /// Event streams open at once on one instance; one more is refused with 503 and
+    /// `Retry-After`. Keep it below `http.max_connections`.
+    pub max_streams: usize,
+    /// A comment goes down every open stream this often, so that proxies and browsers keep an
+    /// idle stream open, and a dead one is noticed.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// How long a browser waits before it reconnects a broken stream (the `retry` field).
+    #[serde(with = "humantime_serde")]
+    pub reconnect_after: Duration,
+    /// Changes held for a slow stream; one that falls further behind is sent a snapshot.
+    pub buffer: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LogSettings {
     /// An `EnvFilter` directive; `RUST_LOG` wins when it is set.
@@ -436,6 +455,12 @@ impl Settings {
                 format: LogFormat::Pretty,
                 otlp_endpoint: None,
             },
+            board: BoardSettings {
+                max_streams: 2000,
+                keep_alive: Duration::from_secs(15),
+                reconnect_after: Duration::from_secs(1),
+                buffer: 4096,
+            },
         }
     }
 
@@ -493,6 +518,17 @@ impl Settings {
                 format!(
                     "outbox.retry.initial ({:?}) must not exceed outbox.retry.max ({:?})",
                     self.outbox.retry.initial, self.outbox.retry.max
+                ),
+            ),
+            (
+                self.board.max_streams >= 1
+                    && self.board.buffer >= 1
+                    && self.board.max_streams < self.http.max_connections,
+                format!(
+                    "board.max_streams ({}) and board.buffer ({}) must be at least 1, and \
+                     board.max_streams below http.max_connections ({}): every stream holds a \
+                     connection, and the page and the JSON need some too",
+                    self.board.max_streams, self.board.buffer, self.http.max_connections
                 ),
             ),
             (

@@ -298,7 +298,7 @@ impl Metrics {
 
     /// A batch a consumer handled: each message's outcome, as its label, and the event time of
     /// those applied now (the hop).
-    pub(crate) fn batch_consumed(
+    pub fn batch_consumed(
         &self,
         durable: &str,
         messages: &[(&'static str, Option<DateTime<Utc>>)],

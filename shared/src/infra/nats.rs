@@ -92,6 +92,9 @@ pub enum StreamNeed {
     /// Handled event ids are kept this long (`consumer.inbox_retention`): the stream must not
     /// keep events longer, or a consumer created again applies the older ones a second time.
     InboxRetention(Duration),
+    /// Nothing of its settings: a consumer whose effects carry the stream sequence they come
+    /// from recognises an event it applied by that alone (the board's projection).
+    Nothing,
 }
 
 impl StreamNeed {
@@ -141,14 +144,14 @@ pub(crate) async fn open_stream(
 }
 
 /// What a consuming service relies on in its live durable consumer and finds otherwise: that
-/// it reads `subject` alone, and that each message is acknowledged explicitly.
-pub(crate) fn consumer_drift(subject: &str, live: &consumer::Config) -> Vec<String> {
+/// it reads `subjects` and nothing else, and that each message is acknowledged explicitly.
+pub fn consumer_drift(subjects: &[&str], live: &consumer::Config) -> Vec<String> {
     let mut reads: Vec<&str> = live.filter_subjects.iter().map(String::as_str).collect();
     if !live.filter_subject.is_empty() {
         reads.push(&live.filter_subject);
     }
     differences(&[
-        ("filter_subjects", dbg(&reads), dbg(&[subject])),
+        ("filter_subjects", dbg(&reads), dbg(&subjects)),
         (
             "ack_policy",
             dbg(&live.ack_policy),

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use crate::infra::config::RetrySettings;
 
 /// Sleeps for `delay`, or less if `shutdown` is cancelled first.
-pub(crate) async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
+pub async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToken) {
     tokio::select! {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(delay) => {}
@@ -17,7 +17,7 @@ pub(crate) async fn sleep_or_cancel(delay: Duration, shutdown: &CancellationToke
 /// Runs `attempt` until it succeeds, waiting `backoff` between failures (each logged with
 /// `what`): None if `shutdown` comes first. For a background task's set-up that needs NATS,
 /// which may be down when the service starts.
-pub(crate) async fn until_ready<T, E, F, Fut>(
+pub async fn until_ready<T, E, F, Fut>(
     what: &str,
     mut backoff: Backoff,
     shutdown: &CancellationToken,
@@ -62,12 +62,12 @@ impl Backoff {
         Self::new(Duration::from_millis(initial), Duration::from_millis(max))
     }
 
-    pub(crate) fn from_settings(settings: RetrySettings) -> Self {
+    pub fn from_settings(settings: RetrySettings) -> Self {
         Self::new(settings.initial, settings.max)
     }
 
     /// The delay to wait now; the next one is twice as long, up to the maximum.
-    pub(crate) fn next_delay(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = self.current;
         self.current = (self.current * 2).min(self.max);
         delay

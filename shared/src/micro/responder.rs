@@ -19,10 +19,9 @@ pub(crate) async fn run(
     instance: String,
     shutdown: CancellationToken,
 ) {
-    let locate = service.locate;
     // The connection may be down at start: the registration is retried until it succeeds.
     let backoff = crate::infra::retry::Backoff::from_settings(infra.settings.consumer.retry);
-    let Some((registered, mut patient, mut broadcast)) = crate::infra::retry::until_ready(
+    let Some((registered, endpoints)) = crate::infra::retry::until_ready(
         "register with the NATS Services API",
         backoff,
         &shutdown,
@@ -34,6 +33,26 @@ pub(crate) async fn run(
     };
     let id = registered.info().await.id;
     tracing::info!(%id, "registered with the NATS Services API");
+    match (service.locate, endpoints) {
+        (Some(locate), Some((patient, broadcast))) => {
+            answer_until(service, &infra, locate, patient, broadcast, &shutdown).await;
+        }
+        _ => shutdown.cancelled().await,
+    }
+    if let Err(error) = registered.stop().await {
+        tracing::debug!(%error, "leaving the Services API");
+    }
+}
+
+/// Answers "where is this patient?" on both endpoints until `shutdown`, then stops them.
+async fn answer_until(
+    service: &'static Service,
+    infra: &Infra,
+    locate: crate::micro::Locate,
+    mut patient: service::endpoint::Endpoint,
+    mut broadcast: service::endpoint::Endpoint,
+    shutdown: &CancellationToken,
+) {
     loop {
         let request = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -55,9 +74,6 @@ pub(crate) async fn run(
     if let Err(error) = broadcast.stop().await {
         tracing::debug!(%error, "stopping an endpoint");
     }
-    if let Err(error) = registered.stop().await {
-        tracing::debug!(%error, "leaving the Services API");
-    }
 }
 
 async fn register(
@@ -67,8 +83,7 @@ async fn register(
 ) -> Result<
     (
         service::Service,
-        service::endpoint::Endpoint,
-        service::endpoint::Endpoint,
+        Option<(service::endpoint::Endpoint, service::endpoint::Endpoint)>,
     ),
     async_nats::Error,
 > {
@@ -82,17 +97,23 @@ async fn register(
     let registered = infra
         .nats
         .service_builder()
-        .description(format!(
-            "{} of the OPD platform: where a patient is ({} and {})",
-            service.title,
-            patient_subject(service.name),
-            WHERE_SUBJECT
-        ))
+        .description(match service.locate {
+            Some(_) => format!(
+                "{} of the OPD platform: where a patient is ({} and {})",
+                service.title,
+                patient_subject(service.name),
+                WHERE_SUBJECT
+            ),
+            None => format!("{} of the OPD platform", service.title),
+        })
         .metadata(metadata)
         // One queue group per service: one instance of each service answers the broadcast.
         .queue_group(service.name)
         .start(service.name, service.version)
         .await?;
+    if service.locate.is_none() {
+        return Ok((registered, None));
+    }
     let patient = registered
         .endpoint_builder()
         .name("patient")
@@ -103,7 +124,7 @@ async fn register(
         .name("where")
         .add(WHERE_SUBJECT)
         .await?;
-    Ok((registered, patient, broadcast))
+    Ok((registered, Some((patient, broadcast))))
 }
 
 /// The machine's (or pod's) name: `HOSTNAME` where the environment exports it (containers),

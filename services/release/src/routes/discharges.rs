@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use opd_shared::domain::{Disposition, Note, PatientId, Text};
-use opd_shared::events::PatientAdmissionRequested;
 use opd_shared::events::outbox;
 use opd_shared::events::outbox::EventContext;
+use opd_shared::events::{PatientAdmissionRequested, PatientDischarged};
 use opd_shared::http::JsonBody;
 use opd_shared::http::error::ApiError;
 use opd_shared::http::openapi::{
@@ -84,8 +84,9 @@ pub struct DischargeForm {
     next_visit: Note<100>,
 }
 
-/// Records the discharge, takes the patient off the pending list and, for an admission,
-/// publishes `patient.admission` through the outbox, all in one transaction.
+/// Records the discharge, takes the patient off the pending list and publishes
+/// `patient.admission` (for an admission) or `patient.discharge` (sent home) through the
+/// outbox, all in one transaction.
 #[utoipa::path(post, path = "/opd/release/discharge", tag = "release", operation_id = "record_release",
     security(("bearer" = ["discharge"])),
     request_body(content = DischargeForm, example = json!({
@@ -95,8 +96,8 @@ pub struct DischargeForm {
     params(IdempotencyKey),
     responses(
         IdempotencyErrors,
-        (status = 201, description = "Recorded; the patient leaves the pending list, and with \
-            `\"state\": \"admission\"` `patient.admission` is published", body = String, content_type = "application/json",
+        (status = 201, description = "Recorded; the patient leaves the pending list, and \
+            `patient.admission` (with `\"state\": \"admission\"`) or `patient.discharge` is published", body = String, content_type = "application/json",
             example = json!("Patient discharge recorded successfully")),
         UnknownPatient, NotWaiting, BodyErrors, Unavailable,
     ))]
@@ -138,13 +139,23 @@ pub async fn discharge(
     )
     .execute(&mut *tx)
     .await?;
-    if form.state == Disposition::Admission {
-        let event = PatientAdmissionRequested {
-            id: form.id,
-            time: form.time,
-            notes: form.notes,
-        };
-        outbox::enqueue(&mut tx, &event, &context).await?;
+    match form.state {
+        Disposition::Admission => {
+            let event = PatientAdmissionRequested {
+                id: form.id,
+                time: form.time,
+                notes: form.notes,
+            };
+            outbox::enqueue(&mut tx, &event, &context).await?;
+        }
+        Disposition::Discharge => {
+            let event = PatientDischarged {
+                id: form.id,
+                time: form.time,
+                next_visit: form.next_visit,
+            };
+            outbox::enqueue(&mut tx, &event, &context).await?;
+        }
     }
     state.commit(tx).await?;
     tracing::info!("patient released");

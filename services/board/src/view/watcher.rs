@@ -1,0 +1,82 @@
+//! Keeps a [`Board`] up to date: watches every key of the bucket (an ordered consumer, which
+//! JetStream starts with the last value of each key), and checks the day every half minute.
+//! If the watch fails it is started again and goes over the bucket once more; the board
+//! skips what it has seen.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use opd_shared::events::BOARD_BUCKET;
+use opd_shared::infra::retry::{Backoff, sleep_or_cancel};
+
+use super::Board;
+use crate::projection::Entry;
+
+/// How often the board checks whether a new day began.
+const DAY_CHECK: Duration = Duration::from_secs(30);
+
+/// Watches the bucket for `board` until `shutdown`.
+pub async fn run(board: Board, jetstream: jetstream::Context, shutdown: CancellationToken) {
+    let mut backoff = Backoff::from_millis(200, 5_000);
+    while !shutdown.is_cancelled() {
+        match follow(&board, &jetstream, &shutdown, &mut backoff).await {
+            Ok(()) => break,
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "cannot watch the board's bucket; retrying");
+                sleep_or_cancel(delay, &shutdown).await;
+            }
+        }
+    }
+    tracing::info!("board watcher stopped");
+}
+
+async fn follow(
+    board: &Board,
+    jetstream: &jetstream::Context,
+    shutdown: &CancellationToken,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let bucket = jetstream.get_key_value(BOARD_BUCKET).await.map_err(|error| {
+        anyhow::anyhow!(
+            "bucket {BOARD_BUCKET} is not available ({error}); the stream's owner creates it with \
+             `opd-nats stream`"
+        )
+    })?;
+    // An empty bucket sends nothing to a new watch: it is read once it is known to be empty.
+    if bucket.stream.clone().info().await?.state.messages == 0 {
+        board.caught_up();
+    }
+    let mut entries = bucket.watch_with_history(">").await?;
+    backoff.reset();
+    let mut day = tokio::time::interval(DAY_CHECK);
+    loop {
+        let entry = tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            _ = day.tick() => {
+                board.check_day();
+                continue;
+            }
+            entry = entries.next() => entry,
+        };
+        let entry = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
+        match entry.operation {
+            kv::Operation::Put => match Entry::parse(&entry.key, &entry.value) {
+                Some(value) => board.take(entry.key, entry.revision, Some(value)),
+                // Written by a newer version of the projection, perhaps: left alone.
+                None => {
+                    tracing::warn!(key = %entry.key, revision = entry.revision, "a board value this version cannot read; ignored")
+                }
+            },
+            kv::Operation::Delete | kv::Operation::Purge => {
+                board.take(entry.key, entry.revision, None);
+            }
+        }
+        if entry.delta == 0 {
+            board.caught_up();
+        }
+    }
+}

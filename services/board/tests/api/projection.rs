@@ -1,0 +1,155 @@
+use async_nats::HeaderMap;
+use board::PROJECTION_CONSUMER;
+use opd_shared::events::{BOARD_BUCKET, PatientRegistered, headers};
+use opd_testing::stream;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn the_board_follows_patients_through_the_opd() {
+    let app = board().await;
+    register(&app, 200, 1).await;
+    register(&app, 201, 2).await;
+    register(&app, 202, 3).await;
+    board_shows(&app, expect((&[1, 2, 3], None), (&[], None), (&[], None))).await;
+
+    inspect(&app, 201).await;
+    board_shows(&app, expect((&[1, 3], Some(2)), (&[2], None), (&[], None))).await;
+    inspect(&app, 200).await;
+    board_shows(&app, expect((&[3], Some(1)), (&[2, 1], None), (&[], None))).await;
+    treat(&app, 200).await;
+    board_shows(&app, expect((&[3], Some(1)), (&[2], Some(1)), (&[1], None))).await;
+    discharge(&app, 200).await;
+    board_shows(
+        &app,
+        expect((&[3], Some(1)), (&[2], Some(1)), (&[], Some(1))),
+    )
+    .await;
+    treat(&app, 201).await;
+    admit(&app, 201).await;
+    board_shows(
+        &app,
+        expect((&[3], Some(1)), (&[], Some(2)), (&[], Some(2))),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_event_for_a_visit_the_board_never_saw_changes_nothing() {
+    let app = board().await;
+    // Registered before the board existed, say.
+    inspect(&app, 300).await;
+    register(&app, 301, 7).await;
+    board_shows(&app, expect((&[7], None), (&[], None), (&[], None))).await;
+    // Out of turn: not waiting for treatment.
+    treat(&app, 301).await;
+    app.caught_up(PROJECTION_CONSUMER).await;
+    assert_eq!(
+        stages(&app).await,
+        expect((&[7], None), (&[], None), (&[], None))
+    );
+}
+
+#[tokio::test]
+async fn reading_the_whole_stream_again_changes_nothing() {
+    let mut app = board().await;
+    for (patient, token) in [(400, 1), (401, 2), (402, 3)] {
+        register(&app, patient, token).await;
+    }
+    inspect(&app, 401).await;
+    treat(&app, 401).await;
+    let expected = expect((&[1, 3], Some(2)), (&[], Some(2)), (&[2], None));
+    board_shows(&app, expected.clone()).await;
+    app.caught_up(PROJECTION_CONSUMER).await;
+    let written = bucket_last_revision(&app).await;
+
+    // The owner deletes the projection's consumer and creates it again: it delivers the whole
+    // stream from its start, every event a second time.
+    app.stop().await;
+    let js = stream::jetstream(&app.settings.nats).await.unwrap();
+    let patients = js.get_stream("PATIENT").await.unwrap();
+    patients.delete_consumer(PROJECTION_CONSUMER).await.unwrap();
+    app.create_stream().await;
+    app.restart().await;
+    app.caught_up(PROJECTION_CONSUMER).await;
+
+    assert_eq!(stages(&app).await, expected);
+    assert_eq!(
+        bucket_last_revision(&app).await,
+        written,
+        "a redelivered event wrote to the board"
+    );
+}
+
+#[tokio::test]
+async fn replicas_take_turns_and_lose_no_move() {
+    let app = board().await;
+    let _replica = app.spawn_replica().await;
+    let patients: Vec<i64> = (500..520).collect();
+    for (token, patient) in (1..).zip(&patients) {
+        register(&app, *patient, token).await;
+    }
+    for patient in &patients {
+        inspect(&app, *patient).await;
+    }
+    for patient in &patients {
+        treat(&app, *patient).await;
+    }
+    for patient in patients.iter().step_by(2) {
+        discharge(&app, *patient).await;
+    }
+    let left_in_release: Vec<i64> = (2..=20).step_by(2).collect();
+    board_shows(
+        &app,
+        expect(
+            (&[], Some(20)),
+            (&[], Some(20)),
+            (&left_in_release, Some(19)),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_event_that_can_never_apply_is_parked_and_the_board_goes_on() {
+    let app = board().await;
+    let meta = stream::new_meta::<PatientRegistered>();
+    let mut headers: HeaderMap = meta.to_headers();
+    headers.insert(headers::MESSAGE_ID, "not-an-event");
+    stream::publish_raw(
+        &app.settings.nats,
+        "patient.register",
+        headers,
+        br#"{"id":"two hundred"}"#.to_vec(),
+    )
+    .await;
+    register(&app, 600, 4).await;
+    board_shows(&app, expect((&[4], None), (&[], None), (&[], None))).await;
+    assert_eq!(
+        app.count("select count(*) from dead_letters where consumer = 'board-patient-flow'")
+            .await,
+        1
+    );
+    let letters = app.get_expect("/admin/dead-letters", 200).await;
+    let id = letters[0]["id"].as_i64().unwrap();
+    let retried = app
+        .post_expect(
+            &format!("/admin/dead-letters/{id}/retry"),
+            &serde_json::json!({}),
+            409,
+        )
+        .await;
+    assert!(
+        retried["detail"]
+            .as_str()
+            .unwrap()
+            .contains("stream's order"),
+        "{retried}"
+    );
+}
+
+async fn bucket_last_revision(app: &opd_testing::TestApp) -> u64 {
+    let js = stream::jetstream(&app.settings.nats).await.unwrap();
+    let mut bucket = js.get_stream(format!("KV_{BOARD_BUCKET}")).await.unwrap();
+    bucket.info().await.unwrap().state.last_sequence
+}

@@ -1,0 +1,167 @@
+use std::time::Duration;
+
+use opd_testing::{TestApp, eventually, expect_problem};
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_stream_opens_with_a_snapshot_then_sends_each_change() {
+    let app = board().await;
+    register(&app, 200, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+
+    let mut events = Events::open(&app, None).await;
+    let snapshot = events.next().await;
+    assert_eq!(snapshot.event, "snapshot");
+    assert_eq!(
+        snapshot.data["stages"],
+        expect((&[1], None), (&[], None), (&[], None))
+    );
+    let opened_at = snapshot.id.unwrap();
+    assert_eq!(snapshot.data["revision"], opened_at);
+
+    register(&app, 201, 2).await;
+    let joined = events.next().await;
+    assert_eq!(
+        (joined.event.as_str(), &joined.data),
+        ("visit", &json!({"token": 2, "stage": "inspection"}))
+    );
+    assert!(joined.id.unwrap() > opened_at);
+
+    inspect(&app, 200).await;
+    let mut seen = [events.next().await, events.next().await];
+    seen.sort_by_key(|event| event.event.clone());
+    assert_eq!(
+        seen.iter()
+            .map(|event| (event.event.as_str(), event.data.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("called", json!({"stage": "inspection", "token": 1})),
+            ("visit", json!({"token": 1, "stage": "treatment"})),
+        ]
+    );
+    // Nothing else: each change once.
+    assert_eq!(events.quiet_for(Duration::from_secs(1)).await, None);
+}
+
+#[tokio::test]
+async fn a_screen_that_reconnects_is_sent_exactly_what_it_missed_even_by_a_restarted_board() {
+    let mut app = board().await;
+    register(&app, 300, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+    let last_seen = {
+        let mut events = Events::open(&app, None).await;
+        events.next().await.id.unwrap()
+    };
+    // While the screen is away: two arrivals and a call, and the board restarts.
+    register(&app, 301, 2).await;
+    register(&app, 302, 3).await;
+    inspect(&app, 300).await;
+    board_shows(&app, expect((&[2, 3], Some(1)), (&[1], None), (&[], None))).await;
+    app.restart().await;
+
+    let mut events = Events::open(&app, Some(last_seen)).await;
+    let mut missed = Vec::new();
+    for _ in 0..4 {
+        let event = events.next().await;
+        assert!(event.id.unwrap() > last_seen, "{event:?}");
+        missed.push((event.event, event.data));
+    }
+    let mut expected: Vec<(String, serde_json::Value)> = vec![
+        ("called".into(), json!({"stage": "inspection", "token": 1})),
+        ("visit".into(), json!({"token": 1, "stage": "treatment"})),
+        ("visit".into(), json!({"token": 2, "stage": "inspection"})),
+        ("visit".into(), json!({"token": 3, "stage": "inspection"})),
+    ];
+    for list in [&mut missed, &mut expected] {
+        list.sort_by_key(|(name, data)| (name.clone(), data.to_string()));
+    }
+    assert_eq!(missed, expected);
+    assert_eq!(events.quiet_for(Duration::from_secs(1)).await, None);
+    // And it goes on live.
+    register(&app, 303, 4).await;
+    assert_eq!(
+        events.next().await.data,
+        json!({"token": 4, "stage": "inspection"})
+    );
+}
+
+#[tokio::test]
+async fn an_id_the_board_cannot_place_gets_a_fresh_snapshot() {
+    let app = board().await;
+    register(&app, 400, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+    // From another board (the bucket made anew), or garbage.
+    for id in ["999999", "yesterday"] {
+        let response = app
+            .client
+            .get(app.url("/opd/board/events"))
+            .header("Last-Event-ID", id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut events = Events::open(&app, id.parse().ok()).await;
+        assert_eq!(events.next().await.event, "snapshot", "Last-Event-ID {id}");
+        drop(response);
+    }
+}
+
+#[tokio::test]
+async fn streams_beyond_the_cap_are_refused_with_retry_after() {
+    let app = TestApp::builder(&board::SERVICE)
+        .settings(|settings| settings.board.max_streams = 2)
+        .spawn()
+        .await;
+    let _first = Events::open(&app, None).await;
+    let _second = Events::open(&app, None).await;
+    let refused = app.get("/opd/board/events").await;
+    assert!(refused.headers().contains_key("retry-after"));
+    let problem = expect_problem(refused, 503).await;
+    assert_eq!(problem["type"], "/problems/too-many-streams");
+    drop(_first);
+    eventually("a place to free up", || async {
+        (app.get("/opd/board/events").await.status() == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn open_streams_end_when_the_board_stops() {
+    let mut app = board().await;
+    let mut events = Events::open(&app, None).await;
+    assert_eq!(events.next().await.event, "snapshot");
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert_eq!(events.quiet_for(Duration::from_secs(5)).await, None);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "stopping took {:?}: the open stream held it up",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_from_the_service_under_a_strict_policy() {
+    let app = board().await;
+    for (path, content_type) in [
+        ("/opd/board/screen", "text/html; charset=utf-8"),
+        ("/opd/board/screen.js", "text/javascript; charset=utf-8"),
+        ("/opd/board/screen.css", "text/css; charset=utf-8"),
+    ] {
+        let response = reqwest::get(app.url(path)).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers["content-type"], content_type, "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(policy.contains("default-src 'none'"), "{policy}");
+        assert!(policy.contains("connect-src 'self'"), "{policy}");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("http://") && !body.contains("https://"),
+            "{path} fetches from elsewhere"
+        );
+    }
+}
