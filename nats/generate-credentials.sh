@@ -18,7 +18,7 @@ chown -R 10001:10001 /nats/admin
 install -m 0444 /nats/admin/ca.pem /nats/admin/server.pem /nats/admin/nkeys.env \
     /nats/admin/route-ca.pem /nats/admin/route.pem /nats/server/
 install -m 0400 /nats/admin/server-key.pem /nats/admin/route-key.pem /nats/server/
-for service in registration inspection treatment release; do
+for service in registration inspection treatment release board; do
     install -m 0444 /nats/admin/ca.pem "/nats/$service/ca.pem"
     # The HTTP token issuer's public key: every service verifies bearer tokens with it.
     install -m 0444 /nats/admin/auth-jwks.json "/nats/$service/auth-jwks.json"

@@ -112,7 +112,7 @@ else
         -p opd-nats-exporter -p opd-nats-admin --quiet
     TARGET_DIR="target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
     mkdir -p "$WORK/platform/bin"
-    for service in registration inspection treatment release opd-nats-exporter opd-nats; do
+    for service in registration inspection treatment release board opd-nats-exporter opd-nats; do
         cp "$TARGET_DIR/$service" "$WORK/platform/bin/"
     done
     docker build -q -f "$STANDINS/platform.Dockerfile" -t opd-ci/platform:local "$WORK/platform" >/dev/null
@@ -134,10 +134,10 @@ wait_ready() { # wait_ready PORT NAME
     done
     die "$2 did not become ready on port $1"
 }
-for entry in registration:9090 inspection:9091 treatment:9092 release:9093; do
+for entry in registration:9090 inspection:9091 treatment:9092 release:9093 board:9094; do
     wait_ready "${entry##*:}" "${entry%%:*}"
 done
-log "all four services are ready"
+log "all five services are ready"
 
 # --- the tutorial, the Docker way --------------------------------------------------------------
 
@@ -237,17 +237,17 @@ writable="$(printf '%s\n' "${CONTAINERS[@]}" | awk '$2 != "true" { print $1 }' |
 fact "every container's root filesystem is read-only (${#CONTAINERS[@]} containers)" \
     test -z "$writable" -a "${#CONTAINERS[@]}" -ge 14
 as_root="$(printf '%s\n' "${CONTAINERS[@]}" \
-    | awk '$1 ~ /^(registration|inspection|treatment|release|nats-exporter|prometheus)$/ && ($3 == "" || $3 == "root" || $3 == "0") { print $1 }' | xargs)"
+    | awk '$1 ~ /^(registration|inspection|treatment|release|board|nats-exporter|prometheus)$/ && ($3 == "" || $3 == "root" || $3 == "0") { print $1 }' | xargs)"
 fact "the services, the exporter and Prometheus run as a user other than root" test -z "$as_root"
 exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings.Ports}}{{if eq $port "8222/tcp"}}{{range $bindings}}{{.HostIp}} {{end}}{{end}}{{end}}' \
     $("${COMPOSE[@]}" ps -q nats-1 nats-2 nats-3) | xargs)"
 fact "the NATS monitoring ports are published on 127.0.0.1 only ($exposed)" \
     test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1"
-exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings.Ports}}{{if eq $port "9090/tcp" "9091/tcp" "9092/tcp" "9093/tcp"}}{{range $bindings}}{{.HostIp}} {{end}}{{end}}{{end}}' \
-    $("${COMPOSE[@]}" ps -q registration inspection treatment release) | xargs)"
+exposed="$(docker inspect --format '{{range $port, $bindings := .NetworkSettings.Ports}}{{if eq $port "9090/tcp" "9091/tcp" "9092/tcp" "9093/tcp" "9094/tcp"}}{{range $bindings}}{{.HostIp}} {{end}}{{end}}{{end}}' \
+    $("${COMPOSE[@]}" ps -q registration inspection treatment release board) | xargs)"
 fact "the services' ports are published on 127.0.0.1 only ($exposed)" \
-    test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1 127.0.0.1"
-for service in registration inspection treatment release; do
+    test "$exposed" = "127.0.0.1 127.0.0.1 127.0.0.1 127.0.0.1 127.0.0.1"
+for service in registration inspection treatment release board; do
     rights="$("${COMPOSE[@]}" exec -T "$service-db" psql -X -tA -U postgres -d postgres -c \
         "select rolsuper, rolcreaterole, rolcreatedb from pg_roles where rolname = 'opd_$service'")"
     fact "opd_$service is no superuser and cannot create roles or databases ($rights)" \
@@ -255,10 +255,10 @@ for service in registration inspection treatment release; do
 done
 # The passwords the `secrets` service generated for each service's role.
 password_of() { "${COMPOSE[@]}" exec -T "$1-db" cat /run/opd-secrets/db-password; }
-passwords="$(for service in registration inspection treatment release; do password_of "$service"; echo; done)"
+passwords="$(for service in registration inspection treatment release board; do password_of "$service"; echo; done)"
 distinct="$(printf '%s\n' "$passwords" | awk 'length($0) >= 30' | sort -u | wc -l)"
 fact "each database role has a generated password of its own ($distinct distinct, 30+ characters)" \
-    test "$distinct" = 4
+    test "$distinct" = 5
 fact "docker-compose.yml writes no database password" \
     bash -c "! grep -Eq '(POSTGRES_PASSWORD|OPD_DB_PASSWORD):|postgres://[^@ ]*:[^@ ]*@' docker-compose.yml"
 # connects AS HOST DATABASE: whether the role opd_AS (with its password) can open DATABASE on
@@ -277,7 +277,7 @@ fact "registration's role cannot open the server's postgres database" \
 nats_greeting() { exec 3<>/dev/tcp/127.0.0.1/4222 && timeout 2 head -c 400 <&3; }
 fact "the NATS client port requires TLS before anything else" \
     bash -c "$(declare -f nats_greeting); nats_greeting | grep -q '\"tls_required\":true'"
-for service in registration inspection treatment release; do
+for service in registration inspection treatment release board; do
     held="$("${COMPOSE[@]}" exec -T "$service" ls /run/opd-nats | xargs)"
     seed="$("${COMPOSE[@]}" exec -T "$service" stat -c '%a %u' /run/opd-nats/seed.nk)"
     fact "$service holds its own NATS seed (mode/uid $seed), the token issuer's public keys and no other credential ($held)" \
@@ -316,9 +316,10 @@ def check(ok, title, why):
     print(f"  ok    {title}" if ok else f"  FAIL  {title}: {why}")
     failed += not ok
 
-# Every target answered its latest scrape: four services and the NATS exporter. nats-2 was
+# Every target answered its latest scrape: five services and the NATS exporter. nats-2 was
 # stopped and started again above, so the exporter's figures may need a scrape to settle.
-wanted = {"registration:9090", "inspection:9091", "treatment:9092", "release:9093", "nats-exporter:7777"}
+wanted = {"registration:9090", "inspection:9091", "treatment:9092", "release:9093", "board:9094",
+          "nats-exporter:7777"}
 deadline, health = time.time() + 90, {}
 while time.time() < deadline:
     targets = get("/api/v1/targets")["activeTargets"]

@@ -2,7 +2,8 @@
 # Runs the platform natively, without Docker, for curl and Postman:
 # a throwaway PostgreSQL (port 5433), a three-node NATS cluster with JetStream (client ports
 # 4222, 4223, 4224; TLS only, one nkey identity per service, credentials generated in
-# .dev/credentials) and the services on the book's ports. State and logs live in .dev/.
+# .dev/credentials), the services on the book's ports and the waiting-room board on 9094
+# (http://127.0.0.1:9094/opd/board/screen). State and logs live in .dev/.
 #
 #   scripts/dev.sh up               build, start everything, return once every service is ready
 #   scripts/dev.sh down             stop everything (data is kept for the next `up`)
@@ -35,7 +36,7 @@ case "$PROFILE" in
     *) die "OPD_DEV_PROFILE must be debug or release, not '$PROFILE'" ;;
 esac
 PG_PORT="${OPD_DEV_PG_PORT:-5433}"
-SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093)
+SERVICES=(registration:9090 inspection:9091 treatment:9092 release:9093 board:9094)
 NODES=(nats-1 nats-2 nats-3)
 
 port_of_service() { # a replica NAME-2 listens 100 above its service

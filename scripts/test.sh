@@ -130,7 +130,7 @@ if [ -n "$walkthroughs" ]; then
     export OPD_DEV_DIR="$WORK/stack"
     walked=0
     show_logs() {
-        for name in registration inspection treatment release nats-1 nats-2 nats-3; do
+        for name in registration inspection treatment release board nats-1 nats-2 nats-3; do
             log "last lines of $name's log"
             tail -n 40 "$OPD_DEV_DIR/logs/$name.log" || true
         done

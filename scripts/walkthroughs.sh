@@ -7,9 +7,14 @@
 #   newman         the Postman collection (postman/), every assertion
 #   schemathesis   hostile and valid requests generated from every service's /openapi.json, with
 #                  all of schemathesis' checks (server errors, schema and status conformance,
-#                  acceptance of valid and rejection of invalid data)
+#                  acceptance of valid and rejection of invalid data); the board's event stream,
+#                  which never ends, is left to the board walkthrough and the tests
+#   board          the waiting-room board in headless Chromium (scripts/lib/board-browser.py):
+#                  a registration on screen within a second, a patient moving on, the board
+#                  restarted under the open page; a screenshot in target/walkthroughs/board.png.
+#                  Needs scripts/dev.sh's platform (it stops and starts the board)
 #
-#   scripts/walkthroughs.sh                       all three
+#   scripts/walkthroughs.sh                       all four
 #   scripts/walkthroughs.sh newman schemathesis   a choice
 #   OPD_SCHEMATHESIS_EXAMPLES=500 scripts/walkthroughs.sh schemathesis   more examples per operation
 #   OPD_SCHEMATHESIS_SEED=random scripts/walkthroughs.sh schemathesis     explore beyond CI's seed
@@ -23,10 +28,10 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
-PORTS=(9090 9091 9092 9093)
+PORTS=(9090 9091 9092 9093 9094)
 OUT="$ROOT/target/walkthroughs"
 mkdir -p "$OUT"
-if [ "$#" -eq 0 ]; then set -- swagger-ui newman schemathesis; fi
+if [ "$#" -eq 0 ]; then set -- swagger-ui newman schemathesis board; fi
 
 ensure_tool curl curl
 for port in "${PORTS[@]}"; do
@@ -101,7 +106,9 @@ run_schemathesis() {
         log "schemathesis on http://127.0.0.1:$port/openapi.json"
         local seed=(--seed "${OPD_SCHEMATHESIS_SEED:-20261122}")
         [ "${OPD_SCHEMATHESIS_SEED:-}" = random ] && seed=()
-        (cd "$OUT" && "$st" run "http://127.0.0.1:$port/openapi.json" --checks all \
+        # An event stream answers 200 and never ends: no generated request can finish there.
+        local endless=(--exclude-path /opd/board/events)
+        (cd "$OUT" && "$st" run "http://127.0.0.1:$port/openapi.json" --checks all "${endless[@]}" \
             --header "Authorization: Bearer $token" --max-examples "${OPD_SCHEMATHESIS_EXAMPLES:-100}" --no-color "${seed[@]}" \
             --report junit --report-junit-path "$OUT/schemathesis-$port.xml") || true
         counts="$(python3 -c 'import sys, xml.etree.ElementTree as ET
@@ -116,12 +123,25 @@ print(total - bad, bad)' "$OUT/schemathesis-$port.xml")"
     report schemathesis "$passed" "$failed"
 }
 
+run_board() {
+    ensure_tool chromium chromium
+    local venv counts
+    venv="$(ensure_venv)"
+    venv_install "websocket-client==${WEBSOCKET_CLIENT_VERSION}"
+    "$venv/bin/python" scripts/lib/board-browser.py --dev-sh "$ROOT/scripts/dev.sh" \
+        --token-command "$ROOT/scripts/dev.sh token" --screenshot "$OUT/board.png" \
+        | tee "$OUT/board.log" || true
+    counts="$(sed -n 's/^board: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$OUT/board.log")"
+    report board "${counts% *}" "${counts#* }"
+}
+
 for what in "$@"; do
     case "$what" in
         swagger-ui) run_swagger_ui ;;
         newman) run_newman ;;
         schemathesis) run_schemathesis ;;
-        *) die "unknown walkthrough '$what' (swagger-ui, newman, schemathesis)" ;;
+        board) run_board ;;
+        *) die "unknown walkthrough '$what' (swagger-ui, newman, schemathesis, board)" ;;
     esac
 done
 exit "$status"

@@ -9,6 +9,7 @@
 #                 take any request on opd.> and $SRV.> (another service's, in any queue group)
 #   inspection    may create (and so update) its own durable consumer, publish on a subject
 #                 only its consumer would read, publish into any inbox and ask opd.where
+#   board         may write any key of its bucket, and publish events
 #
 # Each widening must be caught by the test named beside it; the tests unrelated to permissions
 # (identity, TLS) must still pass. Run by scripts/test.sh after the cargo tests; needs what they
@@ -40,6 +41,7 @@ widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '      "patient.retry.inspection-patient-register"\n'
       '      "_INBOX.>"\n'
       '      "opd.where"')
+widen('"$KV.OPD_BOARD.visit.*", "$KV.OPD_BOARD.called.*"', '"$KV.OPD_BOARD.>", "patient.>"')
 open(path, "w").write(text)
 PY
 
@@ -68,6 +70,7 @@ expect a_service_beats_for_itself_only failed
 expect a_service_cannot_send_control_commands failed
 expect a_service_cannot_hear_another_services_control_commands failed
 expect a_service_pauses_its_own_consumer_only failed
+expect the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed

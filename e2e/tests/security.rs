@@ -251,6 +251,10 @@ async fn a_service_publishes_its_own_subjects_only() {
                 "audit.log",
                 "patient.retry.inspection-patient-register",
             ]);
+            // Release also sends patients home (`patient.discharge`); nobody else does.
+            if identity != "release" {
+                forbidden.push("patient.discharge");
+            }
             for subject in forbidden {
                 assert!(
                     !stored(&js, subject, &format!("{identity}-{subject}")).await,
@@ -267,6 +271,65 @@ async fn a_service_publishes_its_own_subjects_only() {
             "only its owner's message on {subject}"
         );
     }
+}
+
+#[tokio::test]
+async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them() {
+    let nats = server_with_stream().await;
+    let board = connect_as(&nats, "board").await;
+    // Its projection's writes: a visit and a stage's call.
+    assert!(stored(&board, "$KV.OPD_BOARD.visit.200", "board-visit").await);
+    assert!(stored(&board, "$KV.OPD_BOARD.called.inspection", "board-call").await);
+    // Nothing else: no event, no key of another shape in its bucket.
+    for subject in [
+        "patient.register",
+        "patient.treatment",
+        "patient.release",
+        "patient.discharge",
+        "patient.admission",
+        "$KV.OPD_BOARD.lease",
+        "$KV.OPD_BOARD.visit.200.extra",
+    ] {
+        assert!(
+            !stored(&board, subject, &format!("board-{subject}")).await,
+            "the board published {subject}"
+        );
+    }
+    // It may not change its bucket's stream, nor touch the patient stream's consumers.
+    assert!(board.delete_stream("KV_OPD_BOARD").await.is_err());
+    let bucket = board.get_stream("KV_OPD_BOARD").await.unwrap();
+    assert!(bucket.purge().await.is_err(), "the board purged its bucket");
+    let patients = board.get_stream("PATIENT").await.unwrap();
+    assert!(
+        patients
+            .consumer_info("inspection-patient-register")
+            .await
+            .is_err(),
+        "the board read inspection's consumer"
+    );
+    // No other service writes the board, or reads it.
+    join_all(SERVICES.iter().map(|&(identity, _, _)| {
+        let nats = nats.clone();
+        async move {
+            let js = connect_as(&nats, identity).await;
+            assert!(
+                !stored(&js, "$KV.OPD_BOARD.visit.201", &format!("{identity}-visit")).await,
+                "{identity} wrote to the board"
+            );
+            assert!(
+                js.get_stream("KV_OPD_BOARD").await.is_err(),
+                "{identity} read the board's bucket"
+            );
+        }
+    }))
+    .await;
+    let admin = connect_as(&nats, "admin").await;
+    let mut bucket = admin.get_stream("KV_OPD_BOARD").await.unwrap();
+    assert_eq!(
+        bucket.info().await.unwrap().state.messages,
+        2,
+        "the bucket holds the board's two writes only"
+    );
 }
 
 #[tokio::test]

@@ -41,7 +41,7 @@ import yaml
 
 KUBERNETES_VERSION = "1.32.0"
 OVERLAYS = ("dev", "production")
-SERVICES = {"registration": 9090, "inspection": 9091, "treatment": 9092, "release": 9093}
+SERVICES = {"registration": 9090, "inspection": 9091, "treatment": 9092, "release": 9093, "board": 9094}
 # The settings every service needs from its environment on Kubernetes.
 REQUIRED_SETTINGS = ("OPD_HTTP__PORT", "OPD_HTTP__SHUTDOWN_GRACE", "OPD_DATABASE__URL",
                      "OPD_DATABASE__PASSWORD_FILE", "OPD_NATS__SERVERS",

@@ -8,6 +8,8 @@ POSTGRES_MAJOR="15"
 CARGO_MACHETE_VERSION="0.9.1"
 CARGO_DENY_VERSION="0.20.2"
 SCHEMATHESIS_VERSION="4.32.5"
+# The DevTools protocol client of the board's browser walkthrough (scripts/lib/board-browser.py).
+WEBSOCKET_CLIENT_VERSION="1.9.0"
 PYYAML_VERSION="6.0.3"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -19,7 +21,7 @@ NEWMAN_VERSION="6.2.2"
 
 # The packages whose binaries make the platform. Builds name them, so that test support never
 # ends up in a service binary.
-SERVICE_PACKAGES="-p registration -p inspection -p treatment -p release"
+SERVICE_PACKAGES="-p registration -p inspection -p treatment -p release -p board"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }

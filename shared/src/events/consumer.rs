@@ -427,14 +427,7 @@ impl<H: EventHandler> Consumer<H> {
         stream_sequence: u64,
         reason: &str,
     ) -> Result<(), sqlx::Error> {
-        crate::events::dead_letters::park(
-            &self.pool,
-            &self.durable,
-            message,
-            stream_sequence,
-            reason,
-        )
-        .await
+        park(&self.pool, &self.durable, message, stream_sequence, reason).await
     }
 }
 
@@ -568,6 +561,50 @@ pub fn take_ready(
         }
     }
     None
+}
+
+/// Stores `message`, which consumer `durable` can never handle, with the reason, once per
+/// stream sequence. The caller acknowledges it only once this has succeeded.
+pub async fn park(
+    pool: &PgPool,
+    durable: &str,
+    message: &async_nats::jetstream::Message,
+    stream_sequence: u64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    let headers: serde_json::Map<String, serde_json::Value> = message
+        .headers
+        .iter()
+        .flat_map(|map| map.iter())
+        .map(|(name, values)| {
+            let values = values
+                .iter()
+                .map(|v| serde_json::Value::String(v.as_str().to_owned()))
+                .collect();
+            (name.to_string(), serde_json::Value::Array(values))
+        })
+        .collect();
+    let event_id = message
+        .headers
+        .as_ref()
+        .and_then(|map| map.get(crate::events::headers::ID))
+        .map(|value| value.as_str().to_owned());
+    sqlx::query!(
+        "insert into dead_letters
+                 (consumer, stream_sequence, subject, event_id, headers, payload, reason)
+             values ($1, $2, $3, $4, $5, $6, $7)
+             on conflict (consumer, stream_sequence) do nothing",
+        durable,
+        i64::try_from(stream_sequence).unwrap_or(i64::MAX),
+        message.subject.as_str(),
+        event_id,
+        serde_json::Value::Object(headers),
+        message.payload.as_ref(),
+        reason,
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 /// Sends a progress acknowledgement (`+WPI`) for each message every `period`, until dropped.

@@ -20,7 +20,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -327,48 +326,4 @@ async fn retry(state: &AppState, id: i64) -> Result<Retried, ApiError> {
 fn unavailable(reason: &str) -> ApiError {
     tracing::warn!(reason, "dead letter not handled again");
     ApiError::Unavailable("the database cannot handle the dead letter now; retry later".into())
-}
-
-/// Stores `message`, which consumer `durable` can never handle, with the reason, once per
-/// stream sequence. The caller acknowledges it only once this has succeeded.
-pub async fn park(
-    pool: &PgPool,
-    durable: &str,
-    message: &async_nats::jetstream::Message,
-    stream_sequence: u64,
-    reason: &str,
-) -> Result<(), sqlx::Error> {
-    let headers: serde_json::Map<String, serde_json::Value> = message
-        .headers
-        .iter()
-        .flat_map(|map| map.iter())
-        .map(|(name, values)| {
-            let values = values
-                .iter()
-                .map(|v| serde_json::Value::String(v.as_str().to_owned()))
-                .collect();
-            (name.to_string(), serde_json::Value::Array(values))
-        })
-        .collect();
-    let event_id = message
-        .headers
-        .as_ref()
-        .and_then(|map| map.get(crate::events::headers::ID))
-        .map(|value| value.as_str().to_owned());
-    sqlx::query!(
-        "insert into dead_letters
-                 (consumer, stream_sequence, subject, event_id, headers, payload, reason)
-             values ($1, $2, $3, $4, $5, $6, $7)
-             on conflict (consumer, stream_sequence) do nothing",
-        durable,
-        i64::try_from(stream_sequence).unwrap_or(i64::MAX),
-        message.subject.as_str(),
-        event_id,
-        serde_json::Value::Object(headers),
-        message.payload.as_ref(),
-        reason,
-    )
-    .execute(pool)
-    .await?;
-    Ok(())
 }

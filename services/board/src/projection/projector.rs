@@ -29,7 +29,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use opd_shared::events::consumer::{
-    Outcome, Retried, Undecodable, bind_durable, decode, pull_messages, take_ready,
+    Outcome, Retried, Undecodable, bind_durable, decode, park, pull_messages, take_ready,
 };
 use opd_shared::events::{
     BOARD_BUCKET, BOARD_DURABLE, Event, PatientAdmissionRequested, PatientDischarged,
@@ -321,15 +321,7 @@ impl Projector {
             .info()
             .map(|info| info.stream_sequence)
             .unwrap_or_default();
-        match opd_shared::events::dead_letters::park(
-            &self.pool,
-            self.durable,
-            message,
-            seq,
-            &reason,
-        )
-        .await
-        {
+        match park(&self.pool, self.durable, message, seq, &reason).await {
             Ok(()) => {
                 tracing::error!(seq, %reason, "message parked in dead_letters");
                 Outcome::Parked(reason)
