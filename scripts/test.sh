@@ -141,7 +141,7 @@ if [ -n "$walkthroughs" ]; then
     # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
     log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
     python3 scripts/lib/tutorial.py docs/tutorial.md || walked=1
-    scripts/walkthroughs.sh swagger-ui newman schemathesis || walked=1
+    scripts/walkthroughs.sh swagger-ui newman schemathesis board || walked=1
     [ "$walked" = 0 ] || { show_logs; die "a walkthrough failed (see above)"; }
 
     # Again on a busy platform: a fresh one where a thousand patients wait before the reader's.
@@ -151,7 +151,7 @@ if [ -n "$walkthroughs" ]; then
     OPD_TOKEN="$(opd_token registrar clinician --subject seed)" \
         python3 scripts/lib/seed-waiting.py 1000 || walked=1
     python3 scripts/lib/tutorial.py --busy docs/tutorial.md || walked=1
-    OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman || walked=1
+    OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman board || walked=1
     [ "$walked" = 0 ] || { show_logs; die "a walkthrough on the busy platform failed (see above)"; }
     log "walkthroughs took $((SECONDS - started)) s"
     scripts/dev.sh down >/dev/null 2>&1

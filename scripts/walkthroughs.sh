@@ -129,9 +129,9 @@ run_board() {
     venv="$(ensure_venv)"
     venv_install "websocket-client==${WEBSOCKET_CLIENT_VERSION}"
     "$venv/bin/python" scripts/lib/board-browser.py --dev-sh "$ROOT/scripts/dev.sh" \
-        --token-command "$ROOT/scripts/dev.sh token" --screenshot "$OUT/board.png" \
-        | tee "$OUT/board.log" || true
-    counts="$(sed -n 's/^board: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$OUT/board.log")"
+        --token-command "$ROOT/scripts/dev.sh token" --screenshot "$OUT/board${OPD_WALKTHROUGH_SUFFIX:-}.png" \
+        | tee "$OUT/board${OPD_WALKTHROUGH_SUFFIX:-}.log" || true
+    counts="$(sed -n 's/^board: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' "$OUT/board${OPD_WALKTHROUGH_SUFFIX:-}.log")"
     report board "${counts% *}" "${counts#* }"
 }
 

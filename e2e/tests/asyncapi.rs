@@ -7,9 +7,10 @@
 use std::collections::BTreeSet;
 
 use opd_shared::control::{self, Ack, Command};
+use board::projection::{Called, Visit};
 use opd_shared::events::{
-    Event, PatientAdmissionRequested, PatientRegistered, PatientReleaseRequested,
-    PatientSentForTreatment,
+    BOARD_BUCKET, Event, PatientAdmissionRequested, PatientDischarged, PatientRegistered,
+    PatientReleaseRequested, PatientSentForTreatment,
 };
 use opd_shared::micro::heartbeat::{self, Heartbeat};
 use opd_shared::micro::{Located, Question, WHERE_SUBJECT, patient_subject};
@@ -37,6 +38,9 @@ fn its_channels_are_exactly_the_subjects_the_services_use() {
         PatientSentForTreatment::SUBJECT.to_owned(),
         PatientReleaseRequested::SUBJECT.to_owned(),
         PatientAdmissionRequested::SUBJECT.to_owned(),
+        PatientDischarged::SUBJECT.to_owned(),
+        format!("$KV.{BOARD_BUCKET}.visit.{{patient}}"),
+        format!("$KV.{BOARD_BUCKET}.called.{{stage}}"),
         WHERE_SUBJECT.to_owned(),
         patient_subject("{service}"),
         heartbeat::subject("{service}", "{instance}"),
@@ -114,6 +118,9 @@ fn every_example_is_a_message_the_code_reads() {
     event_type::<PatientSentForTreatment>(&doc, "patientSentForTreatment");
     event_type::<PatientReleaseRequested>(&doc, "patientReleaseRequested");
     event_type::<PatientAdmissionRequested>(&doc, "patientAdmissionRequested");
+    event_type::<PatientDischarged>(&doc, "patientDischarged");
+    examples::<Visit>(&doc, "boardVisit");
+    examples::<Called>(&doc, "boardCall");
     examples::<Question>(&doc, "question");
     assert_eq!(examples::<Located>(&doc, "located").len(), 2);
     examples::<Heartbeat>(&doc, "heartbeat");

@@ -14,8 +14,9 @@ const ENVIRONMENT: &str = include_str!("../../postman/local.postman_environment.
 /// Requests of the error folder that call routes on purpose that do not exist.
 const DELIBERATELY_UNDOCUMENTED: [&str; 2] = ["No such route", "Wrong method"];
 
-/// The routes of the health checks, for orchestrators rather than for the walkthrough.
-const NOT_IN_THE_WALKTHROUGH: [&str; 2] = ["/healthz", "/readyz"];
+/// The routes of the health checks, for orchestrators rather than for the walkthrough, and the
+/// board's event stream, which never ends (the board's browser walkthrough follows it).
+const NOT_IN_THE_WALKTHROUGH: [&str; 3] = ["/healthz", "/readyz", "/opd/board/events"];
 
 struct Request {
     name: String,
@@ -105,6 +106,7 @@ fn service_of(base: &str) -> &'static Service {
         "inspection_url" => &inspection::SERVICE,
         "treatment_url" => &treatment::SERVICE,
         "release_url" => &release::SERVICE,
+        "board_url" => &board::SERVICE,
         other => panic!("the collection uses an unknown base URL variable {other}"),
     }
 }
@@ -124,6 +126,7 @@ fn every_collection_request_is_a_documented_operation_and_back() {
         &inspection::SERVICE,
         &treatment::SERVICE,
         &release::SERVICE,
+        &board::SERVICE,
     ];
     let mut exercised = BTreeSet::new();
     for request in &all {
@@ -227,7 +230,7 @@ fn the_environment_points_each_base_url_at_its_service_port() {
                 .is_some_and(|key| key.ends_with("_url"))
         })
         .collect();
-    assert_eq!(urls.len(), 4);
+    assert_eq!(urls.len(), 5);
     for value in urls {
         let key = value["key"].as_str().unwrap_or_default();
         let service = service_of(key);
@@ -246,6 +249,7 @@ fn every_post_documents_the_idempotency_key_header() {
         &inspection::SERVICE,
         &treatment::SERVICE,
         &release::SERVICE,
+        &board::SERVICE,
     ] {
         let document = serde_json::to_value(openapi(service)).unwrap_or_default();
         for (path, item) in document["paths"].as_object().into_iter().flatten() {
@@ -296,6 +300,7 @@ fn no_integer_bound_contradicts_its_format() {
         &inspection::SERVICE,
         &treatment::SERVICE,
         &release::SERVICE,
+        &board::SERVICE,
     ] {
         check(
             &serde_json::to_value(openapi(service)).unwrap_or_default(),
