@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use opd_shared::control::{self, Ack, Command};
 use board::projection::{Called, Visit};
+use opd_shared::control::{self, Ack, Command};
 use opd_shared::events::{
     BOARD_BUCKET, Event, PatientAdmissionRequested, PatientDischarged, PatientRegistered,
     PatientReleaseRequested, PatientSentForTreatment,

@@ -144,6 +144,11 @@ impl Board {
             .send_if_modified(|ready| !std::mem::replace(ready, true));
     }
 
+    /// The highest revision of the bucket this instance has seen.
+    pub fn revision(&self) -> u64 {
+        self.read().revision
+    }
+
     /// Changes from now on. Take it before reading the state, and skip what the state
     /// already held (revision at most the state's).
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {

@@ -2,6 +2,11 @@
 //! JetStream starts with the last value of each key), and checks the day every half minute.
 //! If the watch fails it is started again and goes over the bucket once more; the board
 //! skips what it has seen.
+//!
+//! An ordered consumer mends itself after a gap, inside the client, and a mend that keeps
+//! failing shows only in the log: so every [`STALL_CHECK`] the watcher also asks the bucket how
+//! far it is. A board that stayed behind a bucket that had moved on, through a whole check,
+//! starts its watch again (`alert="board-stalled"`).
 
 use std::time::Duration;
 
@@ -17,6 +22,9 @@ use crate::projection::Entry;
 
 /// How often the board checks whether a new day began.
 const DAY_CHECK: Duration = Duration::from_secs(30);
+
+/// How often the board compares what it has seen with the bucket's last revision.
+const STALL_CHECK: Duration = Duration::from_secs(5);
 
 /// Watches the bucket for `board` until `shutdown`.
 pub async fn run(board: Board, jetstream: jetstream::Context, shutdown: CancellationToken) {
@@ -53,11 +61,27 @@ async fn follow(
     let mut entries = bucket.watch_with_history(">").await?;
     backoff.reset();
     let mut day = tokio::time::interval(DAY_CHECK);
+    let mut stall = tokio::time::interval(STALL_CHECK);
+    // The board's revision at the last check, if the bucket was ahead of it then.
+    let mut behind_at: Option<u64> = None;
     loop {
         let entry = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             _ = day.tick() => {
                 board.check_day();
+                continue;
+            }
+            _ = stall.tick() => {
+                let last = bucket.stream.clone().info().await?.state.last_sequence;
+                let seen = board.revision();
+                if last <= seen {
+                    behind_at = None;
+                } else if behind_at == Some(seen) {
+                    tracing::error!(alert = "board-stalled", bucket = last, board = seen, "the board's watch stopped following its bucket; starting it again");
+                    anyhow::bail!("the watch stalled at revision {seen}, the bucket is at {last}");
+                } else {
+                    behind_at = Some(seen);
+                }
                 continue;
             }
             entry = entries.next() => entry,

@@ -165,3 +165,28 @@ async fn the_page_and_its_assets_are_served_from_the_service_under_a_strict_poli
         );
     }
 }
+
+#[tokio::test]
+async fn the_board_keeps_following_its_bucket_after_nats_restarts() {
+    // A server killed with its consumer's last acknowledgement not yet on disk delivers that
+    // message again, after ack_wait; the projection takes one message at a time, so the
+    // events behind it wait that long (30 s on the platform, 3 s here).
+    let app = TestApp::builder(&board::SERVICE)
+        .ack_wait(Duration::from_secs(3))
+        .spawn()
+        .await;
+    register(&app, 500, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+    let mut events = Events::open(&app, None).await;
+    assert_eq!(events.next().await.event, "snapshot");
+
+    app.nats.restart_all().await;
+    app.nats.wait_until_healthy().await;
+    register(&app, 501, 2).await;
+    board_shows(&app, expect((&[1, 2], None), (&[], None), (&[], None))).await;
+    // The open stream carried on too (or its browser reconnects: either way token 2 arrives).
+    assert_eq!(
+        events.next().await.data,
+        json!({"token": 2, "stage": "inspection"})
+    );
+}
