@@ -6,6 +6,9 @@
 #
 #   scripts/bench.sh                   everything, 10 s per point
 #   BENCH_DURATION=5 scripts/bench.sh  shorter points
+#   BENCH_PHASES=board scripts/bench.sh  some phases only (scripts/bench/bench.py lists them);
+#                                      board: 1,000 event streams on one board instance while
+#                                      patients register at 100/s for BENCH_BOARD_S (30) s
 #   BENCH_DURABLE=1 scripts/bench.sh   PostgreSQL flushing every commit to disk (fsync,
 #                                      synchronous_commit, full_page_writes), as a hospital
 #                                      runs it; the pgbench floors share the instance, so they
@@ -37,6 +40,8 @@ fi
 trap 'scripts/dev.sh clean >/dev/null 2>&1 || true' EXIT
 scripts/dev.sh clean >/dev/null 2>&1 || true
 scripts/dev.sh up >/dev/null
+# The board phase's many screens (opd-board-load).
+SQLX_OFFLINE=true cargo build --quiet --release -p opd-drills
 # The bearer token register.lua and view.lua send (and the seeding below, if any).
 OPD_TOKEN="$(scripts/dev.sh token registrar clinician --subject bench)"
 export OPD_TOKEN

@@ -145,7 +145,7 @@ def postgres_pids():
     return postmaster, children
 
 
-SERVICES = ["registration", "inspection", "treatment", "release"]
+SERVICES = ["registration", "inspection", "treatment", "release", "board"]
 NODES = ["nats-1", "nats-2", "nats-3"]
 
 
@@ -516,10 +516,52 @@ def report(results):
         print("one connection: " + ", ".join(
             f"{name} {r['throughput']:.0f}/s (p50 {r['p50_ms']} ms)"
             for name, r in results["single_connection"].items()))
+    if "board" in results:
+        b = results["board"]
+        print(f"board: {b['clients']} event streams on one instance, {b['offered_per_s']:.0f} "
+              f"registrations/s offered for {b['seconds']} s ({b['registered']} registered): "
+              f"answer to every screen p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, max "
+              f"{b['max_ms']} ms; lost {b['lost']}, repeated {b['repeated']}, streams broken "
+              f"{b['streams_broken']}; board RSS {b['rss_before_kb']} kB before, "
+              f"{b['rss_open_kb']} kB with the streams open ({b['kb_per_client']} kB per stream)")
+        print("  cores used meanwhile: " + ", ".join(f"{k} {v}" for k, v in b["cores_used"].items()))
     if "postgres_profile" in results:
         print("PostgreSQL execution time per registration, by statement (64-connection run):")
     for p in results.get("postgres_profile", []):
         print(f"  {p['ms_per_registration']:>7.4f} ms  {p['calls']:>7} calls  {p['database']:<17} {p['query']}")
+
+
+BOARD_S = int(os.environ.get("BENCH_BOARD_S", "30"))
+
+
+def board_phase(results, clients=1000, rate=100):
+    """One board instance with `clients` event streams open while patients register at `rate`
+    per second for BOARD_S seconds (opd-board-load): the time from each registration's answer
+    to its event at every screen, what any screen lost or got twice, the board's memory per
+    open stream, and the CPU each process used meanwhile."""
+    caught_up()
+    log(f"board: {clients} event streams, {rate} registrations/s for {BOARD_S} s")
+    import resource
+    cpu_before, tool_before = cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(ROOT / "target" / "release" / "opd-board-load"),
+         "--first-id", str(RUN_BASE + 8 * 10**9), "--clients", str(clients),
+         "--rate", str(rate), "--seconds", str(BOARD_S), "--board-pid", str(pid_of("board"))],
+        capture_output=True, text=True, timeout=BOARD_S + 300,
+        env=dict(os.environ, OPD_BENCH_TOKEN=os.environ["OPD_TOKEN"]))
+    elapsed = time.monotonic() - started
+    cpu_after, tool_after = cpu_seconds(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        raise SystemExit(f"opd-board-load printed nothing: {done.stderr[-2000:]}")
+    report = json.loads(lines[-1])
+    tool = (tool_after.ru_utime + tool_after.ru_stime) - (tool_before.ru_utime + tool_before.ru_stime)
+    report["cores_used"] = {k: round((cpu_after[k] - cpu_before[k]) / elapsed, 2) for k in cpu_before}
+    report["cores_used"]["opd-board-load"] = round(tool / elapsed, 2)
+    results["board"] = report
+    if done.returncode != 0:
+        log(f"board: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
 
 
 HOUSEKEEPING_S = int(os.environ.get("BENCH_HOUSEKEEPING_S", "300"))
@@ -581,7 +623,7 @@ def housekeeping_phase(results, rate=1000):
 
 
 PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench",
-          "housekeeping")
+          "board", "housekeeping")
 
 
 def main():
@@ -614,6 +656,8 @@ def main():
         single_connection_phase(results)
     if "pgbench" in chosen:
         pgbench_phase(results)
+    if "board" in chosen:
+        board_phase(results)
     # Last: it restarts two services with other settings.
     if "housekeeping" in chosen:
         housekeeping_phase(results)
