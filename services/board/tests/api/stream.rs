@@ -190,3 +190,25 @@ async fn the_board_keeps_following_its_bucket_after_nats_restarts() {
         json!({"token": 2, "stage": "inspection"})
     );
 }
+
+#[tokio::test]
+async fn the_board_shows_tokens_and_never_who_holds_them() {
+    let app = board().await;
+    // Ids that no token, revision or day could spell by chance.
+    register(&app, 987_654_321, 1).await;
+    register(&app, 918_273_645, 2).await;
+    inspect(&app, 987_654_321).await;
+    board_shows(&app, expect((&[2], Some(1)), (&[1], None), (&[], None))).await;
+    let state = app.get("/opd/board/state").await.text().await.unwrap();
+    let mut events = Events::open(&app, Some(0)).await;
+    let mut streamed = String::new();
+    while let Some(event) = events.quiet_for(Duration::from_millis(500)).await {
+        streamed.push_str(&event.data.to_string());
+    }
+    assert!(streamed.contains("\"token\":2"), "{streamed}");
+    for shown in [&state, &streamed] {
+        for id in ["987654321", "918273645"] {
+            assert!(!shown.contains(id), "a patient id on the board: {shown}");
+        }
+    }
+}
