@@ -15,12 +15,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::stream::{self, Stream, StreamExt};
 use opd_shared::http::problem::Problem;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 
-use crate::projection::{Entry, Stage};
-use crate::view::{Board, Change, Snapshot, today};
+use crate::view::{Board, Change, Snapshot, render};
 
 /// Server-sent events: a snapshot, then every change.
 #[utoipa::path(get, path = "/opd/board/events", tag = "board", operation_id = "board_events",
@@ -107,12 +105,12 @@ impl Live {
     async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
         loop {
             let event = match self.receiver.recv().await {
-                Ok(Change::Entry { revision, entry }) => {
+                Ok(Change::Entry { revision, event }) => {
                     if revision <= self.seen {
                         continue;
                     }
                     self.seen = revision;
-                    match render(revision, &entry) {
+                    match event {
                         Some(event) => event,
                         None => continue,
                     }
@@ -151,26 +149,4 @@ fn snapshot_event(snapshot: &Snapshot) -> Event {
         .event("snapshot")
         .id(snapshot.revision.to_string())
         .data(data)
-}
-
-/// A change as the screens see it: tokens and stages only, today's only.
-fn render(revision: u64, entry: &Entry) -> Option<Event> {
-    let today = today();
-    let (name, data) = match entry {
-        Entry::Visit(visit) if visit.day == today => (
-            "visit",
-            json!({"token": visit.token, "stage": visit.stage.as_str()}),
-        ),
-        Entry::Called(stage, called) if called.day == today => (
-            "called",
-            json!({"stage": Stage::as_str(*stage), "token": called.token}),
-        ),
-        _ => return None,
-    };
-    Some(
-        Event::default()
-            .event(name)
-            .id(revision.to_string())
-            .data(data.to_string()),
-    )
 }

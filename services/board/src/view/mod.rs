@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use axum::response::sse::Event;
 use chrono::{NaiveDate, Utc};
 use opd_shared::infra::config::BoardSettings;
 use serde::Serialize;
+use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
@@ -55,8 +57,9 @@ struct Held {
 /// A change, as the streams pass it on.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A key's new value, at `revision`.
-    Entry { revision: u64, entry: Entry },
+    /// A key's new value, at `revision`, as the screens' event (rendered once, for every
+    /// stream); `None` when it is not for today's board.
+    Entry { revision: u64, event: Option<Event> },
     /// Everything may have changed (a new day, a key removed): send a snapshot.
     Reset,
 }
@@ -168,15 +171,10 @@ impl Board {
         // and one that reads it after finds it there.
         match entry {
             Some(entry) => {
-                screen.entries.insert(
-                    key,
-                    Held {
-                        revision,
-                        entry: entry.clone(),
-                    },
-                );
+                let event = render(revision, &entry);
+                screen.entries.insert(key, Held { revision, entry });
                 // No stream open is no error.
-                let _ = self.inner.changes.send(Change::Entry { revision, entry });
+                let _ = self.inner.changes.send(Change::Entry { revision, event });
             }
             None => {
                 if screen.entries.remove(&key).is_some() {
@@ -271,4 +269,26 @@ impl Board {
 /// The day the board shows: tokens count per UTC day.
 pub fn today() -> NaiveDate {
     Utc::now().date_naive()
+}
+
+/// A change as the screens see it: tokens and stages only, today's only.
+pub fn render(revision: u64, entry: &Entry) -> Option<Event> {
+    let today = today();
+    let (name, data) = match entry {
+        Entry::Visit(visit) if visit.day == today => (
+            "visit",
+            json!({"token": visit.token, "stage": visit.stage.as_str()}),
+        ),
+        Entry::Called(stage, called) if called.day == today => (
+            "called",
+            json!({"stage": stage.as_str(), "token": called.token}),
+        ),
+        _ => return None,
+    };
+    Some(
+        Event::default()
+            .event(name)
+            .id(revision.to_string())
+            .data(data.to_string()),
+    )
 }
