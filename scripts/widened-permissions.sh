@@ -41,7 +41,7 @@ widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '      "patient.retry.inspection-patient-register"\n'
       '      "_INBOX.>"\n'
       '      "opd.where"')
-widen('"$KV.OPD_BOARD.visit.*", "$KV.OPD_BOARD.called.*"', '"$KV.OPD_BOARD.>", "patient.>"')
+widen('"$KV.OPD_BOARD.visit.*", "$JS.API.DIRECT.GET', '"$KV.OPD_BOARD.>", "patient.>", "$JS.API.DIRECT.GET')
 open(path, "w").write(text)
 PY
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use board::projection::{Called, Visit};
+use board::projection::Visit;
 use opd_shared::control::{self, Ack, Command};
 use opd_shared::events::{
     BOARD_BUCKET, Event, PatientAdmissionRequested, PatientDischarged, PatientRegistered,
@@ -40,7 +40,6 @@ fn its_channels_are_exactly_the_subjects_the_services_use() {
         PatientAdmissionRequested::SUBJECT.to_owned(),
         PatientDischarged::SUBJECT.to_owned(),
         format!("$KV.{BOARD_BUCKET}.visit.{{patient}}"),
-        format!("$KV.{BOARD_BUCKET}.called.{{stage}}"),
         WHERE_SUBJECT.to_owned(),
         patient_subject("{service}"),
         heartbeat::subject("{service}", "{instance}"),
@@ -120,7 +119,6 @@ fn every_example_is_a_message_the_code_reads() {
     event_type::<PatientAdmissionRequested>(&doc, "patientAdmissionRequested");
     event_type::<PatientDischarged>(&doc, "patientDischarged");
     examples::<Visit>(&doc, "boardVisit");
-    examples::<Called>(&doc, "boardCall");
     examples::<Question>(&doc, "question");
     assert_eq!(examples::<Located>(&doc, "located").len(), 2);
     examples::<Heartbeat>(&doc, "heartbeat");

@@ -184,13 +184,9 @@ fn every_subscription_is_a_durable_the_owner_creates() {
     let mut subscribed: Vec<Durable> = services
         .iter()
         .flat_map(|service| service.consumers.iter())
-        .map(|subscription| {
-            let owned = DURABLES.iter().find(|d| d.name == subscription.durable);
-            Durable {
-                name: subscription.durable,
-                subjects: subscription.subjects,
-                one_at_a_time: owned.is_some_and(|d| d.one_at_a_time),
-            }
+        .map(|subscription| Durable {
+            name: subscription.durable,
+            subjects: subscription.subjects,
         })
         .collect();
     subscribed.sort_by_key(|durable| durable.name);

@@ -277,9 +277,9 @@ async fn a_service_publishes_its_own_subjects_only() {
 async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them() {
     let nats = server_with_stream().await;
     let board = connect_as(&nats, "board").await;
-    // Its projection's writes: a visit and a stage's call.
+    // Its projection's writes: visits.
     assert!(stored(&board, "$KV.OPD_BOARD.visit.200", "board-visit").await);
-    assert!(stored(&board, "$KV.OPD_BOARD.called.inspection", "board-call").await);
+    assert!(stored(&board, "$KV.OPD_BOARD.visit.201", "board-visit-2").await);
     // Nothing else: no event, no key of another shape in its bucket.
     for subject in [
         "patient.register",
@@ -288,6 +288,7 @@ async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them
         "patient.discharge",
         "patient.admission",
         "$KV.OPD_BOARD.lease",
+        "$KV.OPD_BOARD.called.inspection",
         "$KV.OPD_BOARD.visit.200.extra",
     ] {
         assert!(
@@ -313,7 +314,7 @@ async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them
         async move {
             let js = connect_as(&nats, identity).await;
             assert!(
-                !stored(&js, "$KV.OPD_BOARD.visit.201", &format!("{identity}-visit")).await,
+                !stored(&js, "$KV.OPD_BOARD.visit.202", &format!("{identity}-visit")).await,
                 "{identity} wrote to the board"
             );
             assert!(
@@ -328,7 +329,7 @@ async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them
     assert_eq!(
         bucket.info().await.unwrap().state.messages,
         2,
-        "the bucket holds the board's two writes only"
+        "the bucket holds the board's two visits only"
     );
 }
 

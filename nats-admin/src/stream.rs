@@ -168,7 +168,6 @@ impl StreamSettings {
             ack_wait: self.ack_wait,
             deliver_policy: consumer::DeliverPolicy::All,
             max_deliver: -1,
-            max_ack_pending: if durable.one_at_a_time { 1 } else { 0 },
             ..Default::default()
         }
     }
@@ -240,13 +239,6 @@ fn consumer_drift(wanted: &pull::Config, live: &consumer::Config) -> Vec<String>
         ),
         ("ack_policy", dbg(&live.ack_policy), dbg(&wanted.ack_policy)),
         ("ack_wait", dbg(&live.ack_wait), dbg(&wanted.ack_wait)),
-        // The server fills in its own default where none is asked for: only "one at a time"
-        // is a decision.
-        (
-            "one at a time (max_ack_pending 1)",
-            dbg(&(live.max_ack_pending == 1)),
-            dbg(&(wanted.max_ack_pending == 1)),
-        ),
         (
             "max_deliver",
             dbg(&live.max_deliver),
@@ -370,23 +362,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_boards_consumer_hands_out_one_message_at_a_time_and_the_others_batches() {
+    fn a_consumer_of_one_subject_filters_on_it_and_the_boards_on_its_five() {
         let settings = StreamSettings::default();
         let board = settings.consumer_config(&opd_shared::events::BOARD_DURABLE);
-        assert_eq!(board.max_ack_pending, 1);
         assert!(board.filter_subject.is_empty());
         assert_eq!(
             board.filter_subjects.len(),
             opd_shared::events::BOARD_DURABLE.subjects.len()
         );
-        for durable in DURABLES.iter().filter(|durable| !durable.one_at_a_time) {
+        for durable in DURABLES
+            .iter()
+            .filter(|durable| durable.subjects.len() == 1)
+        {
             let config = settings.consumer_config(durable);
-            assert_eq!(
-                config.max_ack_pending, 0,
-                "{}: the server's default",
-                durable.name
-            );
             assert_eq!(config.filter_subject, durable.subjects[0]);
+            assert!(config.filter_subjects.is_empty());
         }
     }
 

@@ -44,10 +44,6 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
 pub struct Durable {
     pub name: &'static str,
     pub subjects: &'static [&'static str],
-    /// One message out at a time (`max_ack_pending` 1): the consumer sees the stream's order,
-    /// and no two replicas ever hold messages at once. For a consumer whose effects depend on
-    /// the ones before (the board's projection); the others take batches.
-    pub one_at_a_time: bool,
 }
 
 /// The consumer of the waiting-room board's projection: every event that moves a patient
@@ -61,7 +57,6 @@ pub const BOARD_DURABLE: Durable = Durable {
         PatientDischarged::SUBJECT,
         PatientAdmissionRequested::SUBJECT,
     ],
-    one_at_a_time: true,
 };
 
 /// The key-value bucket where the board's projection keeps the state of the waiting room: one
@@ -73,21 +68,18 @@ pub const BOARD_BUCKET: &str = "OPD_BOARD";
 pub const INSPECTION_DURABLE: Durable = Durable {
     name: "inspection-patient-register",
     subjects: &[PatientRegistered::SUBJECT],
-    one_at_a_time: false,
 };
 
 /// Treatment's: the patients inspection sent for treatment.
 pub const TREATMENT_DURABLE: Durable = Durable {
     name: "treatment-patient-treatment",
     subjects: &[PatientSentForTreatment::SUBJECT],
-    one_at_a_time: false,
 };
 
 /// Release's: the patients treatment asked to release.
 pub const RELEASE_DURABLE: Durable = Durable {
     name: "release-patient-release",
     subjects: &[PatientReleaseRequested::SUBJECT],
-    one_at_a_time: false,
 };
 
 /// Every durable consumer of the platform: one per service's [`crate::service::Subscription`]

@@ -1,30 +1,24 @@
 //! The projection's consumer: reads the patient stream through the durable consumer
-//! [`BOARD_DURABLE`] (its subjects in the stream's order), folds each batch into the
-//! [`Projection`] and writes the keys it changed to the bucket, then acknowledges.
+//! [`BOARD_DURABLE`] (its five subjects), merges each batch's events into their patients'
+//! visits in the bucket, then acknowledges.
 //!
-//! Each replica of the board runs a projector, and the projection's decisions depend on what
-//! came before, so no two may work at once on stale knowledge:
-//! - the durable hands out one message at a time ([`Durable::one_at_a_time`]): replicas take
-//!   turns, never overlap;
-//! - a projector that sees a gap in the consumer's delivery sequence knows another replica
-//!   took a turn meanwhile, and reads the bucket again before it applies anything;
-//! - each write names the revision it replaces (`Nats-Expected-Last-Subject-Sequence`), so a
-//!   projector that stalled past `ack_wait` (its message went to another) cannot overwrite a
-//!   newer value: its write is refused, it reads the bucket again and the message comes back.
-//!
-//! Nothing is acknowledged before the bucket has taken its writes, so nothing is lost; a
-//! redelivered event finds its sequence in the values it wrote and changes nothing.
-//!
-//! [`Durable::one_at_a_time`]: opd_shared::events::Durable::one_at_a_time
+//! Merging is commutative and idempotent ([`super::Visit::merge`]), so the consumer takes
+//! batches like any other, and replicas share it freely. What must not happen is two merges of
+//! the same visit overwriting each other: each write names the revision it read
+//! (`Nats-Expected-Last-Subject-Sequence`), and a refused write reads the visit again and
+//! merges again. Nothing is acknowledged before the bucket has taken the batch's writes, so
+//! nothing is lost; an event merged before finds its sequence in the visit and writes nothing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, AckKind, consumer::pull, kv};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, join_all};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
@@ -43,9 +37,8 @@ use opd_shared::infra::nats::StreamNeed;
 use opd_shared::infra::retry::{Backoff, sleep_or_cancel};
 use opd_shared::service::CustomConsumer;
 
-use super::{Applied, Change, Entry, Projection, Stage};
+use super::{Change, Stage, Visit, visit_key};
 
-/// How the board service runs its consumer ([`opd_shared::service::Subscription::custom`]).
 pub const CONSUMER: CustomConsumer = CustomConsumer {
     start,
     retry: retry_dead_letter,
@@ -73,22 +66,22 @@ pub struct Projector {
     metrics: Arc<Metrics>,
 }
 
-/// Why a batch was not projected: the bucket refused or lost a write, or could not be read.
+/// Why a batch was not projected: the bucket could not be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {reason}")]
-struct Failed {
+pub struct Failed {
     what: String,
     reason: String,
 }
 
-/// A projector bound to the durable, with the board as it knows it.
-struct Session {
-    bucket: kv::Store,
-    projection: Projection,
-    /// The consumer's delivery sequence of the last message this projector took: the next
-    /// one must follow it, or another replica took a turn in between.
-    last_delivery: Option<u64>,
-}
+/// One visit's part of a batch: the messages' positions, and their changes with their stream
+/// sequences.
+type Merge = (Vec<usize>, Vec<(u64, Change)>);
+
+/// How often a merge reads the visit again after another projector wrote it first. Each
+/// refusal means another merge got through, so all of them end; the bound only turns a
+/// runaway into an error (the batch then comes back).
+const RACES: u64 = 100;
 
 impl Projector {
     pub fn new(durable: &'static str, infra: &Infra) -> Self {
@@ -108,7 +101,7 @@ impl Projector {
         let mut backoff = Backoff::from_settings(self.settings.retry);
         while !shutdown.is_cancelled() {
             self.states.set(self.durable, ConsumerState::Binding);
-            let (mut session, mut messages) = match self.start().await {
+            let (bucket, mut messages) = match self.start().await {
                 Ok(started) => started,
                 Err(error) => {
                     let delay = backoff.next_delay();
@@ -119,10 +112,7 @@ impl Projector {
             };
             self.states.set(self.durable, ConsumerState::Consuming);
             backoff.reset();
-            tracing::info!(
-                keys = session.projection.len(),
-                "projecting the patient stream"
-            );
+            tracing::info!("projecting the patient stream");
             loop {
                 let next = tokio::select! {
                     () = shutdown.cancelled() => break,
@@ -133,10 +123,9 @@ impl Projector {
                         let mut batch = vec![first];
                         let failure =
                             take_ready(&mut messages, &mut batch, self.settings.batch_size);
-                        if let Err(error) = self.project(&mut session, batch).await {
-                            // The projection in memory may now differ from the bucket: read
-                            // it again, and the batch comes back.
-                            tracing::warn!(%error, "batch not projected; reading the board again");
+                        if let Err(error) = self.project(&bucket, batch).await {
+                            // The batch comes back.
+                            tracing::warn!(%error, "batch not projected; binding again");
                             sleep_or_cancel(backoff.next_delay(), &shutdown).await;
                             break;
                         }
@@ -155,8 +144,8 @@ impl Projector {
         tracing::info!("projection stopped");
     }
 
-    /// Binds the durable, reads the bucket into a projection, and starts pulling.
-    async fn start(&self) -> anyhow::Result<(Session, pull::Stream)> {
+    /// Binds the durable, opens the bucket, and starts pulling.
+    async fn start(&self) -> anyhow::Result<(kv::Store, pull::Stream)> {
         let consumer = bind_durable(
             &self.jetstream,
             &self.stream,
@@ -166,88 +155,71 @@ impl Projector {
             &self.states,
         )
         .await?;
-        let live = &consumer.cached_info().config;
-        if live.max_ack_pending != 1 {
-            // Replicas could then hold messages at once, each deciding on what it last knew.
-            opd_shared::infra::nats::report_drift(
-                "consumer-drift",
-                self.durable,
-                &[format!(
-                    "max_ack_pending: live {}, expected 1 (one message at a time)",
-                    live.max_ack_pending
-                )],
-            );
-        }
-        let bucket = self.jetstream.get_key_value(BOARD_BUCKET).await.map_err(|error| {
-            anyhow::anyhow!(
-                "bucket {BOARD_BUCKET} is not available ({error}); the stream's owner creates it \
-                 with `opd-nats stream`"
-            )
-        })?;
-        let projection = read_bucket(&bucket).await?;
+        let bucket = self
+            .jetstream
+            .get_key_value(BOARD_BUCKET)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "bucket {BOARD_BUCKET} is not available ({error}); the stream's owner \
+                     creates it with `opd-nats stream`"
+                )
+            })?;
         let messages = pull_messages(&consumer, self.settings.batch_size).await?;
-        let session = Session {
-            bucket,
-            projection,
-            last_delivery: None,
-        };
-        Ok((session, messages))
+        Ok((bucket, messages))
     }
 
-    /// Folds `batch` into `projection`, writes what changed, parks what can never apply, then
-    /// acknowledges. An error means nothing was acknowledged and the batch comes back.
+    /// Merges `batch` into the visits it concerns (each visit read once, written once), parks
+    /// what can never apply, then acknowledges. An error means nothing was acknowledged and
+    /// the batch comes back.
     async fn project(
         &self,
-        session: &mut Session,
+        bucket: &kv::Store,
         batch: Vec<jetstream::Message>,
     ) -> Result<(), Failed> {
         let started = Instant::now();
         let mut outcomes = Vec::with_capacity(batch.len());
-        for message in &batch {
+        let mut by_visit: HashMap<i64, Merge> = HashMap::new();
+        for (position, message) in batch.iter().enumerate() {
             let Ok(info) = message.info() else {
                 outcomes.push((Outcome::Ignored, None));
                 continue;
             };
-            let follows = session
-                .last_delivery
-                .is_none_or(|last| info.consumer_sequence == last + 1);
-            if !follows {
-                tracing::info!("another replica took a turn; reading the board again");
-                if let Err(error) = self.write(session).await {
-                    nak_all(&batch).await;
-                    return Err(error);
-                }
-                session.projection = match read_bucket(&session.bucket).await {
-                    Ok(projection) => projection,
-                    Err(error) => {
-                        nak_all(&batch).await;
-                        return Err(Failed {
-                            what: "reading the board".into(),
-                            reason: error.to_string(),
-                        });
-                    }
-                };
-            }
-            session.last_delivery = Some(info.consumer_sequence);
-            let seq = info.stream_sequence;
             outcomes.push(match change_of(message) {
-                Ok((time, change)) => match session.projection.apply(seq, change) {
-                    Applied::Changed(_) => (Outcome::Applied, Some(time)),
-                    Applied::Unchanged(reason) => {
-                        tracing::debug!(seq, reason, "event changes nothing on the board");
-                        (Outcome::Duplicate, None)
-                    }
-                },
+                Ok((time, change)) => {
+                    let (positions, changes) = by_visit.entry(change.patient()).or_default();
+                    positions.push(position);
+                    changes.push((info.stream_sequence, change));
+                    (Outcome::Duplicate, Some(time))
+                }
                 Err(Undecodable::Malformed(reason)) => (Outcome::Parked(reason), None),
                 Err(Undecodable::Foreign(reason)) => {
-                    tracing::error!(alert = "foreign-event", seq, %reason, "an event not from its subject's producer; parking it");
+                    tracing::error!(alert = "foreign-event", seq = info.stream_sequence, %reason, "an event not from its subject's producer; parking it");
                     (Outcome::Parked(reason), None)
                 }
             });
         }
-        if let Err(failed) = self.write(session).await {
-            nak_all(&batch).await;
-            return Err(failed);
+        let merged = join_all(by_visit.into_iter().map(
+            |(patient, (positions, changes))| async move {
+                let changed = merge_into(&self.jetstream, bucket, patient, &changes).await?;
+                Ok::<_, Failed>(positions.into_iter().zip(changed))
+            },
+        ))
+        .await;
+        for result in merged {
+            match result {
+                Ok(changed) => {
+                    for (position, changed) in changed {
+                        if changed {
+                            outcomes[position].0 = Outcome::Applied;
+                        }
+                    }
+                }
+                Err(failed) => {
+                    nak_all(&batch).await;
+                    return Err(failed);
+                }
+            }
         }
         let mut handled = Vec::with_capacity(batch.len());
         let mut redelivered = 0;
@@ -264,55 +236,17 @@ impl Projector {
                 Outcome::Ignored => {}
                 _ => {
                     if let Err(error) = message.ack().await {
-                        // Written: a redelivery finds its sequence in the bucket.
+                        // Merged: a redelivery finds its sequence in the visit.
                         tracing::warn!(%error, "acknowledgement not sent");
                     }
                 }
             }
+            let time = time.filter(|_| outcome == Outcome::Applied);
             handled.push((outcome.label(), time));
         }
         self.metrics
             .batch_consumed(self.durable, &handled, redelivered, started.elapsed());
         Ok(())
-    }
-
-    /// Writes every changed key, all at once, each on condition of the revision it replaces;
-    /// waits for every acknowledgement.
-    async fn write(&self, session: &mut Session) -> Result<(), Failed> {
-        let bucket = &session.bucket;
-        let prefix = bucket.put_prefix.as_deref().unwrap_or(&bucket.prefix);
-        let mut pending = Vec::new();
-        for write in session.projection.writes() {
-            let failed = |reason: String| Failed {
-                what: format!("writing {} to the board", write.key),
-                reason,
-            };
-            let payload = write.entry.to_json().map_err(|e| failed(e.to_string()))?;
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                write.expected.to_string().as_str(),
-            );
-            let ack = self
-                .jetstream
-                .publish_with_headers(format!("{prefix}{}", write.key), headers, payload)
-                .await
-                .map_err(|e| failed(e.to_string()))?;
-            pending.push((write.key, ack));
-        }
-        let mut failure = None;
-        for (key, ack) in pending {
-            match ack.await {
-                Ok(ack) => session.projection.written(&key, ack.sequence),
-                Err(error) => {
-                    failure.get_or_insert(Failed {
-                        what: format!("writing {key} to the board"),
-                        reason: error.to_string(),
-                    });
-                }
-            }
-        }
-        failure.map_or(Ok(()), Err)
     }
 
     /// Stores a message that can never apply in `dead_letters`; if that fails, it is retried.
@@ -331,26 +265,69 @@ impl Projector {
     }
 }
 
-/// Reads every key of the bucket, with its revision.
-async fn read_bucket(bucket: &kv::Store) -> anyhow::Result<Projection> {
-    let mut projection = Projection::default();
-    let held = bucket.stream.clone().info().await?.state.messages;
-    if held == 0 {
-        return Ok(projection);
-    }
-    let mut entries = bucket.watch_with_history(">").await?;
-    while let Some(entry) = entries.next().await {
-        let entry = entry?;
-        if entry.operation == kv::Operation::Put
-            && let Some(value) = Entry::parse(&entry.key, &entry.value)
+/// Merges `changes` (each with its stream sequence) into `patient`'s visit in `bucket`: reads
+/// it, merges, and writes it on condition that nobody wrote it meanwhile, again until that
+/// holds. Returns, for each change, whether it changed the visit (false: merged before).
+pub async fn merge_into(
+    jetstream: &jetstream::Context,
+    bucket: &kv::Store,
+    patient: i64,
+    changes: &[(u64, Change)],
+) -> Result<Vec<bool>, Failed> {
+    let key = visit_key(patient);
+    let failed = |reason: String| Failed {
+        what: format!("merging into {key}"),
+        reason,
+    };
+    let subject = format!(
+        "{}{key}",
+        bucket.put_prefix.as_deref().unwrap_or(&bucket.prefix)
+    );
+    for race in 0..RACES {
+        if race > 0 {
+            // Lets the writer that won go first.
+            tokio::time::sleep(Duration::from_millis(race.min(20))).await;
+        }
+        let (mut visit, revision) = match bucket.entry(key.as_str()).await {
+            Ok(Some(entry)) if entry.operation == kv::Operation::Put => (
+                Visit::parse(&key, &entry.value).unwrap_or_else(|| {
+                    tracing::warn!(%key, "a visit this version cannot read; merging over it");
+                    Visit::default()
+                }),
+                entry.revision,
+            ),
+            Ok(Some(entry)) => (Visit::default(), entry.revision),
+            Ok(None) => (Visit::default(), 0),
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        let changed: Vec<bool> = changes
+            .iter()
+            .map(|(seq, change)| visit.merge(*seq, *change))
+            .collect();
+        if !changed.contains(&true) {
+            return Ok(changed);
+        }
+        let payload = visit.to_json().map_err(|e| failed(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            revision.to_string().as_str(),
+        );
+        let written = match jetstream
+            .publish_with_headers(subject.clone(), headers, payload)
+            .await
         {
-            projection.load(entry.key.clone(), entry.revision, value);
-        }
-        if entry.delta == 0 {
-            break;
+            Ok(ack) => ack.await,
+            Err(error) => return Err(failed(error.to_string())),
+        };
+        match written {
+            Ok(_) => return Ok(changed),
+            // Another projector wrote it first: read its value and merge again.
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => continue,
+            Err(error) => return Err(failed(error.to_string())),
         }
     }
-    Ok(projection)
+    Err(failed(format!("written by others {RACES} times in a row")))
 }
 
 async fn nak_all(batch: &[jetstream::Message]) {

@@ -4,182 +4,127 @@ fn day() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 12, 3).unwrap_or_default()
 }
 
-fn registered(patient: i64, token: i64) -> Change {
+fn registered(token: i64) -> Change {
     Change::Registered {
-        patient,
+        patient: 200,
         token,
         day: day(),
     }
 }
 
-/// Applies, then pretends the bucket took every write (revision = the stream sequence).
-fn apply_and_write(projection: &mut Projection, seq: u64, change: Change) -> Applied {
-    let applied = projection.apply(seq, change);
-    for write in projection.writes() {
-        projection.written(&write.key, seq);
+fn left(from: Stage) -> Change {
+    Change::Left { patient: 200, from }
+}
+
+/// The events of one visit: registered (7), inspected (9), treated (12), discharged (15).
+fn journey() -> Vec<(u64, Change)> {
+    vec![
+        (7, registered(12)),
+        (9, left(Stage::Inspection)),
+        (12, left(Stage::Treatment)),
+        (15, left(Stage::Release)),
+    ]
+}
+
+fn merged(events: &[(u64, Change)]) -> Visit {
+    let mut visit = Visit::default();
+    for (seq, change) in events {
+        visit.merge(*seq, *change);
     }
-    applied
+    visit
 }
 
 #[test]
-fn a_registration_puts_the_token_in_the_inspection_queue() {
-    let mut projection = Projection::default();
-    let applied = projection.apply(7, registered(200, 12));
-    assert_eq!(applied, Applied::Changed(vec!["visit.200".into()]));
+fn a_visit_moves_through_the_queues_and_each_departure_is_a_call() {
+    let events = journey();
+    let stages: Vec<Option<Stage>> = (0..=events.len())
+        .map(|n| merged(&events[..n]).stage())
+        .collect();
     assert_eq!(
-        projection.writes(),
-        vec![Write {
-            key: "visit.200".into(),
-            entry: Entry::Visit(Visit {
-                day: day(),
-                token: 12,
-                stage: Stage::Inspection,
-                seq: 7
-            }),
-            expected: 0,
-        }]
+        stages,
+        [
+            None,
+            Some(Stage::Inspection),
+            Some(Stage::Treatment),
+            Some(Stage::Release),
+            Some(Stage::Left)
+        ]
+    );
+    let visit = merged(&events);
+    assert_eq!(visit.token, 12);
+    assert_eq!(visit.left_at(Stage::Inspection), Some(9));
+    assert_eq!(visit.left_at(Stage::Release), Some(15));
+    assert_eq!(
+        merged(&events[..3]).joined(),
+        12,
+        "joined release's queue when treated"
     );
 }
 
 #[test]
-fn leaving_a_queue_moves_the_visit_on_and_calls_its_token() {
-    let mut projection = Projection::default();
-    apply_and_write(&mut projection, 7, registered(200, 12));
-    let applied = projection.apply(
-        9,
-        Change::Left {
-            patient: 200,
-            from: Stage::Inspection,
-        },
-    );
-    assert_eq!(
-        applied,
-        Applied::Changed(vec!["visit.200".into(), "called.inspection".into()])
-    );
-    let writes = projection.writes();
-    assert_eq!(writes.len(), 2);
-    assert_eq!(
-        writes[0].entry,
-        Entry::Called(
-            Stage::Inspection,
-            Called {
-                day: day(),
-                token: 12,
-                seq: 9
+fn any_order_and_any_repeat_end_in_the_same_visit() {
+    let events = journey();
+    let expected = merged(&events);
+    // Every order of the four events (24), each with every event twice.
+    let mut orders: Vec<Vec<usize>> = vec![vec![]];
+    for _ in 0..events.len() {
+        let mut longer = Vec::new();
+        for order in &orders {
+            for i in (0..events.len()).filter(|i| !order.contains(i)) {
+                longer.push([order.clone(), vec![i]].concat());
             }
-        )
-    );
-    assert_eq!(
-        writes[1],
-        Write {
-            key: "visit.200".into(),
-            entry: Entry::Visit(Visit {
-                day: day(),
-                token: 12,
-                stage: Stage::Treatment,
-                seq: 9
-            }),
-            expected: 7,
-        },
-        "written only if the bucket still holds the registration's revision"
-    );
-}
-
-#[test]
-fn a_redelivered_event_changes_nothing() {
-    let mut projection = Projection::default();
-    apply_and_write(&mut projection, 7, registered(200, 12));
-    let left = Change::Left {
-        patient: 200,
-        from: Stage::Inspection,
-    };
-    apply_and_write(&mut projection, 9, left);
-    assert_eq!(
-        projection.apply(7, registered(200, 12)),
-        Applied::Unchanged("applied before")
-    );
-    assert_eq!(
-        projection.apply(9, left),
-        Applied::Unchanged("applied before")
-    );
-    assert!(projection.writes().is_empty());
-}
-
-#[test]
-fn an_event_redelivered_after_half_its_writes_writes_the_other_half() {
-    let mut projection = Projection::default();
-    apply_and_write(&mut projection, 7, registered(200, 12));
-    let left = Change::Left {
-        patient: 200,
-        from: Stage::Inspection,
-    };
-    projection.apply(9, left);
-    // The visit's write was taken, the call's was not (the process died in between).
-    projection.written("visit.200", 10);
-    let mut reloaded = Projection::default();
-    for write in projection.writes() {
-        assert_eq!(write.key, "called.inspection");
+        }
+        orders = longer;
     }
-    if let Some(Stored { entry, revision }) = projection.entries.get("visit.200").cloned() {
-        reloaded.load("visit.200".into(), revision, entry);
+    assert_eq!(orders.len(), 24);
+    for order in orders {
+        let mut visit = Visit::default();
+        for i in order.iter().chain(order.iter()) {
+            visit.merge(events[*i].0, events[*i].1);
+        }
+        assert_eq!(visit, expected, "order {order:?}");
     }
-    assert_eq!(
-        reloaded.apply(9, left),
-        Applied::Changed(vec!["called.inspection".into()])
-    );
 }
 
 #[test]
-fn a_visit_the_board_never_saw_or_in_another_queue_is_left_alone() {
-    let mut projection = Projection::default();
-    let left = |from| Change::Left { patient: 200, from };
-    assert_eq!(
-        projection.apply(3, left(Stage::Inspection)),
-        Applied::Unchanged("the visit is not on the board")
-    );
-    apply_and_write(&mut projection, 7, registered(200, 12));
-    assert_eq!(
-        projection.apply(8, left(Stage::Treatment)),
-        Applied::Unchanged("the visit is not waiting for that stage")
-    );
-    assert!(projection.writes().is_empty());
+fn an_event_merged_before_changes_nothing() {
+    let mut visit = merged(&journey());
+    for (seq, change) in journey() {
+        assert!(
+            !visit.merge(seq, change),
+            "{change:?} changed the visit again"
+        );
+    }
 }
 
 #[test]
-fn a_new_visit_of_the_same_patient_replaces_the_old_one() {
-    let mut projection = Projection::default();
-    apply_and_write(&mut projection, 7, registered(200, 12));
+fn a_new_visit_starts_over_and_the_old_departures_do_not_count() {
+    let mut visit = merged(&journey());
+    assert!(visit.merge(20, registered(31)));
+    assert_eq!(visit.stage(), Some(Stage::Inspection));
+    assert_eq!(visit.token, 31);
     assert_eq!(
-        apply_and_write(&mut projection, 20, registered(200, 31)),
-        Applied::Changed(vec!["visit.200".into()])
+        visit.left_at(Stage::Inspection),
+        None,
+        "that was the first visit's"
     );
-    assert_eq!(
-        projection.visit("visit.200").map(|visit| visit.token),
-        Some(31)
-    );
+    assert_eq!(visit.joined(), 20);
+}
+
+#[test]
+fn departures_before_the_registration_wait_for_it() {
+    let mut visit = Visit::default();
+    visit.merge(9, left(Stage::Inspection));
+    assert_eq!(visit.stage(), None, "no token yet: not on the board");
+    visit.merge(7, registered(12));
+    assert_eq!(visit.stage(), Some(Stage::Treatment));
 }
 
 #[test]
 fn values_read_back_as_they_were_written() -> Result<(), serde_json::Error> {
-    let visit = Entry::Visit(Visit {
-        day: day(),
-        token: 12,
-        stage: Stage::Release,
-        seq: 9,
-    });
-    assert_eq!(Entry::parse("visit.200", &visit.to_json()?), Some(visit));
-    let called = Entry::Called(
-        Stage::Treatment,
-        Called {
-            day: day(),
-            token: 4,
-            seq: 11,
-        },
-    );
-    assert_eq!(
-        Entry::parse("called.treatment", &called.to_json()?),
-        Some(called)
-    );
-    assert_eq!(Entry::parse("called.lunch", b"{}"), None);
+    let visit = merged(&journey()[..2]);
+    assert_eq!(Visit::parse("visit.200", &visit.to_json()?), Some(visit));
+    assert_eq!(Visit::parse("lease", b"{}"), None);
+    assert_eq!(Visit::parse("visit.200", b"not json"), None);
     Ok(())
 }

@@ -18,7 +18,7 @@ use opd_shared::http::problem::Problem;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{OwnedSemaphorePermit, broadcast};
 
-use crate::view::{Board, Change, Snapshot, render};
+use crate::view::{Board, Change, Snapshot};
 
 /// Server-sent events: a snapshot, then every change.
 #[utoipa::path(get, path = "/opd/board/events", tag = "board", operation_id = "board_events",
@@ -90,7 +90,8 @@ fn changes(
         },
         Live::next,
     );
-    stream::iter(std::iter::once(retry).chain(opening).map(Ok)).chain(live)
+    stream::iter(std::iter::once(retry).chain(opening).map(Ok))
+        .chain(live.flat_map(|events| stream::iter(events.into_iter().map(Ok))))
 }
 
 struct Live {
@@ -102,40 +103,34 @@ struct Live {
 }
 
 impl Live {
-    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+    /// The next change's events for this screen.
+    async fn next(mut self) -> Option<(Vec<Event>, Self)> {
         loop {
-            let event = match self.receiver.recv().await {
-                Ok(Change::Entry { revision, event }) => {
+            let events = match self.receiver.recv().await {
+                Ok(Change::Events { revision, events }) => {
                     if revision <= self.seen {
                         continue;
                     }
                     self.seen = revision;
-                    match event {
-                        Some(event) => event,
-                        None => continue,
-                    }
+                    events
                 }
                 // Fallen behind, or everything changed: start the screen over.
                 Ok(Change::Reset) | Err(RecvError::Lagged(_)) => {
                     let snapshot = self.board.snapshot();
                     self.seen = snapshot.revision;
-                    snapshot_event(&snapshot)
+                    vec![snapshot_event(&snapshot)]
                 }
                 Err(RecvError::Closed) => return None,
             };
-            return Some((Ok(event), self));
+            return Some((events, self));
         }
     }
 }
 
 /// What a stream opens with, and the revision it brings the screen to.
 fn opening(board: &Board, last_seen: Option<u64>) -> (Vec<Event>, u64) {
-    if let Some((changes, revision)) = last_seen.and_then(|seen| board.since(seen)) {
-        let events = changes
-            .iter()
-            .filter_map(|(revision, entry)| render(*revision, entry))
-            .collect();
-        return (events, revision);
+    if let Some(since) = last_seen.and_then(|seen| board.since(seen)) {
+        return since;
     }
     let snapshot = board.snapshot();
     let revision = snapshot.revision;

@@ -1,10 +1,12 @@
-//! What the board's screens show, held in memory by each board instance: every key of the
-//! bucket as its watcher ([`watcher`]) last saw it, and the changes as they come, for the
-//! server-sent-event streams ([`crate::routes::events`]) to pass on.
+//! What the board's screens show, held in memory by each board instance: every visit of the
+//! bucket as its watcher ([`watcher`]) last saw it, the token each desk called last (the
+//! latest departure from its queue, read off the visits), and the changes as they come, for
+//! the server-sent-event streams ([`crate::routes::events`]) to pass on.
 //!
 //! Every change carries the bucket's revision; a screen that reconnects with the last one it
-//! saw is sent the keys changed since ([`Board::since`]), or a fresh snapshot when that cannot
-//! be told (a key removed by hand, a revision this instance has not reached).
+//! saw is sent the visits changed since ([`Board::since`]), or a fresh snapshot when that
+//! cannot be told (a key removed by hand, a patient's second visit, a revision this instance
+//! has not reached).
 
 pub mod watcher;
 
@@ -21,7 +23,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
-use crate::projection::{Entry, Stage};
+use crate::projection::{Stage, Visit};
 
 /// The board as one instance sees it; cheap to clone.
 #[derive(Clone)]
@@ -40,26 +42,43 @@ struct Inner {
 
 #[derive(Default)]
 struct Screen {
-    entries: HashMap<String, Held>,
+    visits: HashMap<String, Held>,
+    /// Per waiting stage: the latest departure from its queue, as (stream sequence, day,
+    /// token, the bucket's revision that brought it).
+    called: [Option<Call>; 3],
     /// The highest revision seen.
     revision: u64,
-    /// The revision at which something was removed by hand (a purge): a screen that saw less
-    /// needs a snapshot.
+    /// The revision at which a screen that saw less needs a snapshot: something left the
+    /// board in a way a change cannot say (a key removed by hand, a token replaced).
     reset_at: u64,
     day: Option<NaiveDate>,
 }
 
 struct Held {
     revision: u64,
-    entry: Entry,
+    visit: Visit,
+}
+
+#[derive(Clone, Copy)]
+struct Call {
+    seq: u64,
+    day: NaiveDate,
+    token: i64,
+    revision: u64,
+}
+
+/// What a screen shows of a visit: its token, where it waits, on which day.
+fn shown(visit: &Visit) -> Option<(i64, Stage, NaiveDate)> {
+    Some((visit.token, visit.stage()?, visit.day?))
 }
 
 /// A change, as the streams pass it on.
 #[derive(Debug, Clone)]
 pub enum Change {
-    /// A key's new value, at `revision`, as the screens' event (rendered once, for every
-    /// stream); `None` when it is not for today's board.
-    Entry { revision: u64, event: Option<Event> },
+    /// A visit's new value, at `revision`, as the screens' events (rendered once, for every
+    /// stream): where its token is now, and a desk's new call; none when nothing shown
+    /// changed.
+    Events { revision: u64, events: Vec<Event> },
     /// Everything may have changed (a new day, a key removed): send a snapshot.
     Reset,
 }
@@ -159,29 +178,62 @@ impl Board {
     }
 
     /// A key as the bucket now holds it (`None`: removed).
-    pub(crate) fn take(&self, key: String, revision: u64, entry: Option<Entry>) {
+    pub(crate) fn take(&self, key: String, revision: u64, visit: Option<Visit>) {
         let mut screen = self.write();
-        let known = screen.entries.get(&key).map_or(0, |held| held.revision);
+        let known = screen.visits.get(&key).map_or(0, |held| held.revision);
         if revision <= known {
             // Seen before: the watch started again and goes over the bucket once more.
             return;
         }
         screen.revision = screen.revision.max(revision);
+        let before = screen.visits.get(&key).and_then(|held| shown(&held.visit));
         // Sent under the lock: a stream that read the state before sees this change after it,
         // and one that reads it after finds it there.
-        match entry {
-            Some(entry) => {
-                let event = render(revision, &entry);
-                screen.entries.insert(key, Held { revision, entry });
-                // No stream open is no error.
-                let _ = self.inner.changes.send(Change::Entry { revision, event });
+        let Some(visit) = visit else {
+            if screen.visits.remove(&key).is_some() {
+                screen.reset_at = revision;
+                let _ = self.inner.changes.send(Change::Reset);
             }
-            None => {
-                if screen.entries.remove(&key).is_some() {
-                    screen.reset_at = revision;
-                    let _ = self.inner.changes.send(Change::Reset);
+            return;
+        };
+        let after = shown(&visit);
+        let mut events = Vec::new();
+        if let (Some((old, _, _)), Some((new, _, _))) = (before, after)
+            && old != new
+        {
+            // A second visit of the patient: its old token must leave the screens, which a
+            // change cannot say; screens behind this revision get a snapshot.
+            screen.reset_at = revision;
+            let _ = self.inner.changes.send(Change::Reset);
+        } else if after != before
+            && let Some((token, stage, day)) = after
+            && day == today()
+        {
+            events.push(visit_event(revision, token, stage));
+        }
+        if let Some((token, _, day)) = after {
+            for (index, stage) in Stage::WAITING.into_iter().enumerate() {
+                let Some(seq) = visit.left_at(stage) else {
+                    continue;
+                };
+                if screen.called[index].is_some_and(|call| call.seq >= seq) {
+                    continue;
+                }
+                screen.called[index] = Some(Call {
+                    seq,
+                    day,
+                    token,
+                    revision,
+                });
+                if day == today() {
+                    events.push(called_event(revision, stage, token));
                 }
             }
+        }
+        screen.visits.insert(key, Held { revision, visit });
+        if !events.is_empty() {
+            // No stream open is no error.
+            let _ = self.inner.changes.send(Change::Events { revision, events });
         }
     }
 
@@ -200,30 +252,27 @@ impl Board {
         let screen = self.read();
         let day = today();
         let mut waiting: HashMap<Stage, Vec<(u64, i64)>> = HashMap::new();
-        let mut called: HashMap<Stage, i64> = HashMap::new();
-        for held in screen.entries.values() {
-            match &held.entry {
-                Entry::Visit(visit) if visit.day == day && visit.stage != Stage::Left => {
-                    waiting
-                        .entry(visit.stage)
-                        .or_default()
-                        .push((visit.seq, visit.token));
-                }
-                Entry::Called(stage, call) if call.day == day => {
-                    called.insert(*stage, call.token);
-                }
-                _ => {}
+        for held in screen.visits.values() {
+            if let Some((token, stage, on)) = shown(&held.visit)
+                && on == day
+                && stage != Stage::Left
+            {
+                waiting
+                    .entry(stage)
+                    .or_default()
+                    .push((held.visit.joined(), token));
             }
         }
         let stages = Stage::WAITING
             .into_iter()
-            .map(|stage| {
+            .zip(screen.called)
+            .map(|(stage, call)| {
                 let mut queue = waiting.remove(&stage).unwrap_or_default();
                 queue.sort_unstable();
                 StageView {
                     stage,
                     waiting: queue.into_iter().map(|(_, token)| token).collect(),
-                    called: called.get(&stage).copied(),
+                    called: call.filter(|call| call.day == day).map(|call| call.token),
                 }
             })
             .collect();
@@ -234,21 +283,36 @@ impl Board {
         }
     }
 
-    /// The changes after `revision`, in order, and the revision they bring a screen to; `None`
-    /// when a snapshot is needed instead.
-    pub fn since(&self, revision: u64) -> Option<(Vec<(u64, Entry)>, u64)> {
+    /// The events that bring a screen from `revision` to now, in order, and the revision they
+    /// bring it to; `None` when a snapshot is needed instead.
+    pub fn since(&self, revision: u64) -> Option<(Vec<Event>, u64)> {
         let screen = self.read();
         if revision > screen.revision || revision < screen.reset_at {
             return None;
         }
-        let mut changes: Vec<(u64, Entry)> = screen
-            .entries
+        let today = today();
+        let mut changed: Vec<(u64, Event)> = screen
+            .visits
             .values()
             .filter(|held| held.revision > revision)
-            .map(|held| (held.revision, held.entry.clone()))
+            .filter_map(|held| {
+                let (token, stage, day) = shown(&held.visit)?;
+                (day == today).then(|| (held.revision, visit_event(held.revision, token, stage)))
+            })
             .collect();
-        changes.sort_unstable_by_key(|(revision, _)| *revision);
-        Some((changes, screen.revision))
+        for (stage, call) in Stage::WAITING.into_iter().zip(screen.called) {
+            if let Some(call) = call.filter(|call| call.revision > revision && call.day == today) {
+                changed.push((
+                    call.revision,
+                    called_event(call.revision, stage, call.token),
+                ));
+            }
+        }
+        changed.sort_by_key(|(revision, _)| *revision);
+        Some((
+            changed.into_iter().map(|(_, event)| event).collect(),
+            screen.revision,
+        ))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Screen> {
@@ -271,24 +335,18 @@ pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-/// A change as the screens see it: tokens and stages only, today's only.
-pub fn render(revision: u64, entry: &Entry) -> Option<Event> {
-    let today = today();
-    let (name, data) = match entry {
-        Entry::Visit(visit) if visit.day == today => (
-            "visit",
-            json!({"token": visit.token, "stage": visit.stage.as_str()}),
-        ),
-        Entry::Called(stage, called) if called.day == today => (
-            "called",
-            json!({"stage": stage.as_str(), "token": called.token}),
-        ),
-        _ => return None,
-    };
-    Some(
-        Event::default()
-            .event(name)
-            .id(revision.to_string())
-            .data(data.to_string()),
-    )
+/// A token's move, as the screens see it: the token and where it is, nothing else.
+fn visit_event(revision: u64, token: i64, stage: Stage) -> Event {
+    Event::default()
+        .event("visit")
+        .id(revision.to_string())
+        .data(json!({"token": token, "stage": stage.as_str()}).to_string())
+}
+
+/// A desk's call, as the screens see it.
+fn called_event(revision: u64, stage: Stage, token: i64) -> Event {
+    Event::default()
+        .event("called")
+        .id(revision.to_string())
+        .data(json!({"stage": stage.as_str(), "token": token}).to_string())
 }

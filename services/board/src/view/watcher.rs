@@ -18,7 +18,7 @@ use opd_shared::events::BOARD_BUCKET;
 use opd_shared::infra::retry::{Backoff, sleep_or_cancel};
 
 use super::Board;
-use crate::projection::Entry;
+use crate::projection::Visit;
 
 /// How often the board checks whether a new day began.
 const DAY_CHECK: Duration = Duration::from_secs(30);
@@ -88,7 +88,7 @@ async fn follow(
         };
         let entry = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
         match entry.operation {
-            kv::Operation::Put => match Entry::parse(&entry.key, &entry.value) {
+            kv::Operation::Put => match Visit::parse(&entry.key, &entry.value) {
                 Some(value) => board.take(entry.key, entry.revision, Some(value)),
                 // Written by a newer version of the projection, perhaps: left alone.
                 None => {

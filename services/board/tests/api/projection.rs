@@ -1,5 +1,8 @@
 use async_nats::HeaderMap;
 use board::PROJECTION_CONSUMER;
+use board::projection::projector::merge_into;
+use board::projection::{Change, Stage, Visit};
+use futures::future::join_all;
 use opd_shared::events::{BOARD_BUCKET, PatientRegistered, headers};
 use opd_testing::stream;
 
@@ -35,19 +38,19 @@ async fn the_board_follows_patients_through_the_opd() {
 }
 
 #[tokio::test]
-async fn an_event_for_a_visit_the_board_never_saw_changes_nothing() {
+async fn a_visit_goes_where_its_latest_departure_puts_it_whatever_came_before() {
     let app = board().await;
-    // Registered before the board existed, say.
+    // A departure before any registration (registered before the board existed, say): no
+    // token known, nothing shown.
     inspect(&app, 300).await;
     register(&app, 301, 7).await;
     board_shows(&app, expect((&[7], None), (&[], None), (&[], None))).await;
-    // Out of turn: not waiting for treatment.
+    // Treatment's departure, inspection's not seen: past treatment all the same.
     treat(&app, 301).await;
-    app.caught_up(PROJECTION_CONSUMER).await;
-    assert_eq!(
-        stages(&app).await,
-        expect((&[7], None), (&[], None), (&[], None))
-    );
+    board_shows(&app, expect((&[], None), (&[], Some(7)), (&[7], None))).await;
+    // A registration after the early departure: that departure was an earlier visit's.
+    register(&app, 300, 8).await;
+    board_shows(&app, expect((&[8], None), (&[], Some(7)), (&[7], None))).await;
 }
 
 #[tokio::test]
@@ -82,7 +85,7 @@ async fn reading_the_whole_stream_again_changes_nothing() {
 }
 
 #[tokio::test]
-async fn replicas_take_turns_and_lose_no_move() {
+async fn replicas_share_the_projection_and_lose_no_move() {
     let app = board().await;
     let _replica = app.spawn_replica().await;
     let patients: Vec<i64> = (500..520).collect();
@@ -152,4 +155,54 @@ async fn bucket_last_revision(app: &opd_testing::TestApp) -> u64 {
     let js = stream::jetstream(&app.settings.nats).await.unwrap();
     let mut bucket = js.get_stream(format!("KV_{BOARD_BUCKET}")).await.unwrap();
     bucket.info().await.unwrap().state.last_sequence
+}
+
+#[tokio::test]
+async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
+    let app = board().await;
+    let js = app.infra().jetstream.clone();
+    let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
+    let day = chrono::Utc::now().date_naive();
+    // Forty projectors merging into one visit at the same moment, each one event: every one of
+    // them reads the visit, and all but one find it written when they write it back.
+    let changes: Vec<(u64, Change)> = (1..=40)
+        .map(|seq| {
+            let change = match seq % 4 {
+                0 => Change::Registered {
+                    patient: 800,
+                    token: seq as i64,
+                    day,
+                },
+                1 => Change::Left {
+                    patient: 800,
+                    from: Stage::Inspection,
+                },
+                2 => Change::Left {
+                    patient: 800,
+                    from: Stage::Treatment,
+                },
+                _ => Change::Left {
+                    patient: 800,
+                    from: Stage::Release,
+                },
+            };
+            (seq, change)
+        })
+        .collect();
+    let merged = join_all(changes.iter().map(|change| {
+        let (js, bucket) = (js.clone(), bucket.clone());
+        async move { merge_into(&js, &bucket, 800, std::slice::from_ref(change)).await }
+    }))
+    .await;
+    assert!(merged.iter().all(Result::is_ok), "{merged:?}");
+    let mut expected = Visit::default();
+    for (seq, change) in &changes {
+        expected.merge(*seq, *change);
+    }
+    let stored = bucket.get("visit.800").await.unwrap().unwrap();
+    assert_eq!(
+        Visit::parse("visit.800", &stored),
+        Some(expected),
+        "a merge was written over"
+    );
 }

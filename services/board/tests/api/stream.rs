@@ -168,9 +168,9 @@ async fn the_page_and_its_assets_are_served_from_the_service_under_a_strict_poli
 
 #[tokio::test]
 async fn the_board_keeps_following_its_bucket_after_nats_restarts() {
-    // A server killed with its consumer's last acknowledgement not yet on disk delivers that
-    // message again, after ack_wait; the projection takes one message at a time, so the
-    // events behind it wait that long (30 s on the platform, 3 s here).
+    // A server killed with its consumer's last acknowledgements not yet on disk delivers those
+    // messages again after ack_wait: short here, so that the redelivery is seen to change
+    // nothing.
     let app = TestApp::builder(&board::SERVICE)
         .ack_wait(Duration::from_secs(3))
         .spawn()
