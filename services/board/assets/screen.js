@@ -1,6 +1,8 @@
 // The waiting-room screen: follows GET /opd/board/events and draws the three queues.
 // The browser's EventSource reconnects by itself and sends the last event id, so the
-// server sends what was missed; the top edge turns red while no stream is open.
+// server sends what was missed; the top edge turns red while no stream is open. Each queue
+// holds {token, order} in order: `order` is when the token joined it, so a token moved in
+// later still takes its place.
 "use strict";
 
 (() => {
@@ -19,7 +21,8 @@
   function draw() {
     for (const stage of stages) {
       const section = board.querySelector(`[data-stage="${stage}"]`);
-      section.querySelector("[data-waiting]").replaceChildren(...queues.get(stage).map(tile));
+      section.querySelector("[data-waiting]")
+        .replaceChildren(...queues.get(stage).map((place) => tile(place.token)));
       const now = called.get(stage);
       section.querySelector("[data-called]").textContent = now === undefined ? "\u2013" : String(now);
     }
@@ -51,7 +54,7 @@
     for (const stage of stages) queues.set(stage, []);
     for (const view of snapshot.stages) {
       if (!queues.has(view.stage)) continue;
-      queues.set(view.stage, view.waiting.slice());
+      queues.set(view.stage, view.waiting.map((token, i) => ({token, order: view.orders[i]})));
       if (view.called !== null) called.set(view.stage, view.called);
     }
     draw();
@@ -60,10 +63,14 @@
   source.addEventListener("visit", (event) => {
     const visit = read(event);
     if (!visit) return;
-    for (const [stage, tokens] of queues) {
-      queues.set(stage, tokens.filter((token) => token !== visit.token));
+    for (const [stage, places] of queues) {
+      queues.set(stage, places.filter((place) => place.token !== visit.token));
     }
-    if (queues.has(visit.stage)) queues.get(visit.stage).push(visit.token);
+    const queue = queues.get(visit.stage);
+    if (queue) {
+      const at = queue.findIndex((place) => place.order > visit.order);
+      queue.splice(at === -1 ? queue.length : at, 0, {token: visit.token, order: visit.order});
+    }
     draw();
   });
 

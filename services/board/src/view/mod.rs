@@ -89,9 +89,9 @@ pub enum Change {
 #[schema(example = json!({
     "day": "2026-12-03", "revision": 42,
     "stages": [
-        {"stage": "inspection", "waiting": [7, 8, 9], "called": 6},
-        {"stage": "treatment", "waiting": [4], "called": 3},
-        {"stage": "release", "waiting": [], "called": null}
+        {"stage": "inspection", "waiting": [7, 8, 9], "orders": [31, 33, 34], "called": 6},
+        {"stage": "treatment", "waiting": [4], "orders": [30], "called": 3},
+        {"stage": "release", "waiting": [], "orders": [], "called": null}
     ]
 }))]
 pub struct Snapshot {
@@ -109,6 +109,9 @@ pub struct StageView {
     pub stage: Stage,
     /// Tokens waiting, first come first.
     pub waiting: Vec<i64>,
+    /// For each waiting token, when it joined the queue (a stream sequence): what "first come"
+    /// means. A screen places a token that a `visit` event moves into a queue by its `order`.
+    pub orders: Vec<u64>,
     /// The token this stage called last (the one being seen now), if any today.
     pub called: Option<i64>,
 }
@@ -209,7 +212,7 @@ impl Board {
             && let Some((token, stage, day)) = after
             && day == today()
         {
-            events.push(visit_event(revision, token, stage));
+            events.push(visit_event(revision, token, stage, visit.joined()));
         }
         if let Some((token, _, day)) = after {
             for (index, stage) in Stage::WAITING.into_iter().enumerate() {
@@ -271,7 +274,8 @@ impl Board {
                 queue.sort_unstable();
                 StageView {
                     stage,
-                    waiting: queue.into_iter().map(|(_, token)| token).collect(),
+                    waiting: queue.iter().map(|(_, token)| *token).collect(),
+                    orders: queue.iter().map(|(order, _)| *order).collect(),
                     called: call.filter(|call| call.day == day).map(|call| call.token),
                 }
             })
@@ -297,7 +301,10 @@ impl Board {
             .filter(|held| held.revision > revision)
             .filter_map(|held| {
                 let (token, stage, day) = shown(&held.visit)?;
-                (day == today).then(|| (held.revision, visit_event(held.revision, token, stage)))
+                (day == today).then(|| {
+                    let event = visit_event(held.revision, token, stage, held.visit.joined());
+                    (held.revision, event)
+                })
             })
             .collect();
         for (stage, call) in Stage::WAITING.into_iter().zip(screen.called) {
@@ -335,12 +342,13 @@ pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-/// A token's move, as the screens see it: the token and where it is, nothing else.
-fn visit_event(revision: u64, token: i64, stage: Stage) -> Event {
+/// A token's move, as the screens see it: the token, where it is, and its place there (when
+/// it joined that queue), nothing else.
+fn visit_event(revision: u64, token: i64, stage: Stage, order: u64) -> Event {
     Event::default()
         .event("visit")
         .id(revision.to_string())
-        .data(json!({"token": token, "stage": stage.as_str()}).to_string())
+        .data(json!({"token": token, "stage": stage.as_str(), "order": order}).to_string())
 }
 
 /// A desk's call, as the screens see it.

@@ -73,7 +73,27 @@ pub async fn admit(app: &TestApp, patient: i64) {
 /// The board as `GET /opd/board/state` has it, without its day and revision.
 pub async fn stages(app: &TestApp) -> Value {
     let state = app.get_expect("/opd/board/state", 200).await;
-    state["stages"].clone()
+    without_orders(&state["stages"])
+}
+
+/// `stages` without their `orders`, once these are checked: one per waiting token, first come
+/// first.
+pub fn without_orders(stages: &Value) -> Value {
+    let mut stages = stages.clone();
+    for stage in stages.as_array_mut().into_iter().flatten() {
+        let orders: Vec<u64> = serde_json::from_value(stage["orders"].take()).unwrap();
+        assert_eq!(
+            orders.len(),
+            stage["waiting"].as_array().unwrap().len(),
+            "{stage}"
+        );
+        assert!(
+            orders.windows(2).all(|pair| pair[0] < pair[1]),
+            "{orders:?}"
+        );
+        stage.as_object_mut().unwrap().remove("orders");
+    }
+    stages
 }
 
 /// Waits until the board's stages are `expected`.
@@ -97,12 +117,13 @@ pub fn expect(
     ])
 }
 
-/// One server-sent event.
+/// One server-sent event; a `visit` event's `order` is kept apart from its data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sse {
     pub event: String,
     pub id: Option<u64>,
     pub data: Value,
+    pub order: Option<u64>,
 }
 
 /// An open `GET /opd/board/events`, read event by event.
@@ -173,9 +194,15 @@ fn parse(block: &str) -> Option<Sse> {
             data = Some(serde_json::from_str(value.trim()).unwrap());
         }
     }
+    let mut data: Value = data?;
+    let order = data
+        .as_object_mut()
+        .and_then(|object| object.remove("order"))
+        .and_then(|order| order.as_u64());
     Some(Sse {
         event,
         id,
-        data: data?,
+        data,
+        order,
     })
 }
