@@ -139,6 +139,22 @@ class Browser:
             shutil.rmtree(self.profile, ignore_errors=True)
 
 
+def differences(shown, state):
+    """How the page differs from the JSON, stage by stage."""
+    found = []
+    for page, json_ in zip(shown, state):
+        for field in ("waiting", "called"):
+            if page[field] != json_[field]:
+                if field == "waiting":
+                    extra = [t for t in page[field] if t not in json_[field]]
+                    missing = [t for t in json_[field] if t not in page[field]]
+                    what = f"extra {extra}, missing {missing}" if extra or missing else "order differs"
+                else:
+                    what = f"page {page[field]}, JSON {json_[field]}"
+                found.append(f"{page['stage']} {field}: {what}")
+    return found
+
+
 def request(method, url, token, body=None):
     data = None if body is None else json.dumps(body).encode()
     headers = {"Authorization": f"Bearer {token}"}
@@ -224,7 +240,7 @@ def main():
         tokens = [t for s in shown for t in s["waiting"]]
         check("the page shows exactly what GET /opd/board/state says, each token once",
               shown == state and len(tokens) == len(set(tokens)),
-              "" if shown == state else f"page {json.dumps(shown)[:400]}, state {json.dumps(state)[:400]}")
+              "" if shown == state else "; ".join(differences(shown, state)))
 
         if args.screenshot:
             shot = browser.call("Page.captureScreenshot", format="png")

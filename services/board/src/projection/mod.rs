@@ -66,6 +66,18 @@ pub struct Visit {
     /// The stream sequences of the latest departures from inspection, treatment and release
     /// (0: none).
     pub left: [u64; 3],
+    /// The latest departure from each queue whose token is known, kept when a new visit
+    /// begins: what the board shows as that desk's call.
+    #[serde(default)]
+    pub calls: [Option<Call>; 3],
+}
+
+/// A departure from a queue, with the token that left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    pub seq: u64,
+    pub token: i64,
+    pub day: NaiveDate,
 }
 
 /// What an event of the stream does to its patient's visit.
@@ -93,6 +105,25 @@ impl Change {
 impl Visit {
     /// Merges the event at stream sequence `seq`; whether the visit changed.
     pub fn merge(&mut self, seq: u64, change: Change) -> bool {
+        let changed = self.merge_sequences(seq, change);
+        // A departure whose token is now known is a call: kept, the latest one per queue.
+        if let Some(day) = self.day {
+            for (index, stage) in Stage::WAITING.into_iter().enumerate() {
+                if let Some(seq) = self.left_at(stage)
+                    && self.calls[index].is_none_or(|call| call.seq < seq)
+                {
+                    self.calls[index] = Some(Call {
+                        seq,
+                        token: self.token,
+                        day,
+                    });
+                }
+            }
+        }
+        changed
+    }
+
+    fn merge_sequences(&mut self, seq: u64, change: Change) -> bool {
         match change {
             Change::Registered { token, day, .. } => {
                 if seq <= self.registered {

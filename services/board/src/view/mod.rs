@@ -214,23 +214,21 @@ impl Board {
         {
             events.push(visit_event(revision, token, stage, visit.joined()));
         }
-        if let Some((token, _, day)) = after {
-            for (index, stage) in Stage::WAITING.into_iter().enumerate() {
-                let Some(seq) = visit.left_at(stage) else {
-                    continue;
-                };
-                if screen.called[index].is_some_and(|call| call.seq >= seq) {
-                    continue;
-                }
-                screen.called[index] = Some(Call {
-                    seq,
-                    day,
-                    token,
-                    revision,
-                });
-                if day == today() {
-                    events.push(called_event(revision, stage, token));
-                }
+        for (index, stage) in Stage::WAITING.into_iter().enumerate() {
+            let Some(call) = visit.calls[index] else {
+                continue;
+            };
+            if screen.called[index].is_some_and(|known| known.seq >= call.seq) {
+                continue;
+            }
+            screen.called[index] = Some(Call {
+                seq: call.seq,
+                day: call.day,
+                token: call.token,
+                revision,
+            });
+            if call.day == today() {
+                events.push(called_event(revision, stage, call.token));
             }
         }
         screen.visits.insert(key, Held { revision, visit });

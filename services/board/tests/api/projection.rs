@@ -206,3 +206,20 @@ async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
         "a merge was written over"
     );
 }
+
+#[tokio::test]
+async fn a_desks_call_outlives_the_patients_next_visit_and_a_restart() {
+    let mut app = board().await;
+    register(&app, 900, 1).await;
+    inspect(&app, 900).await;
+    treat(&app, 900).await;
+    discharge(&app, 900).await;
+    register(&app, 901, 2).await;
+    // Patient 900 comes back for a new visit: token 3, and the desks' calls of token 1 stay.
+    register(&app, 900, 3).await;
+    let expected = expect((&[2, 3], Some(1)), (&[], Some(1)), (&[], Some(1)));
+    board_shows(&app, expected.clone()).await;
+    // A restarted board reads the same off its bucket.
+    app.restart().await;
+    board_shows(&app, expected).await;
+}
