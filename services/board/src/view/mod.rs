@@ -145,11 +145,6 @@ impl Board {
         self.inner.streams.clone().try_acquire_owned().ok()
     }
 
-    /// Streams open now.
-    pub fn open_streams(&self) -> usize {
-        self.inner.settings.max_streams - self.inner.streams.available_permits()
-    }
-
     /// Whether the watcher has read the whole bucket once.
     pub fn is_ready(&self) -> bool {
         *self.inner.ready.borrow()
