@@ -10,6 +10,9 @@
 #   inspection    may create (and so update) its own durable consumer, publish on a subject
 #                 only its consumer would read, publish into any inbox and ask opd.where
 #   board         may write any key of its bucket, and publish events
+#   clinic link   may send events and requests into the cluster, hear its events, and
+#                 connect as a client
+#   legacy link   may send anything into the cluster and hear the services' traffic
 #
 # Each widening must be caught by the test named beside it; the tests unrelated to permissions
 # (identity, TLS) must still pass. Run by scripts/test.sh after the cargo tests; needs what they
@@ -42,6 +45,13 @@ widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '      "_INBOX.>"\n'
       '      "opd.where"')
 widen('"$KV.OPD_BOARD.visit.*", "$JS.API.DIRECT.GET', '"$KV.OPD_BOARD.>", "patient.>", "$JS.API.DIRECT.GET')
+widen('publish: { allow: ["$JSC.R.*", "opd.site.clinic.>"] }',
+      'publish: { allow: ["$JSC.R.*", "opd.site.clinic.>", "patient.>", "opd.>"] }')
+widen('"$JS.FC.PATIENT.>", "$JS.FC.clinic.*.PATIENT.>"',
+      '"$JS.FC.PATIENT.>", "$JS.FC.clinic.*.PATIENT.>", "patient.>"')
+widen('permissions: $CLINIC_LINK, allowed_connection_types: ["LEAFNODE"]', 'permissions: $CLINIC_LINK')
+widen('publish: { deny: [">"] }', 'publish: { allow: [">"] }')
+widen('"patient.release", "patient.admission"] }', '"patient.release", "patient.admission", ">"] }')
 open(path, "w").write(text)
 PY
 
@@ -71,6 +81,8 @@ expect a_service_cannot_send_control_commands failed
 expect a_service_cannot_hear_another_services_control_commands failed
 expect a_service_pauses_its_own_consumer_only failed
 expect the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them failed
+expect a_sites_link_carries_its_registrations_and_nothing_else failed
+expect the_legacy_leaf_reads_the_books_events_and_writes_nothing failed
 expect a_client_without_a_known_identity_is_refused passed
 expect plain_text_is_refused_on_the_client_port passed
 expect a_node_without_the_clusters_certificate_cannot_join_it passed

@@ -553,6 +553,7 @@ async fn a_forged_event_from_a_stolen_identity_never_reaches_a_consumer() {
     let forged = PatientRegistered {
         id: 424_242.try_into().unwrap(),
         token: 1,
+        site: opd_shared::domain::Site::hospital(),
     };
     for subject in [
         PatientRegistered::SUBJECT,
@@ -578,6 +579,7 @@ async fn a_forged_event_from_a_stolen_identity_never_reaches_a_consumer() {
     let genuine = PatientRegistered {
         id: 515_151.try_into().unwrap(),
         token: 2,
+        site: opd_shared::domain::Site::hospital(),
     };
     publish_as(&nats, "registration", &genuine).await;
     let pending = inspection
@@ -638,6 +640,7 @@ async fn mutual_tls_asks_every_client_for_a_certificate() {
     let event = PatientRegistered {
         id: 777_001.try_into().unwrap(),
         token: 1,
+        site: opd_shared::domain::Site::hospital(),
     };
     app.publish(&event).await;
     eventually("the event handled over mutual TLS", || async {
@@ -652,6 +655,7 @@ async fn an_event_that_says_it_comes_from_another_producer_is_parked() {
     let registered = |id: i64| PatientRegistered {
         id: id.try_into().unwrap(),
         token: 1,
+        site: opd_shared::domain::Site::hospital(),
     };
     // On registration's subject, but claiming treatment as its producer, or another type.
     let mut foreign_source = new_meta::<PatientRegistered>();
@@ -942,4 +946,205 @@ async fn a_service_pauses_its_own_consumer_only() {
         .await
         .unwrap();
     assert!(!info.paused, "inspection's consumer is paused");
+}
+
+/// A message id no other test uses.
+fn uuid_like() -> String {
+    opd_testing::unique_name("id")
+}
+
+/// A hospital with its stream, a clinic's server linked to it as a leaf node, the clinic's own
+/// stream, and the hospital's stream sourcing it: the second site as `opd-nats` sets it up.
+async fn hospital_and_clinic() -> (Arc<NatsServer>, opd_testing::LeafServer) {
+    let hospital = server_with_stream().await;
+    let clinic = hospital.clinic("clinic").await;
+    let admin_at_clinic = stream::as_admin(&clinic.settings_for("admin"));
+    opd_nats_admin::site::create_site_stream(
+        &admin_at_clinic,
+        &stream::settings_for(&admin_at_clinic),
+        opd_testing::PATIENCE,
+    )
+    .await
+    .unwrap();
+    let site = "clinic".parse().unwrap();
+    opd_nats_admin::site::link(&hospital.admin_settings(), &site, opd_testing::PATIENCE)
+        .await
+        .unwrap();
+    eventually("the clinic's link to be up", || async {
+        (hospital.leaf_connections().await >= 1).then_some(())
+    })
+    .await;
+    (hospital, clinic)
+}
+
+#[tokio::test]
+async fn a_sites_link_carries_its_registrations_and_nothing_else() {
+    let (hospital, clinic) = hospital_and_clinic().await;
+    // What the link is for: a registration stored at the clinic reaches the hospital's stream.
+    let at_clinic = stream::connect(&clinic.settings_for("registration"), "registration")
+        .await
+        .unwrap();
+    assert!(stored(&jetstream::new(at_clinic), "patient.register", "clinic-1").await);
+    eventually("the clinic's registration at the hospital", || async {
+        (count_on(&hospital, "patient.register").await == 1).then_some(())
+    })
+    .await;
+
+    // The hospital's events do not enter the clinic: its stream would hand a hospital
+    // registration back to the hospital as a second one.
+    let at_hospital = connect_as(&hospital, "registration").await;
+    assert!(stored(&at_hospital, "patient.register", "hospital-1").await);
+    tokio::time::sleep(REFUSAL_WAIT).await;
+    let admin_at_clinic = stream::jetstream(&stream::as_admin(&clinic.settings_for("admin")))
+        .await
+        .unwrap();
+    let clinic_stream = admin_at_clinic.get_stream("PATIENT").await.unwrap();
+    assert_eq!(
+        clinic_stream.cached_info().state.messages,
+        1,
+        "a hospital event was stored at the clinic"
+    );
+
+    // Nothing published at the clinic reaches the hospital as a message: not an event (the
+    // stream would store it beside the sourced copy), not a request to a service, not a
+    // control command. The clinic's administrator is the most any client there can be.
+    let inspection = stream::connect(&hospital.settings_for("inspection"), "inspection")
+        .await
+        .unwrap();
+    let listening = vec![
+        inspection
+            .queue_subscribe("opd.where", "inspection".into())
+            .await
+            .unwrap(),
+        inspection
+            .subscribe("opd.control.inspection")
+            .await
+            .unwrap(),
+    ];
+    inspection.flush().await.unwrap();
+    let admin_client = stream::connect(&stream::as_admin(&clinic.settings_for("admin")), "admin")
+        .await
+        .unwrap();
+    for subject in [
+        "patient.register",
+        "patient.treatment",
+        "opd.where",
+        "opd.control.inspection",
+    ] {
+        admin_client
+            .publish(subject, r#"{"id":1,"token":1}"#.into())
+            .await
+            .unwrap();
+    }
+    admin_client.flush().await.unwrap();
+    assert!(
+        !hears_anything(listening).await,
+        "a message from the clinic reached a hospital service"
+    );
+    // The clinic's stream took the `patient.register` as a clinic registration, and the
+    // hospital has it once, from the source; nothing else arrived.
+    assert_eq!(count_on(&hospital, "patient.register").await, 3);
+    assert_eq!(count_on(&hospital, "patient.treatment").await, 0);
+
+    // The link's identity opens a link and nothing else: as a client it is refused.
+    let refused = stream::connect(&hospital.settings_for("clinic"), "clinic").await;
+    assert!(
+        refused.is_err(),
+        "the clinic's link identity connected as a client"
+    );
+}
+
+#[tokio::test]
+async fn the_legacy_leaf_reads_the_books_events_and_writes_nothing() {
+    let hospital = server_with_stream().await;
+    let legacy = hospital.legacy_leaf().await;
+    eventually("the legacy leaf's link to be up", || async {
+        (hospital.leaf_connections().await >= 1).then_some(())
+    })
+    .await;
+    // A client as the book's services are: plain core NATS, no TLS, no credentials.
+    let book = async_nats::connect(legacy.url()).await.unwrap();
+    let mut registrations = book.subscribe("patient.register").await.unwrap();
+    let mut admissions = book.subscribe("patient.admission").await.unwrap();
+    let mut others = vec![
+        book.subscribe("patient.discharge").await.unwrap(),
+        book.subscribe("opd.>").await.unwrap(),
+        book.subscribe("$SRV.>").await.unwrap(),
+        book.subscribe("_INBOX.>").await.unwrap(),
+    ];
+    book.flush().await.unwrap();
+
+    // It sees the platform's events on the book's subjects (once the link has carried its
+    // interest to the hospital).
+    let registration = connect_as(&hospital, "registration").await;
+    let deadline = tokio::time::Instant::now() + opd_testing::PATIENCE;
+    let heard = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no registration reached the legacy leaf"
+        );
+        let id = uuid_like();
+        assert!(stored(&registration, "patient.register", &id).await);
+        if let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_millis(500), registrations.next()).await
+        {
+            break message;
+        }
+    };
+    assert_eq!(heard.payload.as_ref(), b"{}");
+    let release = connect_as(&hospital, "release").await;
+    assert!(stored(&release, "patient.admission", "legacy-admission").await);
+    assert!(
+        hears(&mut admissions).await,
+        "no admission at the legacy leaf"
+    );
+
+    // It sees nothing else: not the events the book does not have, not the services' traffic.
+    assert!(stored(&release, "patient.discharge", "legacy-discharge").await);
+    let admin = stream::connect(&hospital.admin_settings(), "admin")
+        .await
+        .unwrap();
+    admin
+        .publish("opd.heartbeat.inspection.x", "{}".into())
+        .await
+        .unwrap();
+    admin
+        .publish_with_reply("opd.where", "_INBOX.admin.x", r#"{"id":1}"#.into())
+        .await
+        .unwrap();
+    admin.flush().await.unwrap();
+    let others = std::mem::take(&mut others);
+    assert!(
+        !hears_anything(others).await,
+        "the legacy leaf heard more than the book's events"
+    );
+
+    // And what it publishes never reaches the platform: events, requests, the JetStream API.
+    let before = count_on(&hospital, "patient.>").await;
+    for subject in [
+        "patient.register",
+        "patient.treatment",
+        "patient.release",
+        "opd.where",
+    ] {
+        book.publish(subject, r#"{"id":1,"token":1}"#.into())
+            .await
+            .unwrap();
+    }
+    let asked = tokio::time::timeout(
+        REFUSAL_WAIT,
+        book.request("$JS.API.STREAM.INFO.PATIENT", "".into()),
+    )
+    .await;
+    assert!(
+        !matches!(asked, Ok(Ok(_))),
+        "the legacy leaf reached the hospital's JetStream API"
+    );
+    book.flush().await.unwrap();
+    tokio::time::sleep(REFUSAL_WAIT).await;
+    assert_eq!(
+        count_on(&hospital, "patient.>").await,
+        before,
+        "a publish at the legacy leaf reached the stream"
+    );
 }

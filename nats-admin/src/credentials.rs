@@ -38,26 +38,29 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
-/// Every NATS identity: the five services, and the administrator who owns the stream.
-/// `nats/auth.conf` says what each may do.
-pub const IDENTITIES: [&str; 6] = [
+/// Every NATS identity: the five services, the administrator who owns the stream, and the two
+/// leaf links (a clinic's server, and the legacy leaf). `nats/auth.conf` says what each may do.
+pub const IDENTITIES: [&str; 8] = [
     "registration",
     "inspection",
     "treatment",
     "release",
     "board",
     "admin",
+    "clinic",
+    "legacy",
 ];
 
-/// The names the nodes' certificate is valid for: the compose services, and loopback for
-/// `scripts/dev.sh` and the tests.
-const SERVER_NAMES: [&str; 6] = [
+/// The names the nodes' certificate is valid for: the compose services (the clinic's server
+/// among them), and loopback for `scripts/dev.sh` and the tests.
+const SERVER_NAMES: [&str; 7] = [
     "localhost",
     "127.0.0.1",
     "nats",
     "nats-1",
     "nats-2",
     "nats-3",
+    "nats-clinic",
 ];
 
 /// The names the nodes reach each other by on their routes beyond [`SERVER_NAMES`]: compose's

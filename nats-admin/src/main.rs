@@ -9,6 +9,14 @@
 //! `OPD_STREAM__ACK_WAIT`, or `[stream]` in `opd.toml`); what exists is left as it is, any
 //! difference reported.
 //!
+//! `opd-nats site-stream`: on a site's own NATS server (a clinic's, `nats/site.conf`), creates
+//! the site's PATIENT stream of registrations (`OPD_STREAM__SITE_REPLICAS` copies, 1 by
+//! default), leaving a live one as it is.
+//!
+//! `opd-nats link-site SITE`: on the hospital's cluster, adds SITE's stream to the sources of
+//! the hospital's PATIENT stream, so that every registration made at SITE reaches the hospital
+//! once, whenever the link is up (docs/architecture.md, "Sites"); does nothing if it is there.
+//!
 //! `opd-nats events [--all | --last N] [--count N]`: prints the stream's events, one
 //! `SUBJECT PAYLOAD` line each: from now on until Ctrl-C; from the start (`--all`); or the last
 //! N and then stops (`--last N`). `--count N` stops after N events, or after 10 s without one.
@@ -61,9 +69,11 @@ use opd_nats_admin::events::{self, Watch};
 use opd_nats_admin::{Credentials, StreamSettings};
 use opd_shared::auth::Role;
 use opd_shared::control::Command;
+use opd_shared::domain::Site;
 use opd_shared::infra::config::{NatsSettings, ServiceDefaults, Settings};
 
 const USAGE: &str = "usage: opd-nats credentials DIR [--server-name NAME]... | opd-nats stream \
+                     | opd-nats site-stream | opd-nats link-site SITE \
                      | opd-nats events [--all | --last N] [--count N] | opd-nats publish SUBJECT JSON \
                      | opd-nats services [--json] | opd-nats where ID [--json] | opd-nats status [--json] \
                      | opd-nats token ROLE... [--subject NAME] [--ttl DURATION] \
@@ -79,6 +89,8 @@ async fn main() -> ExitCode {
             server_names(options).and_then(|names| credentials(dir, names))
         }
         ["stream"] => stream().await,
+        ["site-stream"] => site_stream().await,
+        ["link-site", site] => link_site(site).await,
         ["events", ref options @ ..] => watch(options).await,
         ["publish", subject, payload] => publish(subject, payload).await,
         ["token", ref options @ ..] => token(options),
@@ -132,6 +144,36 @@ async fn stream() -> anyhow::Result<()> {
     opd_nats_admin::stream::create(&nats, &stream, Duration::from_secs(60)).await?;
     println!(
         "stream {} and its durable consumers are in place",
+        nats.stream
+    );
+    Ok(())
+}
+
+async fn site_stream() -> anyhow::Result<()> {
+    let settings = admin_settings()?;
+    let stream = StreamSettings::load()?;
+    let _telemetry = opd_shared::infra::telemetry::init(&settings.log, "opd-nats");
+    let nats = operator_nats(settings.nats);
+    opd_nats_admin::site::create_site_stream(&nats, &stream, Duration::from_secs(60)).await?;
+    println!("this site's stream {} is in place", nats.stream);
+    Ok(())
+}
+
+async fn link_site(site: &str) -> anyhow::Result<()> {
+    let site: Site = site
+        .parse()
+        .map_err(|error: String| anyhow::anyhow!(error))?;
+    let settings = admin_settings()?;
+    let _telemetry = opd_shared::infra::telemetry::init(&settings.log, "opd-nats");
+    let nats = operator_nats(settings.nats);
+    let added = opd_nats_admin::site::link(&nats, &site, Duration::from_secs(60)).await?;
+    println!(
+        "{site}'s registrations {} the sources of stream {}",
+        if added {
+            "joined"
+        } else {
+            "were already among"
+        },
         nats.stream
     );
     Ok(())

@@ -42,6 +42,9 @@ pub struct StreamSettings {
     /// within this time. Keep it a few times the services' `nats.heartbeat_interval`.
     #[serde(with = "humantime_serde")]
     pub presence_ttl: Duration,
+    /// Copies of a site's own stream of registrations (`opd-nats site-stream`): one, as a
+    /// clinic runs one NATS server (`nats/site.conf`).
+    pub site_replicas: usize,
 }
 
 /// The presence stream: each instance's last heartbeat, for `presence_ttl`.
@@ -66,6 +69,7 @@ impl Default for StreamSettings {
             ack_wait: Duration::from_secs(30),
             max_bytes: 3 * 1024 * 1024 * 1024,
             presence_ttl: Duration::from_secs(15),
+            site_replicas: 1,
         }
     }
 }
@@ -99,9 +103,9 @@ impl StreamSettings {
                 settings.max_bytes
             )));
         }
-        if settings.replicas == 0 {
+        if settings.replicas == 0 || settings.site_replicas == 0 {
             return Err(config::ConfigError::Message(
-                "stream.replicas must be at least 1".into(),
+                "stream.replicas and stream.site_replicas must be at least 1".into(),
             ));
         }
         // JetStream refuses it too, but only once the stream is created, and less plainly.
@@ -318,19 +322,30 @@ pub async fn create(
 ) -> anyhow::Result<()> {
     let client = opd_shared::infra::nats::connect(nats, "admin").await?;
     let js = opd_shared::infra::nats::jetstream(client);
+    retry(patience, || async {
+        let stream = create_or_keep(&js, &nats.stream, settings).await?;
+        create_or_keep_consumers(&stream, settings).await
+    })
+    .await
+    .map_err(|error| error.context(format!("stream {}", nats.stream)))
+}
+
+/// Runs `attempt` until it succeeds or `patience` has passed: a server that has just started
+/// may still be electing its leaders.
+pub(crate) async fn retry<T, F, Fut>(patience: Duration, mut attempt: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
     let deadline = tokio::time::Instant::now() + patience;
     loop {
-        let created = async {
-            let stream = create_or_keep(&js, &nats.stream, settings).await?;
-            create_or_keep_consumers(&stream, settings).await
-        };
-        match created.await {
-            Ok(()) => return Ok(()),
+        match attempt().await {
+            Ok(done) => return Ok(done),
             Err(error) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(%error, "stream not created yet; trying again");
+                tracing::info!(%error, "not done yet; trying again");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => return Err(error.context(format!("stream {}", nats.stream))),
+            Err(error) => return Err(error),
         }
     }
 }

@@ -46,7 +46,8 @@ WATCH = """
   window.__notReloaded = true;
   const note = () => {
     for (const tile of document.querySelectorAll('[data-stage] li[data-token]')) {
-      const key = tile.closest('[data-stage]').dataset.stage + ':' + tile.dataset.token;
+      const key = tile.closest('[data-stage]').dataset.stage + ':' + tile.dataset.site + ':'
+        + tile.dataset.token;
       if (!(key in window.__seen)) window.__seen[key] = Date.now();
     }
   };
@@ -57,14 +58,17 @@ WATCH = """
 })()
 """
 
-# The board as the page shows it.
+# The board as the page shows it: each token as its number and site, as the JSON has it.
 SHOWN = """
-(() => Array.from(document.querySelectorAll('[data-stage]')).map((section) => ({
-  stage: section.dataset.stage,
-  waiting: Array.from(section.querySelectorAll('li[data-token]')).map((t) => Number(t.dataset.token)),
-  called: (() => { const text = section.querySelector('[data-called]').textContent.trim();
-                   return /^[0-9]+$/.test(text) ? Number(text) : null; })(),
-})))()
+(() => {
+  const ticket = (element) => element.dataset.token === undefined ? null
+    : {token: Number(element.dataset.token), site: element.dataset.site};
+  return Array.from(document.querySelectorAll('[data-stage]')).map((section) => ({
+    stage: section.dataset.stage,
+    waiting: Array.from(section.querySelectorAll('li[data-token]')).map(ticket),
+    called: ticket(section.querySelector('[data-called]')),
+  }));
+})()
 """
 
 
@@ -167,7 +171,8 @@ def request(method, url, token, body=None):
 
 def register(patient, token):
     body = {"full_name": "board walkthrough", "id": patient, "sex": "female", "phone": 777777777}
-    return request("POST", f"{REGISTRATION}/opd/patient/register", token, body)["token"]
+    answer = request("POST", f"{REGISTRATION}/opd/patient/register", token, body)
+    return {"token": answer["token"], "site": answer["site"]}
 
 
 def main():
@@ -199,7 +204,8 @@ def main():
         browser.evaluate(WATCH)
         check("the page opens its event stream, with nothing from the internet", True)
 
-        token = register(first, registrar)
+        ticket = register(first, registrar)
+        token = f"{ticket['site']}:{ticket['token']}"
         answered = time.time() * 1000
         seen = browser.wait_for(f"window.__seen['inspection:{token}']", 10,
                                 f"token {token} in the inspection column")
@@ -214,12 +220,14 @@ def main():
         shown = browser.evaluate(SHOWN)
         inspection = next(s for s in shown if s["stage"] == "inspection")
         check(f"after the inspection, token {token} waits for treatment and inspection calls it",
-              token not in inspection["waiting"] and inspection["called"] == token, json.dumps(shown))
+              ticket not in inspection["waiting"] and inspection["called"] == ticket,
+              json.dumps(shown))
 
         subprocess.run([args.dev_sh, "stop", "board"], check=True, capture_output=True)
         browser.wait_for("document.getElementById('board').dataset.connection === 'lost'", 15,
                          "the page to notice the board is gone")
-        second = register(first + 1, registrar)
+        second_ticket = register(first + 1, registrar)
+        second = f"{second_ticket['site']}:{second_ticket['token']}"
         subprocess.run([args.dev_sh, "start", "board"], check=True, capture_output=True)
         browser.wait_for(f"window.__seen['inspection:{second}']", 30,
                          f"token {second}, registered while the board was down")
@@ -237,7 +245,7 @@ def main():
             if shown == state:
                 break
             time.sleep(0.2)
-        tokens = [t for s in shown for t in s["waiting"]]
+        tokens = [(t["site"], t["token"]) for s in shown for t in s["waiting"]]
         check("the page shows exactly what GET /opd/board/state says, each token once",
               shown == state and len(tokens) == len(set(tokens)),
               "" if shown == state else "; ".join(differences(shown, state)))

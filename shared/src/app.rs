@@ -62,6 +62,7 @@ pub fn app(service: &'static Service, infra: &Infra) -> Router {
             jetstream: infra.jetstream.clone(),
             nats: infra.nats.clone(),
             query_deadline: infra.settings.nats.query_deadline,
+            site: infra.settings.site.clone(),
             outbox_written: infra.outbox_written.clone(),
         })
         .merge(crate::http::openapi::routes(document))

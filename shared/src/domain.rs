@@ -428,3 +428,84 @@ mod schemas {
 
     impl ToSchema for Disposition {}
 }
+
+/// The site that handed out a token: the hospital itself, or a clinic joined to it by a leaf
+/// node (docs/architecture.md, "Sites"). Tokens count per site and day, so a token means
+/// something only with its site; every event, answer and screen that shows a token shows it.
+///
+/// A site's name is also its JetStream domain (`$JS.<site>.API`), hence the narrow alphabet:
+/// lowercase ASCII letters, digits and hyphens, starting with a letter, at most 32.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Site(String);
+
+impl Site {
+    /// The main site: events without a `site` (the book's, and ours from before there were
+    /// sites) were all given there.
+    pub const HOSPITAL: &'static str = "hospital";
+
+    pub fn hospital() -> Self {
+        Self(Self::HOSPITAL.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self::hospital()
+    }
+}
+
+impl fmt::Display for Site {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for Site {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let mut chars = value.chars();
+        let starts_with_letter = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+        let rest_fits = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if starts_with_letter && rest_fits && value.len() <= 32 {
+            Ok(Self(value))
+        } else {
+            Err(format!(
+                "a site is 1 to 32 lowercase letters, digits or hyphens, starting with a letter; got {value:?}"
+            ))
+        }
+    }
+}
+
+impl std::str::FromStr for Site {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<Site> for String {
+    fn from(site: Site) -> Self {
+        site.0
+    }
+}
+
+#[cfg(test)]
+mod site_tests {
+    use super::Site;
+
+    #[test]
+    fn a_site_name_fits_a_jetstream_domain() {
+        for good in ["hospital", "clinic", "north-2"] {
+            assert_eq!(good.parse::<Site>().map(String::from), Ok(good.to_owned()));
+        }
+        for bad in ["", "Clinic", "2nd", "a.b", "a b", "a>", &"x".repeat(33)] {
+            assert!(bad.parse::<Site>().is_err(), "{bad:?} was taken");
+        }
+        assert_eq!(Site::default().as_str(), "hospital");
+    }
+}

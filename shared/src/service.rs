@@ -81,6 +81,8 @@ pub struct AppState {
     /// For requests over NATS (the broadcast query), answered within `query_deadline`.
     pub nats: async_nats::Client,
     pub query_deadline: std::time::Duration,
+    /// The site this instance serves (`site` in the settings).
+    pub site: crate::domain::Site,
     pub(crate) outbox_written: Arc<Notify>,
 }
 

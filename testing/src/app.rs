@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opd_shared::app::Application;
+use opd_shared::domain::Site;
 use opd_shared::events::consumer::{Consumer, EventHandler};
 use opd_shared::events::housekeeping::Housekeeping;
 use opd_shared::events::outbox::Relay;
@@ -19,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::stream::{self, Message, StreamSettings};
-use crate::{NatsServer, TestDatabase, eventually};
+use crate::{LeafServer, NatsServer, TestDatabase, eventually};
 
 /// One running instance of a service, stopped when dropped.
 pub struct Running {
@@ -106,6 +107,8 @@ pub struct TestAppBuilder {
     background: bool,
     adjustments: Vec<Adjustment>,
     stream_adjustments: Vec<StreamAdjustment>,
+    /// Serving another site, on that site's own server: its client URL and name.
+    site: Option<(String, Site)>,
 }
 
 /// A change a test makes to what the stream's owner creates.
@@ -137,6 +140,14 @@ impl TestAppBuilder {
         self
     }
 
+    /// An instance at another site (a clinic): on that site's own server, with that site's
+    /// name, and that site's stream (`opd-nats site-stream`) rather than the hospital's.
+    pub fn on_site(mut self, server: &LeafServer) -> Self {
+        let site = server.site().expect("a site's server").clone();
+        self.site = Some((server.url(), site));
+        self
+    }
+
     /// Changes the test settings before the service starts.
     pub fn settings(mut self, adjust: impl FnOnce(&mut Settings) + 'static) -> Self {
         self.adjustments.push(Box::new(adjust));
@@ -158,6 +169,10 @@ impl TestAppBuilder {
         };
         let database = TestDatabase::create(self.service.name).await;
         let mut settings = test_settings(self.service, &database, &nats);
+        if let Some((url, site)) = &self.site {
+            settings.nats.servers = vec![url.clone()];
+            settings.site = site.clone();
+        }
         for adjust in self.adjustments {
             adjust(&mut settings);
         }
@@ -167,7 +182,17 @@ impl TestAppBuilder {
         for adjust in self.stream_adjustments {
             adjust(&mut owned);
         }
-        stream::create_with(&settings.nats, &owned).await;
+        if self.site.is_some() {
+            opd_nats_admin::site::create_site_stream(
+                &stream::as_admin(&settings.nats),
+                &owned,
+                crate::PATIENCE,
+            )
+            .await
+            .expect("cannot create the site's stream");
+        } else {
+            stream::create_with(&settings.nats, &owned).await;
+        }
         let running = Running::start(self.service, settings.clone(), self.background).await;
         TestApp {
             service: self.service,
@@ -232,6 +257,7 @@ impl TestApp {
             background: true,
             adjustments: Vec::new(),
             stream_adjustments: Vec::new(),
+            site: None,
         }
     }
 

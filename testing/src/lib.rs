@@ -28,6 +28,7 @@ pub mod database;
 pub mod http;
 pub mod nats;
 pub mod platform;
+pub mod site;
 pub mod stream;
 
 mod pids;
@@ -41,6 +42,7 @@ pub use http::{curl_style, expect_problem, oneshot, oneshot_as};
 pub use nats::NatsServer;
 pub use platform::Platform;
 pub use reqwest::Method;
+pub use site::{LeafServer, LinkCut};
 
 /// How long a test waits for something asynchronous (an event to arrive, a service to recover)
 /// before it fails. Generous: the suite runs on two busy cores.

@@ -15,12 +15,12 @@ use crate::unique_name;
 
 /// The platform's NATS configuration; `OPD_NATS_CONFIG_DIR` points the servers at a changed
 /// copy instead (scripts/widened-permissions.sh checks that the break-in tests notice).
-fn config_dir() -> String {
+pub(crate) fn config_dir() -> String {
     std::env::var("OPD_NATS_CONFIG_DIR")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../nats").to_owned())
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -32,6 +32,7 @@ struct Node {
     client_port: u16,
     cluster_port: u16,
     monitor_port: u16,
+    leaf_port: u16,
     child: Option<Child>,
 }
 
@@ -95,6 +96,7 @@ impl NatsServer {
                 client_port: free_port(),
                 cluster_port: free_port(),
                 monitor_port: free_port(),
+                leaf_port: free_port(),
                 child: None,
             })
             .collect();
@@ -140,6 +142,7 @@ impl NatsServer {
             .env("NATS_HOST", "127.0.0.1")
             .env("NATS_CLIENT_PORT", node.client_port.to_string())
             .env("NATS_MONITOR_PORT", node.monitor_port.to_string())
+            .env("NATS_LEAF_PORT", node.leaf_port.to_string())
             .env("NATS_STORE_DIR", self.dir.join(&node.name))
             .env("NATS_TLS_CERT", self.credentials.server_cert())
             .env("NATS_TLS_KEY", self.credentials.server_key())
@@ -171,6 +174,10 @@ impl NatsServer {
         node.child = Some(child);
     }
 
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
     fn logs(&self) -> String {
         self.nodes()
             .iter()
@@ -199,6 +206,11 @@ impl NatsServer {
     /// The route ports the nodes use among themselves.
     pub fn cluster_ports(&self) -> Vec<u16> {
         self.nodes().iter().map(|node| node.cluster_port).collect()
+    }
+
+    /// The ports where each node takes leaf connections (other sites, the legacy leaf).
+    pub fn leaf_ports(&self) -> Vec<u16> {
+        self.nodes().iter().map(|node| node.leaf_port).collect()
     }
 
     /// Client URLs of every node.

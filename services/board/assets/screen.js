@@ -1,8 +1,9 @@
 // The waiting-room screen: follows GET /opd/board/events and draws the three queues.
 // The browser's EventSource reconnects by itself and sends the last event id, so the
 // server sends what was missed; the top edge turns red while no stream is open. Each queue
-// holds {token, order} in order: `order` is when the token joined it, so a token moved in
-// later still takes its place.
+// holds {token, site, order} in order: `order` is when the token joined it, so a token moved in
+// later still takes its place. Tokens count per site: a token is its number and its site, and
+// while tokens of more than one site are on the board, each shows its site's name.
 "use strict";
 
 (() => {
@@ -11,20 +12,42 @@
   const called = new Map();
   const board = document.getElementById("board");
 
-  function tile(token) {
-    const item = document.createElement("li");
-    item.textContent = String(token);
-    item.dataset.token = String(token);
-    return item;
+  const same = (a, b) => a.token === b.token && a.site === b.site;
+
+  // Writes a token into `element`: its number, and its site's name when `named`.
+  function show(element, ticket, named) {
+    element.dataset.token = String(ticket.token);
+    element.dataset.site = ticket.site;
+    element.textContent = String(ticket.token);
+    if (named) {
+      const site = document.createElement("small");
+      site.className = "site";
+      site.textContent = ticket.site;
+      element.append(site);
+    }
   }
 
   function draw() {
+    const sites = new Set();
+    for (const places of queues.values()) for (const place of places) sites.add(place.site);
+    for (const ticket of called.values()) sites.add(ticket.site);
+    const named = sites.size > 1;
     for (const stage of stages) {
       const section = board.querySelector(`[data-stage="${stage}"]`);
-      section.querySelector("[data-waiting]")
-        .replaceChildren(...queues.get(stage).map((place) => tile(place.token)));
-      const now = called.get(stage);
-      section.querySelector("[data-called]").textContent = now === undefined ? "\u2013" : String(now);
+      section.querySelector("[data-waiting]").replaceChildren(...queues.get(stage).map((place) => {
+        const item = document.createElement("li");
+        show(item, place, named);
+        return item;
+      }));
+      const now = section.querySelector("[data-called]");
+      const ticket = called.get(stage);
+      if (ticket === undefined) {
+        delete now.dataset.token;
+        delete now.dataset.site;
+        now.textContent = "\u2013";
+      } else {
+        show(now, ticket, named);
+      }
     }
   }
 
@@ -54,7 +77,8 @@
     for (const stage of stages) queues.set(stage, []);
     for (const view of snapshot.stages) {
       if (!queues.has(view.stage)) continue;
-      queues.set(view.stage, view.waiting.map((token, i) => ({token, order: view.orders[i]})));
+      queues.set(view.stage, view.waiting.map((ticket, i) =>
+        ({token: ticket.token, site: ticket.site, order: view.orders[i]})));
       if (view.called !== null) called.set(view.stage, view.called);
     }
     draw();
@@ -64,12 +88,13 @@
     const visit = read(event);
     if (!visit) return;
     for (const [stage, places] of queues) {
-      queues.set(stage, places.filter((place) => place.token !== visit.token));
+      queues.set(stage, places.filter((place) => !same(place, visit)));
     }
     const queue = queues.get(visit.stage);
     if (queue) {
       const at = queue.findIndex((place) => place.order > visit.order);
-      queue.splice(at === -1 ? queue.length : at, 0, {token: visit.token, order: visit.order});
+      queue.splice(at === -1 ? queue.length : at, 0,
+        {token: visit.token, site: visit.site, order: visit.order});
     }
     draw();
   });
@@ -77,7 +102,7 @@
   source.addEventListener("called", (event) => {
     const call = read(event);
     if (!call) return;
-    called.set(call.stage, call.token);
+    called.set(call.stage, {token: call.token, site: call.site});
     draw();
   });
 })();

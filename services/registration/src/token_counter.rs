@@ -14,24 +14,29 @@
 use serde::Serialize;
 use sqlx::PgPool;
 
-use opd_shared::domain::PatientId;
+use opd_shared::domain::{PatientId, Site};
 use opd_shared::events::outbox::Envelope;
 
 use crate::domain::PatientForm;
 
-/// A token handed out to a patient: the book's `{"id", "token"}` answer, and the payload of
-/// `patient.register` (the statements below build that payload in SQL with these two fields).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+/// A token handed out to a patient: the book's `{"id", "token"}` answer with the site that gave
+/// it, and the payload of `patient.register` (the statements below build that payload in SQL
+/// with these three fields).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IssuedToken {
     pub id: PatientId,
     #[schema(minimum = 1)]
     pub token: i64,
+    /// The site that gave the token: tokens count per site and day.
+    #[schema(value_type = String, example = "hospital")]
+    pub site: Site,
 }
 
 /// Registers a new patient with the day's next token and its `patient.register` event. None if
 /// a patient with that id is registered already (then nothing is written).
 pub async fn register(
     pool: &PgPool,
+    site: &Site,
     form: &PatientForm,
     event: &Envelope,
 ) -> Result<Option<IssuedToken>, sqlx::Error> {
@@ -54,7 +59,7 @@ pub async fn register(
                insert into outbox (id, subject, event_type, source, request_id, caller,
                                    traceparent, payload)
                select $8, $9, $10, $11, $12, $13, $14,
-                      json_build_object('id', $1::bigint, 'token', token)
+                      json_build_object('id', $1::bigint, 'token', token, 'site', $15::text)
                from issued
            )
            select token as "token!" from issued"#,
@@ -72,16 +77,22 @@ pub async fn register(
         event.request_id,
         event.caller,
         event.traceparent,
+        site.as_str(),
     )
     .fetch_optional(pool)
     .await?;
-    Ok(token.map(|token| IssuedToken { id: form.id, token }))
+    Ok(token.map(|token| IssuedToken {
+        id: form.id,
+        token,
+        site: site.clone(),
+    }))
 }
 
 /// Hands a registered patient the day's next token for a new visit, with its
 /// `patient.register` event. None if no patient has that id.
 pub async fn issue_for_visit(
     executor: impl sqlx::PgExecutor<'_>,
+    site: &Site,
     patient: PatientId,
     event: &Envelope,
 ) -> Result<Option<IssuedToken>, sqlx::Error> {
@@ -102,7 +113,7 @@ pub async fn issue_for_visit(
                insert into outbox (id, subject, event_type, source, request_id, caller,
                                    traceparent, payload)
                select $2, $3, $4, $5, $6, $7, $8,
-                      json_build_object('id', $1::bigint, 'token', token)
+                      json_build_object('id', $1::bigint, 'token', token, 'site', $9::text)
                from issued
            )
            select token as "token!" from issued"#,
@@ -114,10 +125,15 @@ pub async fn issue_for_visit(
         event.request_id,
         event.caller,
         event.traceparent,
+        site.as_str(),
     )
     .fetch_optional(executor)
     .await?;
-    Ok(token.map(|token| IssuedToken { id: patient, token }))
+    Ok(token.map(|token| IssuedToken {
+        id: patient,
+        token,
+        site: site.clone(),
+    }))
 }
 
 /// How far past the last token handed out today a reset may move the sequence. A queue token

@@ -1,10 +1,10 @@
 //! Registration's answer to "where is this patient?": registered, and today's token if any.
 
-use opd_shared::domain::PatientId;
+use opd_shared::domain::{PatientId, Site};
 use opd_shared::micro::{LocateFuture, Whereabouts};
 use sqlx::PgPool;
 
-pub fn locate(pool: PgPool, id: PatientId) -> LocateFuture {
+pub fn locate(pool: PgPool, site: Site, id: PatientId) -> LocateFuture {
     Box::pin(async move {
         let row = sqlx::query!(
             r#"select p.registered_at, t.token as "token?", t.issued_at as "issued_at?"
@@ -25,6 +25,8 @@ pub fn locate(pool: PgPool, id: PatientId) -> LocateFuture {
             waiting: false,
             ahead: None,
             done_at: None,
+            // Its tokens are all this instance's site's.
+            site: row.token.map(|_| site.clone()),
             token: row.token,
         }))
     })

@@ -1,11 +1,11 @@
 //! Treatment's answer to "where is this patient?": their latest arrival, and their place in the
 //! queue while they wait.
 
-use opd_shared::domain::PatientId;
+use opd_shared::domain::{PatientId, Site};
 use opd_shared::micro::{LocateFuture, Whereabouts};
 use sqlx::PgPool;
 
-pub fn locate(pool: PgPool, id: PatientId) -> LocateFuture {
+pub fn locate(pool: PgPool, _: Site, id: PatientId) -> LocateFuture {
     Box::pin(async move {
         let row = sqlx::query!(
             r#"select q.received_at, q.treated_at as done_at,
@@ -27,6 +27,7 @@ pub fn locate(pool: PgPool, id: PatientId) -> LocateFuture {
                 ahead: waiting.then_some(row.ahead),
                 done_at: row.done_at,
                 token: None,
+                site: None,
             }
         }))
     })

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Disposition, Note, PatientId, Text};
+use crate::domain::{Disposition, Note, PatientId, Site, Text};
 
 /// A message on the `patient.*` stream.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
@@ -96,6 +96,9 @@ pub const DURABLES: [Durable; 4] = [
 pub struct PatientRegistered {
     pub id: PatientId,
     pub token: i64,
+    /// The site that gave the token (the book's payload has none: the hospital).
+    #[serde(default)]
+    pub site: Site,
 }
 
 impl Event for PatientRegistered {
@@ -323,6 +326,16 @@ mod tests {
             serde_json::json!({"id":200,"medication":"XYZ x 3","tests":"FBT, UC","notes":"possible Covid-19"})
         );
         assert!(serde_json::from_str::<PatientRegistered>(r#"{"id":-1,"token":1}"#).is_err());
+        // The book's registration says no site: its tokens are the hospital's.
+        let book: PatientRegistered = serde_json::from_str(r#"{"id":200,"token":1}"#)?;
+        assert_eq!(book.site, Site::hospital());
+        let clinic: PatientRegistered =
+            serde_json::from_str(r#"{"id":200,"token":1,"site":"clinic"}"#)?;
+        assert_eq!(clinic.site.as_str(), "clinic");
+        assert!(
+            serde_json::from_str::<PatientRegistered>(r#"{"id":200,"token":1,"site":"A.B"}"#)
+                .is_err()
+        );
         let release: PatientReleaseRequested = serde_json::from_str(
             r#"{"id":200,"time":"2021 07 12 8:35 PM","next_state":"discharge"}"#,
         )?;

@@ -3,9 +3,11 @@
 //! default page (100 entries) holds the whole list of a small queue, so the book's walkthrough
 //! sees exactly what it always saw.
 //!
-//! The cursor is the list's own sort key of the page's last entry, as one non-negative integer,
-//! so a page never skips or repeats an entry that stays on the list while the client pages
-//! through it. A cursor past the end of the list gives an empty page.
+//! The cursor names the page's last entry, as one non-negative integer: the list's own sort key
+//! where that is one number, or else the entry's own number, by which the next page looks up
+//! its place in the list's order (inspection's, in day, token and site order). Either way a page
+//! never skips or repeats an entry that stays on the list while the client pages through it. A
+//! cursor past the end of the list gives an empty page.
 //!
 //! `?patient=ID` keeps one patient's entries: on a busy day the patient a desk is looking for
 //! is far down the list, and paging through it to find them is not what a reader would do.
@@ -20,7 +22,6 @@ use axum::Json;
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, header};
-use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -129,44 +130,6 @@ impl PageRequest {
     }
 }
 
-/// The sort key of a list kept in day and token order (inspection's), as one cursor: the
-/// day's number since 1970 above 40 bits of token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DayToken {
-    pub day: NaiveDate,
-    pub token: i64,
-}
-
-// 33 bits hold every token (a reset goes up to 2^32 - 1) and keep cursors below 2^53, exact in
-// every JSON and JavaScript number, until the year 4800.
-const TOKEN_BITS: u32 = 33;
-
-/// 1970-01-01, which is what chrono's default date is.
-fn epoch() -> NaiveDate {
-    NaiveDate::default()
-}
-
-impl DayToken {
-    pub fn cursor(self) -> i64 {
-        let days = self.day.signed_duration_since(epoch()).num_days().max(0);
-        (days << TOKEN_BITS) | (self.token & ((1 << TOKEN_BITS) - 1))
-    }
-
-    /// The position a cursor names; one past every real day if it is out of the calendar's
-    /// range, so that the page after it is empty.
-    pub fn from_cursor(cursor: i64) -> Self {
-        let day = epoch()
-            .checked_add_days(chrono::Days::new(
-                u64::try_from(cursor >> TOKEN_BITS).unwrap_or(0),
-            ))
-            .unwrap_or(NaiveDate::MAX);
-        Self {
-            day,
-            token: cursor & ((1 << TOKEN_BITS) - 1),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,20 +171,5 @@ mod tests {
         let (headers, Json(rows)) = request(2).answer(vec![10, 11], |row| *row);
         assert_eq!(rows, vec![10, 11]);
         assert!(headers.get(header::LINK).is_none());
-    }
-
-    #[test]
-    fn a_day_and_token_cursor_round_trips_in_order_and_saturates() {
-        let day = |text: &str| text.parse::<NaiveDate>().unwrap_or(NaiveDate::MIN);
-        let at = |d: &str, token| DayToken { day: day(d), token };
-        for position in [
-            at("2026-11-22", 15),
-            at("1970-01-01", 1),
-            at("2026-11-22", 4_294_967_296),
-        ] {
-            assert_eq!(DayToken::from_cursor(position.cursor()), position);
-        }
-        assert!(at("2026-11-22", 999_999).cursor() < at("2026-11-23", 1).cursor());
-        assert_eq!(DayToken::from_cursor(i64::MAX).day, NaiveDate::MAX);
     }
 }

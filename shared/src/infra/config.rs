@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::Site;
+
 /// Environment variables that override the configuration start with this prefix, and nested keys
 /// are separated by a double underscore: `OPD_HTTP__PORT=9090`, `OPD_DATABASE__URL=postgres://…`.
 pub(crate) const ENV_PREFIX: &str = "OPD";
@@ -36,6 +38,10 @@ pub struct Settings {
     pub log: LogSettings,
     /// The board service's (the other services ignore it).
     pub board: BoardSettings,
+    /// The site this instance serves (`OPD_SITE`): `hospital`, or a clinic's name. Registration
+    /// puts it beside every token it gives; a clinic's instance runs against the clinic's own
+    /// NATS server and database (docs/architecture.md, "Sites").
+    pub site: Site,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -461,6 +467,7 @@ impl Settings {
                 reconnect_after: Duration::from_secs(1),
                 buffer: 4096,
             },
+            site: Site::hospital(),
         }
     }
 

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::PatientId;
+use crate::domain::{PatientId, Site};
 
 /// The services that answer the broadcast query: a service missing from the answers is
 /// reported as not answering.
@@ -56,7 +56,8 @@ pub struct Located {
 /// Where a patient is at one service: their latest visit there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
-    "arrived_at": "2026-12-03T10:21:00Z", "waiting": true, "ahead": 2, "token": 3
+    "arrived_at": "2026-12-03T10:21:00Z", "waiting": true, "ahead": 2, "token": 3,
+    "site": "hospital"
 }))]
 pub struct Whereabouts {
     /// When the patient reached this service on their latest visit.
@@ -72,10 +73,15 @@ pub struct Whereabouts {
     /// Their queue token today (registration and inspection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<i64>,
+    /// The site that gave the token: tokens count per site and day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub site: Option<Site>,
 }
 
-/// How a service declares its answer: its own tables, read for one patient.
-pub type Locate = fn(sqlx::PgPool, PatientId) -> LocateFuture;
+/// How a service declares its answer: its own tables, read for one patient, by an instance
+/// serving the given site.
+pub type Locate = fn(sqlx::PgPool, Site, PatientId) -> LocateFuture;
 
 /// What [`Locate`] returns.
 pub type LocateFuture =

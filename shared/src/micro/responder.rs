@@ -61,8 +61,9 @@ async fn answer_until(
         };
         let Some(request) = request else { break };
         let pool = infra.pool.clone();
+        let site = infra.settings.site.clone();
         tokio::spawn(async move {
-            let answer = answer(service.name, locate, pool, &request.message.payload).await;
+            let answer = answer(service.name, locate, pool, site, &request.message.payload).await;
             if let Err(error) = request.respond(answer).await {
                 tracing::debug!(%error, "could not answer a request");
             }
@@ -143,6 +144,7 @@ async fn answer(
     name: &str,
     locate: crate::micro::Locate,
     pool: sqlx::PgPool,
+    site: crate::domain::Site,
     payload: &[u8],
 ) -> Result<Bytes, service::error::Error> {
     let question: Question =
@@ -153,7 +155,7 @@ async fn answer(
                 error.to_problem().detail
             ),
         })?;
-    let here = locate(pool, question.id).await.map_err(|error| {
+    let here = locate(pool, site, question.id).await.map_err(|error| {
         tracing::warn!(%error, "cannot answer where a patient is");
         service::error::Error {
             code: 503,

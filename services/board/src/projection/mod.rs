@@ -14,6 +14,7 @@
 pub mod projector;
 
 use chrono::NaiveDate;
+use opd_shared::domain::Site;
 use serde::{Deserialize, Serialize};
 
 /// Where a visit is: waiting for one of the three stages, or gone.
@@ -60,9 +61,12 @@ pub struct Visit {
     /// The stream sequence of the latest registration; 0 while none has been merged (a
     /// departure can be merged first).
     pub registered: u64,
-    /// That registration's day (UTC: the day the token counts in) and token.
+    /// That registration's day (UTC: the day the token counts in), token, and the site that
+    /// gave it (values written before there were sites have none: the hospital's).
     pub day: Option<NaiveDate>,
     pub token: i64,
+    #[serde(default)]
+    pub site: Site,
     /// The stream sequences of the latest departures from inspection, treatment and release
     /// (0: none).
     pub left: [u64; 3],
@@ -73,20 +77,23 @@ pub struct Visit {
 }
 
 /// A departure from a queue, with the token that left.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     pub seq: u64,
     pub token: i64,
+    #[serde(default)]
+    pub site: Site,
     pub day: NaiveDate,
 }
 
 /// What an event of the stream does to its patient's visit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// `patient.register`: a new visit waits for inspection.
     Registered {
         patient: i64,
         token: i64,
+        site: Site,
         day: NaiveDate,
     },
     /// `patient.treatment`, `.release`, `.discharge`, `.admission`: the visit leaves the queue
@@ -110,11 +117,12 @@ impl Visit {
         if let Some(day) = self.day {
             for (index, stage) in Stage::WAITING.into_iter().enumerate() {
                 if let Some(seq) = self.left_at(stage)
-                    && self.calls[index].is_none_or(|call| call.seq < seq)
+                    && self.calls[index].as_ref().is_none_or(|call| call.seq < seq)
                 {
                     self.calls[index] = Some(Call {
                         seq,
                         token: self.token,
+                        site: self.site.clone(),
                         day,
                     });
                 }
@@ -125,12 +133,15 @@ impl Visit {
 
     fn merge_sequences(&mut self, seq: u64, change: Change) -> bool {
         match change {
-            Change::Registered { token, day, .. } => {
+            Change::Registered {
+                token, site, day, ..
+            } => {
                 if seq <= self.registered {
                     return false;
                 }
                 self.registered = seq;
                 self.token = token;
+                self.site = site;
                 self.day = Some(day);
                 true
             }

@@ -302,7 +302,7 @@ pub async fn merge_into(
         };
         let changed: Vec<bool> = changes
             .iter()
-            .map(|(seq, change)| visit.merge(*seq, *change))
+            .map(|(seq, change)| visit.merge(*seq, change.clone()))
             .collect();
         if !changed.contains(&true) {
             return Ok(changed);
@@ -366,6 +366,7 @@ fn change_of(message: &jetstream::Message) -> Result<(DateTime<Utc>, Change), Un
                 Change::Registered {
                     patient: event.id.get(),
                     token: event.token,
+                    site: event.site,
                     day: meta.time.date_naive(),
                 },
             ))

@@ -8,6 +8,7 @@ fn registered(token: i64) -> Change {
     Change::Registered {
         patient: 200,
         token,
+        site: Site::hospital(),
         day: day(),
     }
 }
@@ -29,7 +30,7 @@ fn journey() -> Vec<(u64, Change)> {
 fn merged(events: &[(u64, Change)]) -> Visit {
     let mut visit = Visit::default();
     for (seq, change) in events {
-        visit.merge(*seq, *change);
+        visit.merge(*seq, change.clone());
     }
     visit
 }
@@ -80,7 +81,7 @@ fn any_order_and_any_repeat_end_in_the_same_visit() {
     for order in orders {
         let mut visit = Visit::default();
         for i in order.iter().chain(order.iter()) {
-            visit.merge(events[*i].0, events[*i].1);
+            visit.merge(events[*i].0, events[*i].1.clone());
         }
         assert_eq!(visit, expected, "order {order:?}");
     }
@@ -91,7 +92,7 @@ fn an_event_merged_before_changes_nothing() {
     let mut visit = merged(&journey());
     for (seq, change) in journey() {
         assert!(
-            !visit.merge(seq, change),
+            !visit.merge(seq, change.clone()),
             "{change:?} changed the visit again"
         );
     }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::response::sse::Event;
 use chrono::{NaiveDate, Utc};
+use opd_shared::domain::Site;
 use opd_shared::infra::config::BoardSettings;
 use serde::Serialize;
 use serde_json::json;
@@ -59,17 +60,31 @@ struct Held {
     visit: Visit,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Call {
     seq: u64,
     day: NaiveDate,
-    token: i64,
+    ticket: Ticket,
     revision: u64,
 }
 
+/// A token as a screen shows it: its number and the site that gave it (tokens count per site
+/// and day, so the number alone can be two patients').
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[schema(example = json!({"token": 7, "site": "hospital"}))]
+pub struct Ticket {
+    pub token: i64,
+    #[schema(value_type = String)]
+    pub site: Site,
+}
+
 /// What a screen shows of a visit: its token, where it waits, on which day.
-fn shown(visit: &Visit) -> Option<(i64, Stage, NaiveDate)> {
-    Some((visit.token, visit.stage()?, visit.day?))
+fn shown(visit: &Visit) -> Option<(Ticket, Stage, NaiveDate)> {
+    let ticket = Ticket {
+        token: visit.token,
+        site: visit.site.clone(),
+    };
+    Some((ticket, visit.stage()?, visit.day?))
 }
 
 /// A change, as the streams pass it on.
@@ -89,8 +104,11 @@ pub enum Change {
 #[schema(example = json!({
     "day": "2026-12-03", "revision": 42,
     "stages": [
-        {"stage": "inspection", "waiting": [7, 8, 9], "orders": [31, 33, 34], "called": 6},
-        {"stage": "treatment", "waiting": [4], "orders": [30], "called": 3},
+        {"stage": "inspection",
+         "waiting": [{"token": 7, "site": "hospital"}, {"token": 2, "site": "clinic"}],
+         "orders": [31, 33], "called": {"token": 6, "site": "hospital"}},
+        {"stage": "treatment", "waiting": [{"token": 4, "site": "hospital"}], "orders": [30],
+         "called": {"token": 3, "site": "hospital"}},
         {"stage": "release", "waiting": [], "orders": [], "called": null}
     ]
 }))]
@@ -108,12 +126,12 @@ pub struct StageView {
     #[schema(value_type = String, example = "inspection")]
     pub stage: Stage,
     /// Tokens waiting, first come first.
-    pub waiting: Vec<i64>,
+    pub waiting: Vec<Ticket>,
     /// For each waiting token, when it joined the queue (a stream sequence): what "first come"
     /// means. A screen places a token that a `visit` event moves into a queue by its `order`.
     pub orders: Vec<u64>,
     /// The token this stage called last (the one being seen now), if any today.
-    pub called: Option<i64>,
+    pub called: Option<Ticket>,
 }
 
 impl Board {
@@ -196,7 +214,7 @@ impl Board {
         };
         let after = shown(&visit);
         let mut events = Vec::new();
-        if let (Some((old, _, _)), Some((new, _, _))) = (before, after)
+        if let (Some((old, _, _)), Some((new, _, _))) = (&before, &after)
             && old != new
         {
             // A second visit of the patient: its old token must leave the screens, which a
@@ -204,27 +222,34 @@ impl Board {
             screen.reset_at = revision;
             let _ = self.inner.changes.send(Change::Reset);
         } else if after != before
-            && let Some((token, stage, day)) = after
-            && day == today()
+            && let Some((ticket, stage, day)) = &after
+            && *day == today()
         {
-            events.push(visit_event(revision, token, stage, visit.joined()));
+            events.push(visit_event(revision, ticket, *stage, visit.joined()));
         }
         for (index, stage) in Stage::WAITING.into_iter().enumerate() {
-            let Some(call) = visit.calls[index] else {
+            let Some(call) = &visit.calls[index] else {
                 continue;
             };
-            if screen.called[index].is_some_and(|known| known.seq >= call.seq) {
+            if screen.called[index]
+                .as_ref()
+                .is_some_and(|known| known.seq >= call.seq)
+            {
                 continue;
+            }
+            let ticket = Ticket {
+                token: call.token,
+                site: call.site.clone(),
+            };
+            if call.day == today() {
+                events.push(called_event(revision, stage, &ticket));
             }
             screen.called[index] = Some(Call {
                 seq: call.seq,
                 day: call.day,
-                token: call.token,
+                ticket,
                 revision,
             });
-            if call.day == today() {
-                events.push(called_event(revision, stage, call.token));
-            }
         }
         screen.visits.insert(key, Held { revision, visit });
         if !events.is_empty() {
@@ -247,29 +272,33 @@ impl Board {
     pub fn snapshot(&self) -> Snapshot {
         let screen = self.read();
         let day = today();
-        let mut waiting: HashMap<Stage, Vec<(u64, i64)>> = HashMap::new();
+        let mut waiting: HashMap<Stage, Vec<(u64, Ticket)>> = HashMap::new();
         for held in screen.visits.values() {
-            if let Some((token, stage, on)) = shown(&held.visit)
+            if let Some((ticket, stage, on)) = shown(&held.visit)
                 && on == day
                 && stage != Stage::Left
             {
                 waiting
                     .entry(stage)
                     .or_default()
-                    .push((held.visit.joined(), token));
+                    .push((held.visit.joined(), ticket));
             }
         }
         let stages = Stage::WAITING
             .into_iter()
-            .zip(screen.called)
+            .zip(screen.called.iter())
             .map(|(stage, call)| {
                 let mut queue = waiting.remove(&stage).unwrap_or_default();
                 queue.sort_unstable();
+                let (orders, waiting) = queue.into_iter().unzip();
                 StageView {
                     stage,
-                    waiting: queue.iter().map(|(_, token)| *token).collect(),
-                    orders: queue.iter().map(|(order, _)| *order).collect(),
-                    called: call.filter(|call| call.day == day).map(|call| call.token),
+                    waiting,
+                    orders,
+                    called: call
+                        .as_ref()
+                        .filter(|call| call.day == day)
+                        .map(|call| call.ticket.clone()),
                 }
             })
             .collect();
@@ -293,18 +322,21 @@ impl Board {
             .values()
             .filter(|held| held.revision > revision)
             .filter_map(|held| {
-                let (token, stage, day) = shown(&held.visit)?;
+                let (ticket, stage, day) = shown(&held.visit)?;
                 (day == today).then(|| {
-                    let event = visit_event(held.revision, token, stage, held.visit.joined());
+                    let event = visit_event(held.revision, &ticket, stage, held.visit.joined());
                     (held.revision, event)
                 })
             })
             .collect();
-        for (stage, call) in Stage::WAITING.into_iter().zip(screen.called) {
-            if let Some(call) = call.filter(|call| call.revision > revision && call.day == today) {
+        for (stage, call) in Stage::WAITING.into_iter().zip(screen.called.iter()) {
+            if let Some(call) = call
+                .as_ref()
+                .filter(|call| call.revision > revision && call.day == today)
+            {
                 changed.push((
                     call.revision,
-                    called_event(call.revision, stage, call.token),
+                    called_event(call.revision, stage, &call.ticket),
                 ));
             }
         }
@@ -335,19 +367,23 @@ pub fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
-/// A token's move, as the screens see it: the token, where it is, and its place there (when
-/// it joined that queue), nothing else.
-fn visit_event(revision: u64, token: i64, stage: Stage, order: u64) -> Event {
+/// A token's move, as the screens see it: the token and its site, where it is, and its place
+/// there (when it joined that queue), nothing else.
+fn visit_event(revision: u64, ticket: &Ticket, stage: Stage, order: u64) -> Event {
+    let data = json!({
+        "token": ticket.token, "site": ticket.site, "stage": stage.as_str(), "order": order
+    });
     Event::default()
         .event("visit")
         .id(revision.to_string())
-        .data(json!({"token": token, "stage": stage.as_str(), "order": order}).to_string())
+        .data(data.to_string())
 }
 
 /// A desk's call, as the screens see it.
-fn called_event(revision: u64, stage: Stage, token: i64) -> Event {
+fn called_event(revision: u64, stage: Stage, ticket: &Ticket) -> Event {
+    let data = json!({"stage": stage.as_str(), "token": ticket.token, "site": ticket.site});
     Event::default()
         .event("called")
         .id(revision.to_string())
-        .data(json!({"stage": stage.as_str(), "token": token}).to_string())
+        .data(data.to_string())
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use opd_shared::domain::{Disposition, Note, PatientId, Text};
+use opd_shared::domain::{Disposition, Note, PatientId, Site, Text};
 use opd_shared::events::{
     PatientAdmissionRequested, PatientDischarged, PatientRegistered, PatientReleaseRequested,
     PatientSentForTreatment,
@@ -24,9 +24,15 @@ fn time() -> Text<100> {
 }
 
 pub async fn register(app: &TestApp, patient: i64, token: i64) {
+    register_at(app, patient, token, Site::HOSPITAL).await;
+}
+
+/// A registration at `site`: its token counts there.
+pub async fn register_at(app: &TestApp, patient: i64, token: i64, site: &str) {
     app.publish(&PatientRegistered {
         id: id(patient),
         token,
+        site: site.parse().unwrap(),
     })
     .await;
 }
@@ -104,26 +110,40 @@ pub async fn board_shows(app: &TestApp, expected: Value) {
     .await;
 }
 
-/// The three stages with these waiting tokens and called tokens.
+/// The three stages with these waiting tokens and called tokens, all the hospital's.
 pub fn expect(
     inspection: (&[i64], Option<i64>),
     treatment: (&[i64], Option<i64>),
     release: (&[i64], Option<i64>),
 ) -> Value {
+    let stage = |name: &str, (waiting, called): (&[i64], Option<i64>)| {
+        json!({
+            "stage": name,
+            "waiting": waiting.iter().map(|token| hospital(*token)).collect::<Vec<_>>(),
+            "called": called.map(hospital),
+        })
+    };
     json!([
-        {"stage": "inspection", "waiting": inspection.0, "called": inspection.1},
-        {"stage": "treatment", "waiting": treatment.0, "called": treatment.1},
-        {"stage": "release", "waiting": release.0, "called": release.1},
+        stage("inspection", inspection),
+        stage("treatment", treatment),
+        stage("release", release),
     ])
 }
 
-/// One server-sent event; a `visit` event's `order` is kept apart from its data.
+/// A hospital token as the board shows it.
+pub fn hospital(token: i64) -> Value {
+    json!({"token": token, "site": Site::HOSPITAL})
+}
+
+/// One server-sent event; a `visit` event's `order` and a token's `site` are kept apart from
+/// its data.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sse {
     pub event: String,
     pub id: Option<u64>,
     pub data: Value,
     pub order: Option<u64>,
+    pub site: Option<String>,
 }
 
 /// An open `GET /opd/board/events`, read event by event.
@@ -199,10 +219,18 @@ fn parse(block: &str) -> Option<Sse> {
         .as_object_mut()
         .and_then(|object| object.remove("order"))
         .and_then(|order| order.as_u64());
+    let site = data
+        .as_object_mut()
+        .and_then(|object| object.remove("site"))
+        .and_then(|site| site.as_str().map(str::to_owned));
+    if event == "visit" || event == "called" {
+        assert!(site.is_some(), "a token without its site: {block}");
+    }
     Some(Sse {
         event,
         id,
         data,
         order,
+        site,
     })
 }

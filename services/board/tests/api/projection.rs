@@ -38,6 +38,36 @@ async fn the_board_follows_patients_through_the_opd() {
 }
 
 #[tokio::test]
+async fn a_clinics_token_shows_its_site_beside_the_hospitals_same_number() {
+    let app = board().await;
+    register(&app, 210, 1).await;
+    register_at(&app, 211, 1, "clinic").await;
+    let clinic = serde_json::json!({"token": 1, "site": "clinic"});
+    let waiting = [hospital(1), clinic.clone()];
+    board_shows(
+        &app,
+        serde_json::json!([
+            {"stage": "inspection", "waiting": waiting, "called": null},
+            {"stage": "treatment", "waiting": [], "called": null},
+            {"stage": "release", "waiting": [], "called": null},
+        ]),
+    )
+    .await;
+    // The clinic's patient is seen: the desk's call names the clinic's token, not the
+    // hospital's number 1, which still waits.
+    inspect(&app, 211).await;
+    board_shows(
+        &app,
+        serde_json::json!([
+            {"stage": "inspection", "waiting": [hospital(1)], "called": clinic},
+            {"stage": "treatment", "waiting": [clinic], "called": null},
+            {"stage": "release", "waiting": [], "called": null},
+        ]),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_visit_goes_where_its_latest_departure_puts_it_whatever_came_before() {
     let app = board().await;
     // A departure before any registration (registered before the board existed, say): no
@@ -171,6 +201,7 @@ async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
                 0 => Change::Registered {
                     patient: 800,
                     token: seq as i64,
+                    site: opd_shared::domain::Site::hospital(),
                     day,
                 },
                 1 => Change::Left {
@@ -197,7 +228,7 @@ async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
     assert!(merged.iter().all(Result::is_ok), "{merged:?}");
     let mut expected = Visit::default();
     for (seq, change) in &changes {
-        expected.merge(*seq, *change);
+        expected.merge(*seq, change.clone());
     }
     let stored = bucket.get("visit.800").await.unwrap().unwrap();
     assert_eq!(

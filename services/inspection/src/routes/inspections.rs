@@ -16,7 +16,7 @@ use opd_shared::http::openapi::{
     BodyErrors, IdempotencyErrors, IdempotencyKey, NotWaiting, PathErrors, QueryErrors,
     Unavailable, UnknownPatient,
 };
-use opd_shared::http::page::{DayToken, PageParams, PageRequest};
+use opd_shared::http::page::{PageParams, PageRequest};
 use opd_shared::http::{JsonBody, PathParam};
 use opd_shared::service::AppState;
 
@@ -26,13 +26,17 @@ use super::WAITING;
 pub struct PendingVisit {
     id: i64,
     token: i64,
-    /// The list's sort key with `token`; the cursor of the next page.
+    /// The site that gave the token: tokens count per site and day.
+    #[schema(example = "hospital")]
+    site: String,
+    /// The entry's own number; the cursor of the next page.
     #[serde(skip)]
     #[schema(ignore)]
-    registered_on: chrono::NaiveDate,
+    entry: i64,
 }
 
-/// Patients waiting for inspection, in token order (oldest day first).
+/// Patients waiting for inspection, in token order (oldest day first; on the same token, the
+/// sites in alphabetical order).
 #[utoipa::path(get, path = "/opd/inspection/pending", tag = "inspection", operation_id = "pending_inspection",
     security(("bearer" = ["clinician"])),
     params(PageParams),
@@ -40,7 +44,7 @@ pub struct PendingVisit {
         (status = 200, description = "Registered patients not yet inspected, in token order",
             body = Vec<PendingVisit>,
             headers(("link" = String, description = "`<…?limit=N&after=CURSOR>; rel=\"next\"` when more entries follow")),
-            example = json!([{ "id": 200, "token": 1 }])),
+            example = json!([{ "id": 200, "token": 1, "site": "hospital" }])),
         QueryErrors, Unavailable,
     ))]
 #[tracing::instrument(skip(state))]
@@ -48,33 +52,26 @@ pub async fn pending(
     State(state): State<AppState>,
     page: PageRequest,
 ) -> Result<(HeaderMap, Json<Vec<PendingVisit>>), ApiError> {
-    let after = page
-        .after
-        .map(DayToken::from_cursor)
-        .map(|after| (after.day, after.token));
+    // The cursor is the last entry of the previous page: the page goes on after its place in
+    // the queue (none if it is not a visit: an empty page).
     let visits = sqlx::query_as!(
         PendingVisit,
-        "select patient_id as id, token, registered_on
-         from visits
-         where inspected_at is null
-           and ($1::date is null or (registered_on, token) > ($1, $2))
-           and ($4::bigint is null or patient_id = $4)
-         order by registered_on, token
-         limit $3",
-        after.map(|(day, _)| day),
-        after.map_or(0, |(_, token)| token),
+        "select v.patient_id as id, v.token, v.site, v.entry
+         from visits v
+         where v.inspected_at is null
+           and ($1::bigint is null
+                or (v.registered_on, v.token, v.site)
+                   > (select registered_on, token, site from visits where entry = $1))
+           and ($3::bigint is null or v.patient_id = $3)
+         order by v.registered_on, v.token, v.site
+         limit $2",
+        page.after,
         page.fetch(),
         page.patient_id(),
     )
     .fetch_all(&state.pool)
     .await?;
-    Ok(page.answer(visits, |visit| {
-        DayToken {
-            day: visit.registered_on,
-            token: visit.token,
-        }
-        .cursor()
-    }))
+    Ok(page.answer(visits, |visit| visit.entry))
 }
 
 /// The body of `POST /opd/inspection/record` (the book's `InspectionRequest`).
@@ -117,10 +114,10 @@ pub async fn record(
     let visit = sqlx::query!(
         r#"with taken as (
                update visits set inspected_at = now()
-               where (registered_on, token) = (
-                   select registered_on, token from visits
+               where (registered_on, site, token) = (
+                   select registered_on, site, token from visits
                    where patient_id = $1 and inspected_at is null
-                   order by registered_on, token
+                   order by registered_on, token, site
                    limit 1
                    for update
                )

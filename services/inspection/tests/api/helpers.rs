@@ -19,6 +19,7 @@ pub fn registration(id: i64, token: i64) -> PatientRegistered {
     PatientRegistered {
         id: PatientId::try_from(id).unwrap(),
         token,
+        site: opd_shared::domain::Site::hospital(),
     }
 }
 

@@ -33,7 +33,7 @@ use crate::token_counter::{self, IssuedToken};
     responses(
         IdempotencyErrors,
         (status = 201, description = "Registered; `patient.register` published", body = IssuedToken,
-            example = json!({ "id": 200, "token": 1 })),
+            example = json!({ "id": 200, "token": 1, "site": "hospital" })),
         (status = 409, description = "A patient with this id is registered already \
             (`/problems/conflict`)", body = Problem, content_type = "application/problem+json"),
         BodyErrors, Unavailable,
@@ -45,7 +45,8 @@ pub async fn register(
     JsonBody(form): JsonBody<PatientForm>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let event = Envelope::new::<PatientRegistered>(&context);
-    let Some(issued) = token_counter::register(&state.pool, &form, &event).await? else {
+    let Some(issued) = token_counter::register(&state.pool, &state.site, &form, &event).await?
+    else {
         return Err(ApiError::Conflict(format!(
             "patient {} is already registered: change the record with PUT /opd/patient/update, \
              or get a token for a new visit with GET /opd/patient/token/{}",

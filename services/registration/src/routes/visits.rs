@@ -29,7 +29,7 @@ use crate::token_counter::{self, IssuedToken, MAX_SKIP, Reset};
     params(("id" = PatientId, Path, description = "The patient's id")),
     responses(
         (status = 200, description = "Today's next token; `patient.register` published",
-            body = IssuedToken, example = json!({ "id": 200, "token": 2 })),
+            body = IssuedToken, example = json!({ "id": 200, "token": 2, "site": "hospital" })),
         (status = 404, description = "No patient with this id is registered \
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
         CrossSite, PathErrors, Unavailable,
@@ -58,7 +58,7 @@ pub async fn next_visit(
     ),
     responses(
         (status = 200, description = "Today's next token; `patient.register` published",
-            body = IssuedToken, example = json!({ "id": 200, "token": 2 })),
+            body = IssuedToken, example = json!({ "id": 200, "token": 2, "site": "hospital" })),
         (status = 404, description = "No patient with this id is registered \
             (`/problems/not-found`)", body = Problem, content_type = "application/problem+json"),
         IdempotencyErrors, PathErrors, Unavailable,
@@ -84,14 +84,14 @@ async fn issue_token(
     // transaction; without one, the single statement is its own transaction.
     let issued = if effect.is_keyed() {
         let mut tx = state.pool.begin().await?;
-        let issued = token_counter::issue_for_visit(&mut *tx, id, &event).await?;
+        let issued = token_counter::issue_for_visit(&mut *tx, &state.site, id, &event).await?;
         if issued.is_some() {
             effect.committed_in(&mut tx).await?;
         }
         tx.commit().await?;
         issued
     } else {
-        token_counter::issue_for_visit(&state.pool, id, &event).await?
+        token_counter::issue_for_visit(&state.pool, &state.site, id, &event).await?
     }
     .ok_or_else(|| unknown_patient(id))?;
     state.events_written();
