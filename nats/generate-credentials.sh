@@ -5,6 +5,8 @@
 #   /nats/admin    everything (CA key, every seed): the `nats-setup` job only
 #   /nats/server   ca.pem, server.pem, server-key.pem, nkeys.env (public keys), and the routes'
 #                  route-ca.pem, route.pem, route-key.pem: the NATS nodes only
+#   /nats/clinic-link  the clinic's link identity (seed.nk, client.pem, client-key.pem): the
+#                  clinic's NATS server only (clinic profile)
 #   /nats/<svc>    ca.pem and its own seed as seed.nk: that service only; with
 #                  NATS_TLS_VERIFY=true (mutual TLS) also its client certificate (client.pem,
 #                  client-key.pem). A certificate a service holds opens no route: the routes
@@ -30,4 +32,9 @@ for service in registration inspection treatment release board; do
         rm -f "/nats/$service/client.pem" "/nats/$service/client-key.pem"
     fi
 done
+# The clinic's server (the nats image's user, root) presents the link's certificate always: the
+# link is mutual TLS whatever NATS_TLS_VERIFY says.
+install -m 0400 /nats/admin/clinic.nk /nats/clinic-link/seed.nk
+install -m 0444 /nats/admin/clinic.pem /nats/clinic-link/client.pem
+install -m 0400 /nats/admin/clinic-key.pem /nats/clinic-link/client-key.pem
 echo "NATS credentials in place"

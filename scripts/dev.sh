@@ -19,6 +19,14 @@
 #   scripts/dev.sh start prometheus Prometheus (Debian's package) with the alerting rules on
 #                                   http://127.0.0.1:9190, scraping every service and the NATS
 #                                   exporter (opd-nats-exporter, on port 7777)
+#   scripts/dev.sh start clinic     a second site (docs/architecture.md, "Sites"): the clinic's
+#                                   NATS server (4225, its own JetStream domain, a leaf node of
+#                                   the cluster), its stream, and its registration instance on
+#                                   9095 with a database of its own; `stop clinic` stops them
+#   scripts/dev.sh cut clinic       drop every packet of the clinic's link (nftables, needs
+#   scripts/dev.sh heal clinic        root); `heal` lets them through again
+#   scripts/dev.sh start legacy     the legacy leaf: plain NATS on 127.0.0.1:4229, no TLS, no
+#                                   credentials, with read-only copies of the book's events
 #
 # OPD_DEV_DIR (default .dev) moves the state; OPD_DEV_PROFILE=release runs release builds
 # (scripts/bench.sh uses both); OPD_DEV_PG_PORT moves PostgreSQL off 5433 (where the services
@@ -159,6 +167,7 @@ start_node() {
     log "starting $name (client port $((4221 + i)))"
     NATS_SERVER_NAME="$name" NATS_HOST=127.0.0.1 \
         NATS_CLIENT_PORT=$((4221 + i)) NATS_CLUSTER_HOST=127.0.0.1 NATS_CLUSTER_PORT=$((6221 + i)) NATS_MONITOR_PORT=$((8221 + i)) \
+        NATS_LEAF_PORT=$((7421 + i)) \
         NATS_STORE_DIR="$DEV/nats/$name" \
         NATS_ROUTE_1=nats://127.0.0.1:6222 NATS_ROUTE_2=nats://127.0.0.1:6223 NATS_ROUTE_3=nats://127.0.0.1:6224 \
         NATS_TLS_CERT="$CREDENTIALS/server.pem" NATS_TLS_KEY="$CREDENTIALS/server-key.pem" \
@@ -194,6 +203,97 @@ start_service() {
 
 wait_service() {
     wait_http "http://127.0.0.1:$(port_of_service "$1")/readyz" "$1" 90
+}
+
+# --- the clinic and the legacy leaf (optional) -------------------------------------------------
+
+CLINIC_PORT=4225
+CLINIC_MONITOR_PORT=8225
+CLINIC_REGISTRATION_PORT=9095
+LEGACY_PORT=4229
+# The hospital nodes' leaf ports, which the clinic's and the legacy leaf's links connect to.
+LEAF_URLS="NATS_HOSPITAL_LEAF_URL_1=tls://127.0.0.1:7422 NATS_HOSPITAL_LEAF_URL_2=tls://127.0.0.1:7423 NATS_HOSPITAL_LEAF_URL_3=tls://127.0.0.1:7424"
+
+start_clinic() {
+    NATS_SERVER_BIN="$(ensure_nats_server)"
+    [ -x "$ROOT/target/$PROFILE/registration" ] || build_services
+    if ! running nats-clinic; then
+        mkdir -p "$DEV/nats/nats-clinic"
+        log "starting nats-clinic (client port $CLINIC_PORT, site clinic)"
+        # shellcheck disable=SC2046,SC2086 # lists of assignments
+        NATS_SERVER_NAME=nats-clinic NATS_HOST=127.0.0.1 NATS_CLIENT_PORT=$CLINIC_PORT \
+            NATS_MONITOR_PORT=$CLINIC_MONITOR_PORT NATS_STORE_DIR="$DEV/nats/nats-clinic" \
+            NATS_SITE=clinic \
+            NATS_TLS_CERT="$CREDENTIALS/server.pem" NATS_TLS_KEY="$CREDENTIALS/server-key.pem" \
+            NATS_TLS_CA="$CREDENTIALS/ca.pem" NATS_TLS_VERIFY="${OPD_DEV_MUTUAL_TLS:-false}" \
+            NATS_SITE_LINK_SEED="$(tr -d '\n' <"$CREDENTIALS/clinic.nk")" \
+            NATS_SITE_LINK_CERT="$CREDENTIALS/clinic.pem" NATS_SITE_LINK_KEY="$CREDENTIALS/clinic-key.pem" \
+            spawn nats-clinic env $(cat "$CREDENTIALS/nkeys.env") $LEAF_URLS \
+            "$NATS_SERVER_BIN" -c "$ROOT/nats/site.conf"
+        wait_http "http://127.0.0.1:$CLINIC_MONITOR_PORT/healthz" nats-clinic 30
+    fi
+    log "making sure of the clinic's stream, and of its place among the hospital's sources"
+    # shellcheck disable=SC2046 # identity_env prints separate assignments
+    env $(identity_env admin) OPD_NATS__SERVERS="nats://127.0.0.1:$CLINIC_PORT" \
+        "$ROOT/target/$PROFILE/opd-nats" site-stream
+    # shellcheck disable=SC2046
+    env $(identity_env admin) "$ROOT/target/$PROFILE/opd-nats" link-site clinic
+    if ! pg_psql "$DEV/pg" "$PG_PORT" -d postgres -tAc \
+        "select 1 from pg_database where datname = 'opd_registration_clinic'" | grep -q 1; then
+        pg_psql "$DEV/pg" "$PG_PORT" -d postgres -v role=opd_registration_clinic \
+            -v password=opd_registration_clinic_dev -v database=opd_registration_clinic \
+            -f - <"$ROOT/postgres/provision-service.sql"
+    fi
+    if ! running registration-clinic; then
+        log "starting registration-clinic on port $CLINIC_REGISTRATION_PORT (site clinic)"
+        # shellcheck disable=SC2046 # identity_env prints separate assignments
+        OPD_HTTP__PORT=$CLINIC_REGISTRATION_PORT OPD_SITE=clinic \
+            OPD_NATS__SERVERS="nats://127.0.0.1:$CLINIC_PORT" \
+            OPD_DATABASE__URL="postgres://opd_registration_clinic:opd_registration_clinic_dev@127.0.0.1:$PG_PORT/opd_registration_clinic" \
+            OPD_LOG__FILTER="${OPD_LOG__FILTER:-info,sqlx=warn}" \
+            spawn registration-clinic env $(identity_env registration) "$ROOT/target/$PROFILE/registration"
+    fi
+    wait_http "http://127.0.0.1:$CLINIC_REGISTRATION_PORT/readyz" registration-clinic 90
+}
+
+start_legacy() {
+    NATS_SERVER_BIN="$(ensure_nats_server)"
+    running legacy && return 0
+    log "starting legacy (plain NATS on 127.0.0.1:$LEGACY_PORT, read-only copies of the book's events)"
+    # shellcheck disable=SC2086 # a list of assignments
+    NATS_SERVER_NAME=legacy NATS_CLIENT_PORT=$LEGACY_PORT NATS_TLS_CA="$CREDENTIALS/ca.pem" \
+        NATS_LEGACY_LINK_SEED="$(tr -d '\n' <"$CREDENTIALS/legacy.nk")" \
+        NATS_LEGACY_LINK_CERT="$CREDENTIALS/legacy.pem" NATS_LEGACY_LINK_KEY="$CREDENTIALS/legacy-key.pem" \
+        spawn legacy env $LEAF_URLS "$NATS_SERVER_BIN" -c "$ROOT/nats/legacy.conf"
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$LEGACY_PORT") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "legacy did not start; see scripts/dev.sh logs legacy"
+}
+
+# cut clinic / heal clinic: drops every packet to and from the hospital's leaf ports (7422-7424),
+# which only the leaves' links use: the clinic goes on alone, as if its line were down.
+LINK_TABLE=opd_dev_clinic_link
+cmd_cut() {
+    [ "${1:-}" = clinic ] || die "cut takes: clinic"
+    ensure_tool nft nftables
+    as_root nft -f - <<NFT
+table inet $LINK_TABLE {
+  chain out {
+    type filter hook output priority 0; policy accept;
+    tcp dport { 7422, 7423, 7424 } drop
+    tcp sport { 7422, 7423, 7424 } drop
+  }
+}
+NFT
+    log "the clinic's link is cut (its packets are dropped); scripts/dev.sh heal clinic restores it"
+}
+
+cmd_heal() {
+    [ "${1:-}" = clinic ] || die "heal takes: clinic"
+    as_root nft delete table inet "$LINK_TABLE" 2>/dev/null || true
+    log "the clinic's link is healed"
 }
 
 # --- Prometheus (optional) --------------------------------------------------------------------
@@ -250,6 +350,11 @@ cmd_down() {
     for node in "${NODES[@]}"; do terminate "$node"; done
     terminate prometheus
     terminate nats-exporter
+    terminate registration-clinic
+    terminate nats-clinic
+    terminate legacy
+    # A cut link outlives nothing it was cut for (only root can have made it).
+    if [ "$(id -u)" = 0 ]; then nft delete table inet "$LINK_TABLE" 2>/dev/null || true; fi
     if [ -f "$DEV/pg/postmaster.pid" ]; then pg_stop "$DEV/pg"; log "stopped postgres"; fi
 }
 
@@ -275,6 +380,11 @@ cmd_status() {
     for entry in "${SERVICES[@]}"; do
         status_line "${entry%%:*}" "http://127.0.0.1:${entry##*:}"
     done
+    if running nats-clinic; then
+        status_line nats-clinic "nats://127.0.0.1:$CLINIC_PORT (monitoring http://127.0.0.1:$CLINIC_MONITOR_PORT)"
+    fi
+    if running registration-clinic; then status_line registration-clinic "http://127.0.0.1:$CLINIC_REGISTRATION_PORT"; fi
+    if running legacy; then status_line legacy "nats://127.0.0.1:$LEGACY_PORT (plain, read-only)"; fi
     if running prometheus; then status_line prometheus "http://127.0.0.1:$PROMETHEUS_PORT"; fi
     if running nats-exporter; then status_line nats-exporter "http://127.0.0.1:$EXPORTER_PORT/metrics"; fi
 }
@@ -292,6 +402,9 @@ cmd_stop() {
     if is_service "$name" || is_node "$name"; then terminate "$name"
     elif [ "$name" = postgres ]; then pg_stop "$DEV/pg"; log "stopped postgres"
     elif [ "$name" = prometheus ]; then terminate prometheus; terminate nats-exporter
+    elif [ "$name" = clinic ]; then terminate registration-clinic; terminate nats-clinic
+    elif [ "$name" = nats-clinic ] || [ "$name" = registration-clinic ] || [ "$name" = legacy ]; then
+        terminate "$name"
     else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
     fi
 }
@@ -300,7 +413,8 @@ cmd_stop() {
 # the tutorial).
 cmd_kill() {
     local name="${1:-}" pid
-    is_service "$name" || is_node "$name" || die "kill takes a service or a NATS node, not '$name'"
+    is_service "$name" || is_node "$name" || [ "$name" = nats-clinic ] \
+        || die "kill takes a service, a NATS node or nats-clinic, not '$name'"
     running "$name" || { log "$name is not running"; return 0; }
     pid="$(cat "$(pid_file "$name")")"
     kill -9 "$pid"
@@ -315,6 +429,8 @@ cmd_start() {
     elif is_node "$name"; then NATS_SERVER_BIN="$(ensure_nats_server)"; start_node "$name"; wait_node "$name"
     elif [ "$name" = postgres ]; then start_postgres
     elif [ "$name" = prometheus ]; then start_prometheus
+    elif [ "$name" = clinic ]; then start_clinic
+    elif [ "$name" = legacy ]; then start_legacy
     else die "unknown name '$name' (services: ${SERVICES[*]%%:*}; nodes: ${NODES[*]}; postgres)"
     fi
 }
@@ -344,5 +460,7 @@ case "${1:-}" in
     kill) cmd_kill "${2:-}" ;;
     logs) cmd_logs "${2:-}" "${3:-}" ;;
     token) shift; cmd_token "$@" ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    cut) cmd_cut "${2:-}" ;;
+    heal) cmd_heal "${2:-}" ;;
+    *) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -182,6 +182,16 @@ cmd_fault() {
         resume) target/debug/opd-nats control "$1" resume >>"$OPD_DEV_DIR/logs/opd-nats.log" 2>&1 ;;
         partition) partition "$1" ;;
         heal) heal_partitions ;;
+        # The clinic's link (docs/architecture.md, "Sites"): its packets dropped, then let through.
+        cut-clinic) "${DEV[@]}" cut clinic ;;
+        heal-clinic) "${DEV[@]}" heal clinic ;;
+        # While the clinic is cut off, the hospital's stream leader dies and comes back (another
+        # node takes the stream, and with it the source), and the clinic's server is killed with
+        # registrations it had not synced to disk yet, and started again.
+        cut-clinic-restart) "${DEV[@]}" cut clinic; sleep 5
+            "${DEV[@]}" kill "$(stream_leader)"; sleep 2
+            for node in nats-1 nats-2 nats-3; do "${DEV[@]}" start "$node"; done
+            "${DEV[@]}" kill nats-clinic; "${DEV[@]}" start clinic ;;
         # An event no producer wrote: the stream gains one more than the journeys explain, and
         # inspection parks it (it has no event headers).
         forge) target/debug/opd-nats publish patient.register '{"id":1,"token":1}' ;;
@@ -253,6 +263,7 @@ drill() {
         verdict="the drill lost or repeated patients"
     fi
     heal_partitions
+    "${DEV[@]}" heal clinic >/dev/null 2>&1 || true
     if ! problem="$(check_counts "$before" "$PATIENTS")"; then verdict="$problem"; fi
     if [ -f "$OPD_DEV_DIR/probe" ] && [ "$(cat "$OPD_DEV_DIR/probe")" != ok ]; then
         verdict="$(cat "$OPD_DEV_DIR/probe")"
@@ -291,6 +302,15 @@ run_drill() {
         pause-consumer)
             drill "$1" --fault "$(fault pause inspection 9091)" --heal-after 15 \
                 --heal "$(fault resume inspection)" ;;
+        clinic-link-cut)
+            # Patients register at the clinic (9095) and are seen at the hospital.
+            "${DEV[@]}" start clinic >/dev/null
+            OPD_DRILL_REGISTRATION_URL=http://127.0.0.1:9095 drill "$1" \
+                --fault "$(fault cut-clinic)" --heal-after 30 --heal "$(fault heal-clinic)" ;;
+        clinic-cut-restarts)
+            "${DEV[@]}" start clinic >/dev/null
+            OPD_DRILL_REGISTRATION_URL=http://127.0.0.1:9095 drill "$1" \
+                --fault "$(fault cut-clinic-restart)" --heal-after 10 --heal "$(fault heal-clinic)" ;;
         nats-cluster-restart)
             drill "$1" --fault "$(fault stop-nodes)" --heal-after 5 --heal "$(fault start-nodes)" ;;
         stream-settings)
@@ -320,11 +340,13 @@ run_drill() {
 
 ALL=(kill-registration kill-inspection kill-treatment kill-release kill-nats-node
      kill-stream-leader kill-one-of-two-replicas database-down database-read-only nats-partition
-     nats-cluster-restart pause-consumer self-check stream-settings)
-QUICK=(kill-inspection kill-stream-leader pause-consumer)
+     nats-cluster-restart pause-consumer clinic-link-cut clinic-cut-restarts self-check
+     stream-settings)
+QUICK=(kill-inspection kill-stream-leader pause-consumer clinic-link-cut)
 
 cleanup() {
     heal_partitions
+    "${DEV[@]}" heal clinic >/dev/null 2>&1 || true
     "${DEV[@]}" clean >/dev/null 2>&1 || true
     local root; root="$(cgroup_root || true)"
     if [ -n "$root" ] && [ -d "$root" ]; then
@@ -342,6 +364,7 @@ main() {
         drills=("${ALL[@]}")
     fi
     ensure_tool iptables iptables
+    ensure_tool nft nftables
     ensure_tool curl curl
     log "building opd-drill and the services"
     SQLX_OFFLINE=true cargo build --quiet -p opd-drills --bin opd-drill -p opd-nats-admin

@@ -22,6 +22,8 @@ cd "$ROOT"
 command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (rust-toolchain.toml pins the version)"
 ensure_rust_toolchain
 ensure_tool psql postgresql-client
+# The link-cut tests drop packets for real (opd_testing::LinkCut): nftables, run as root.
+ensure_tool nft nftables
 NATS_SERVER_BIN="$(ensure_nats_server)"
 export NATS_SERVER_BIN
 
@@ -159,7 +161,7 @@ if [ -n "$walkthroughs" ]; then
 
     # The quick drills start their own stack on the same ports (scripts/drills.sh).
     started=$SECONDS
-    log "quick drills: a consumer and the stream leader killed mid-batch, a consumer paused (scripts/drills.sh --quick)"
+    log "quick drills: a consumer and the stream leader killed mid-batch, a consumer paused, the clinic's link cut (scripts/drills.sh --quick)"
     scripts/drills.sh --quick
     log "quick drills took $((SECONDS - started)) s"
 fi

@@ -211,6 +211,13 @@ struct StreamLabels {
     stream: String,
 }
 
+/// A stream and the site whose stream it sources.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    stream: String,
+    site: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReplicaLabels {
     stream: String,
@@ -257,6 +264,23 @@ fn registry_of(nodes: &[Node]) -> Registry {
         "Routes to the other nodes of the cluster",
     );
     let memory = gauges::<ServerLabels>(&mut registry, "server_memory_bytes", "Resident memory");
+    let leafnodes = gauges::<ServerLabels>(
+        &mut registry,
+        "server_leafnodes",
+        "Leaf nodes connected: other sites' servers and the legacy leaf",
+    );
+    let source_lag = gauges::<SourceLabels>(
+        &mut registry,
+        "stream_source_lag",
+        "Messages of another site's stream not copied into this one yet, as of the last word \
+         from that site",
+    );
+    let source_active = gauges::<SourceLabels>(
+        &mut registry,
+        "stream_source_active_seconds",
+        "Seconds since the last word (a message or a heartbeat) from another site's stream that \
+         this one sources; -1 when none came since the node started",
+    );
     let stream_messages = gauges::<StreamLabels>(
         &mut registry,
         "stream_messages",
@@ -321,6 +345,7 @@ fn registry_of(nodes: &[Node]) -> Registry {
         connections.get_or_create(&server).set(varz.connections);
         routes.get_or_create(&server).set(varz.routes);
         memory.get_or_create(&server).set(varz.mem);
+        leafnodes.get_or_create(&server).set(varz.leafnodes);
         for stream in jsz.streams() {
             let led_here = leads(&stream.cluster, &varz.server_name);
             // The leader's report wins; any report is better than none.
@@ -350,6 +375,20 @@ fn registry_of(nodes: &[Node]) -> Registry {
         stream_has_leader
             .get_or_create(&labels)
             .set(i64::from(*led));
+        for source in &stream.sources {
+            let labels = SourceLabels {
+                stream: name.clone(),
+                site: source.site().to_owned(),
+            };
+            source_lag.get_or_create(&labels).set(source.lag);
+            // Whole seconds are enough for an alert measured in minutes.
+            let active = if source.active < 0 {
+                -1
+            } else {
+                source.active / 1_000_000_000
+            };
+            source_active.get_or_create(&labels).set(active);
+        }
         if *led {
             for replica in &stream.cluster.replicas {
                 let labels = ReplicaLabels {

@@ -10,6 +10,8 @@ pub struct Varz {
     pub server_name: String,
     pub connections: i64,
     pub routes: i64,
+    /// Leaf nodes connected: other sites' servers, the legacy leaf.
+    pub leafnodes: i64,
     pub mem: i64,
 }
 
@@ -42,6 +44,49 @@ pub struct Stream {
     pub config: StreamConfig,
     pub state: StreamState,
     pub consumer_detail: Vec<Consumer>,
+    /// The streams it copies messages from: another site's, through its JetStream domain.
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct Source {
+    pub name: String,
+    pub external: Option<External>,
+    /// Messages of the source not copied yet, as of the last word from it.
+    pub lag: i64,
+    /// Nanoseconds since the last word from the source (a message or a heartbeat); -1: none
+    /// since this server started.
+    pub active: i64,
+}
+
+impl Default for Source {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            external: None,
+            lag: 0,
+            active: -1,
+        }
+    }
+}
+
+impl Source {
+    /// The site a source reads from: the domain of its API prefix (`$JS.<site>.API`), else
+    /// the source stream's name.
+    pub fn site(&self) -> &str {
+        self.external
+            .as_ref()
+            .and_then(|external| external.api.strip_prefix("$JS."))
+            .and_then(|rest| rest.strip_suffix(".API"))
+            .unwrap_or(&self.name)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct External {
+    pub api: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -115,3 +115,56 @@ async fn lag_follows_the_stream_and_a_dead_node_is_reported() {
     until(&url, r#"nats_stream_has_leader{stream="EXPORTED"}"#, 1).await;
     until(&url, r#"nats_stream_messages{stream="EXPORTED"}"#, 5).await;
 }
+
+#[tokio::test]
+async fn a_sites_link_is_counted_and_goes_quiet_when_cut() {
+    let nats = NatsServer::single().await;
+    opd_testing::stream::create(&nats.admin_settings()).await;
+    let clinic = nats.clinic("clinic").await;
+    let at_clinic = opd_testing::stream::as_admin(&clinic.settings_for("admin"));
+    opd_nats_admin::site::create_site_stream(
+        &at_clinic,
+        &opd_testing::stream::settings_for(&at_clinic),
+        opd_testing::PATIENCE,
+    )
+    .await
+    .unwrap();
+    opd_nats_admin::site::link(
+        &nats.admin_settings(),
+        &"clinic".parse().unwrap(),
+        opd_testing::PATIENCE,
+    )
+    .await
+    .unwrap();
+    let url = exporter_for(&nats).await;
+    until(&url, r#"nats_server_leafnodes{server="nats-1"}"#, 1).await;
+    let active = r#"nats_stream_source_active_seconds{stream="PATIENT",site="clinic"}"#;
+    let lag = r#"nats_stream_source_lag{stream="PATIENT",site="clinic"}"#;
+    let js = opd_testing::stream::jetstream(&at_clinic).await.unwrap();
+    js.publish("patient.register", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    until(&url, lag, 0).await;
+    eventually("the clinic to be heard from", || async {
+        metric(&url, active)
+            .await
+            .filter(|seconds| (0..=2).contains(seconds))
+    })
+    .await;
+
+    // Cut off, the clinic says nothing: the silence grows until the link heals.
+    let cut = opd_testing::LinkCut::ports(&nats.leaf_ports());
+    eventually("the clinic's silence to show", || async {
+        metric(&url, active).await.filter(|seconds| *seconds >= 5)
+    })
+    .await;
+    cut.heal();
+    eventually("the clinic to be heard from again", || async {
+        metric(&url, active)
+            .await
+            .filter(|seconds| (0..=2).contains(seconds))
+    })
+    .await;
+}

@@ -410,7 +410,8 @@ def files_and_ports(platform, _root):
                     errors.append(f"{name_of(owner)}: {probe} port {port!r} is no port of {container['name']}")
             # The processes listen where their settings say: the declared ports must be those.
             for setting, port_name in (("OPD_HTTP__PORT", "http"), ("NATS_CLIENT_PORT", "client"),
-                                       ("NATS_CLUSTER_PORT", "cluster"), ("NATS_MONITOR_PORT", "monitor")):
+                                       ("NATS_CLUSTER_PORT", "cluster"), ("NATS_MONITOR_PORT", "monitor"),
+                                       ("NATS_LEAF_PORT", "leaf")):
                 if setting in env:
                     declared = container_port({"containers": [container]}, port_name)
                     if str(declared) != str(env[setting]):

@@ -68,7 +68,7 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
     assert_eq!(outcomes[3..], [Outcome::Applied, Outcome::Applied]);
     assert_eq!(
         app.get_expect("/opd/inspection/pending", 200).await,
-        json!([{"id": 200, "token": 1}, {"id": 300, "token": 2}])
+        json!([{"id": 200, "token": 1, "site": "hospital"}, {"id": 300, "token": 2, "site": "hospital"}])
     );
 
     // What was received is kept for the operator: headers and payload as they came.

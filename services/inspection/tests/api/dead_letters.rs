@@ -55,7 +55,7 @@ async fn a_parked_event_is_listed_and_applied_when_retried_after_the_fix() {
     );
     assert_eq!(
         serde_json::from_str::<Value>(letter["payload"].as_str().unwrap()).unwrap(),
-        json!({"id": 200, "token": 1})
+        json!({"id": 200, "token": 1, "site": "hospital"})
     );
     assert!(letter["headers"]["ce-id"].is_array(), "{letter}");
 
@@ -77,7 +77,7 @@ async fn a_parked_event_is_listed_and_applied_when_retried_after_the_fix() {
     assert_eq!(app.stream_info().await.state.messages, messages);
     assert_eq!(
         pending_count(&app, 1).await,
-        [json!({"id": 200, "token": 1})]
+        [json!({"id": 200, "token": 1, "site": "hospital"})]
     );
     assert_eq!(app.get_expect(DEAD_LETTERS, 200).await, json!([]));
     app.assert_handled_once(1).await;

@@ -13,9 +13,9 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
     assert_eq!(
         pending,
         vec![
-            json!({"id": 200, "token": 1}),
-            json!({"id": 300, "token": 2}),
-            json!({"id": 400, "token": 3})
+            json!({"id": 200, "token": 1, "site": "hospital"}),
+            json!({"id": 300, "token": 2, "site": "hospital"}),
+            json!({"id": 400, "token": 3, "site": "hospital"})
         ]
     );
 
@@ -34,7 +34,7 @@ async fn registered_patients_wait_in_token_order_and_leave_when_inspected() {
 
     assert_eq!(
         app.get_expect(PENDING, 200).await,
-        json!([{"id": 300, "token": 2}, {"id": 400, "token": 3}])
+        json!([{"id": 300, "token": 2, "site": "hospital"}, {"id": 400, "token": 3, "site": "hospital"}])
     );
 
     let events = app.events_until("patient.treatment", 1).await;
@@ -81,7 +81,7 @@ async fn one_inspection_takes_only_the_earliest_waiting_visit_off_the_list() {
         .await;
     assert_eq!(
         pending_count(&app, 1).await,
-        [json!({"id": 300, "token": 3})]
+        [json!({"id": 300, "token": 3, "site": "hospital"})]
     );
     app.assert_handled_once(2).await;
 }
@@ -162,8 +162,8 @@ async fn one_patient_is_found_however_many_wait_before_them() {
     assert_eq!(
         found,
         vec![
-            json!({"id": 300, "token": 102}),
-            json!({"id": 300, "token": 103})
+            json!({"id": 300, "token": 102, "site": "hospital"}),
+            json!({"id": 300, "token": 103, "site": "hospital"})
         ]
     );
     let first_page = app.get_expect(PENDING, 200).await;
@@ -181,7 +181,7 @@ async fn one_patient_is_found_however_many_wait_before_them() {
     let next = link.trim_start_matches('<').split('>').next().unwrap();
     assert_eq!(
         app.get_expect(next, 200).await,
-        json!([{"id": 300, "token": 103}])
+        json!([{"id": 300, "token": 103, "site": "hospital"}])
     );
     assert_eq!(
         app.get_expect(&format!("{PENDING}?patient=404"), 200).await,

@@ -73,7 +73,7 @@ async fn the_post_route_for_a_new_visit_token_honours_the_key() {
         .json()
         .await
         .unwrap();
-    assert_eq!(first, json!({"id": 1, "token": 2}));
+    assert_eq!(first, json!({"id": 1, "token": 2, "site": "hospital"}));
     let again: Value = post_with_key(&app, path, "visit-1", &json!(null))
         .await
         .json()
@@ -86,7 +86,7 @@ async fn the_post_route_for_a_new_visit_token_honours_the_key() {
     // The book's GET still works, and is not idempotent.
     assert_eq!(
         app.get_expect(path, 200).await,
-        json!({"id": 1, "token": 3})
+        json!({"id": 1, "token": 3, "site": "hospital"})
     );
 }
 
@@ -220,7 +220,7 @@ async fn a_dead_request_whose_additive_effect_was_committed_is_not_run_again() {
             .json::<Value>()
             .await
             .unwrap(),
-        json!({"id": 20, "token": 3})
+        json!({"id": 20, "token": 3, "site": "hospital"})
     );
 }
 

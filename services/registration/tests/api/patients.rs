@@ -17,7 +17,7 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
             201,
         )
         .await;
-    assert_eq!(answer, json!({"id": 200, "token": 1}));
+    assert_eq!(answer, json!({"id": 200, "token": 1, "site": "hospital"}));
 
     assert_eq!(
         app.get_expect("/opd/patient/view/200", 200).await,
@@ -38,7 +38,7 @@ async fn the_books_curl_walkthrough_gives_the_books_answers() {
 
     assert_eq!(
         app.get_expect("/opd/patient/token/200", 200).await,
-        json!({"id": 200, "token": 2})
+        json!({"id": 200, "token": 2, "site": "hospital"})
     );
 
     let home = app.get("/opd/patient/").await;
@@ -64,7 +64,7 @@ async fn registering_publishes_patient_register_with_cloudevents_headers() {
     let events = app.events_until("patient.register", 1).await;
     assert_eq!(events.len(), 1);
     let (headers, payload) = &events[0];
-    assert_eq!(payload, &json!({"id": 200, "token": 1}));
+    assert_eq!(payload, &json!({"id": 200, "token": 1, "site": "hospital"}));
     let header = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
     assert_eq!(header("ce-specversion").as_deref(), Some("1.0"));
     assert_eq!(

@@ -29,7 +29,7 @@ async fn tokens_survive_a_restart_of_the_service() {
     register(&app, 1).await;
     app.restart().await;
     let token = app.get_expect("/opd/patient/token/1", 200).await;
-    assert_eq!(token, json!({"id": 1, "token": 2}));
+    assert_eq!(token, json!({"id": 1, "token": 2, "site": "hospital"}));
 }
 
 #[tokio::test]
@@ -67,7 +67,7 @@ async fn each_day_has_its_own_sequence() {
     )
     .await;
     let next_day = app.get_expect("/opd/patient/token/1", 200).await;
-    assert_eq!(next_day, json!({"id": 1, "token": 1}));
+    assert_eq!(next_day, json!({"id": 1, "token": 1, "site": "hospital"}));
     assert_eq!(
         app.count("select count(*) from issued_tokens").await,
         3,
