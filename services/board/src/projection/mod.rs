@@ -74,6 +74,19 @@ pub struct Visit {
     /// begins: what the board shows as that desk's call.
     #[serde(default)]
     pub calls: [Option<Call>; 3],
+    /// The registration before the latest one: replicas merge a patient's events in any
+    /// order, and a departure merged after the next registration still belongs to this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Registration>,
+}
+
+/// A registration a departure can belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub seq: u64,
+    pub token: i64,
+    pub site: Site,
+    pub day: NaiveDate,
 }
 
 /// A departure from a queue, with the token that left.
@@ -113,22 +126,46 @@ impl Visit {
     /// Merges the event at stream sequence `seq`; whether the visit changed.
     pub fn merge(&mut self, seq: u64, change: Change) -> bool {
         let changed = self.merge_sequences(seq, change);
-        // A departure whose token is now known is a call: kept, the latest one per queue.
-        if let Some(day) = self.day {
-            for (index, stage) in Stage::WAITING.into_iter().enumerate() {
-                if let Some(seq) = self.left_at(stage)
-                    && self.calls[index].as_ref().is_none_or(|call| call.seq < seq)
-                {
-                    self.calls[index] = Some(Call {
-                        seq,
-                        token: self.token,
-                        site: self.site.clone(),
-                        day,
-                    });
-                }
+        // A departure whose registration is known is a call: kept, the latest one per queue.
+        // The same departure is written again when a registration merged since tells better
+        // whose it was, so the result does not depend on the order of the merges.
+        for index in 0..self.left.len() {
+            let left = self.left[index];
+            if let Some(call) = self.call_at(left)
+                && self.calls[index]
+                    .as_ref()
+                    .is_none_or(|kept| kept.seq <= left)
+            {
+                self.calls[index] = Some(call);
             }
         }
         changed
+    }
+
+    /// The call a departure at `left` makes: the token of the registration just before it,
+    /// if that is the latest or the previous one.
+    fn call_at(&self, left: u64) -> Option<Call> {
+        if left == 0 {
+            return None;
+        }
+        if self.registered > 0 && left > self.registered {
+            let day = self.day?;
+            return Some(Call {
+                seq: left,
+                token: self.token,
+                site: self.site.clone(),
+                day,
+            });
+        }
+        self.previous
+            .as_ref()
+            .filter(|previous| left > previous.seq)
+            .map(|previous| Call {
+                seq: left,
+                token: previous.token,
+                site: previous.site.clone(),
+                day: previous.day,
+            })
     }
 
     fn merge_sequences(&mut self, seq: u64, change: Change) -> bool {
@@ -136,9 +173,36 @@ impl Visit {
             Change::Registered {
                 token, site, day, ..
             } => {
+                let registration = Registration {
+                    seq,
+                    token,
+                    site,
+                    day,
+                };
                 if seq <= self.registered {
+                    // An older registration merged late: it may be the one before the latest.
+                    if seq < self.registered
+                        && self
+                            .previous
+                            .as_ref()
+                            .is_none_or(|previous| previous.seq < seq)
+                    {
+                        self.previous = Some(registration);
+                        return true;
+                    }
                     return false;
                 }
+                if let Some(day) = self.day.filter(|_| self.registered > 0) {
+                    self.previous = Some(Registration {
+                        seq: self.registered,
+                        token: self.token,
+                        site: self.site.clone(),
+                        day,
+                    });
+                }
+                let Registration {
+                    token, site, day, ..
+                } = registration;
                 self.registered = seq;
                 self.token = token;
                 self.site = site;

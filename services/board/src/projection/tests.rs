@@ -129,3 +129,42 @@ fn values_read_back_as_they_were_written() -> Result<(), serde_json::Error> {
     assert_eq!(Visit::parse("visit.200", b"not json"), None);
     Ok(())
 }
+
+/// A second visit begins before the first one's last departures are merged (replicas merge in
+/// any order): every order of the same events ends in the same visit, calls included. (The
+/// visit remembers two registrations: a departure merged after two later ones is not a call.)
+#[test]
+fn a_visits_calls_do_not_depend_on_the_order_of_the_merges() {
+    let events = vec![
+        (7, registered(12)),
+        (9, left(Stage::Inspection)),
+        (12, left(Stage::Treatment)),
+        (15, registered(30)),
+        (16, left(Stage::Release)),
+        (18, left(Stage::Inspection)),
+    ];
+    let in_order = merged(&events);
+    assert_eq!(
+        in_order.calls[2].as_ref().map(|call| call.token),
+        Some(30),
+        "the release desk called the second visit's token: {in_order:?}"
+    );
+    // Each event merged last, after all the others in reverse order, and the whole in reverse.
+    let mut orders: Vec<Vec<(u64, Change)>> = (0..events.len())
+        .map(|last| {
+            let mut order: Vec<_> = events.iter().rev().cloned().collect();
+            let moved = order.remove(events.len() - 1 - last);
+            order.push(moved);
+            order
+        })
+        .collect();
+    orders.push(events.iter().rev().cloned().collect());
+    for order in orders {
+        let seqs: Vec<u64> = order.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(
+            merged(&order).calls,
+            in_order.calls,
+            "merged in order {seqs:?}"
+        );
+    }
+}
