@@ -20,9 +20,27 @@ use crate::service::{AppState, Service, Subscription, Task, home};
 /// The whole HTTP stack of `service` over `infra`: its routes and home page (with the
 /// operator's dead-letter routes where it consumes events), each behind the roles its OpenAPI
 /// entry declares ([`crate::auth`]), the OpenAPI document, health and metrics, inside the
-/// common middleware. [`Application::build`] serves it; in-process tests
-/// answer requests with the very same router.
-pub fn app(service: &'static Service, infra: &Infra) -> Router {
+/// common middleware, with the state of the service's [`crate::service::Extras`]; and the
+/// extras' tasks, not yet started (they stop when `shutdown` is cancelled).
+/// [`Application::build`] serves it; in-process tests answer requests with the very same
+/// router.
+pub fn app(
+    service: &'static Service,
+    infra: &Infra,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Router, Vec<(&'static str, Task)>)> {
+    let router = common_stack(service, infra);
+    match service.extras {
+        Some(extras) => {
+            let extras = extras(infra, shutdown)?;
+            Ok(((extras.layer)(router), extras.tasks))
+        }
+        None => Ok((router, Vec::new())),
+    }
+}
+
+/// [`app`] without the service's extras.
+fn common_stack(service: &'static Service, infra: &Infra) -> Router {
     let http = &infra.settings.http;
     let (routes, api) = documented_routes(service).split_for_parts();
     let document = crate::http::openapi::document(service, api);
@@ -126,13 +144,7 @@ impl Application {
         let listener = crate::http::listen(&http.host, http.port).await?;
         let port = listener.local_addr()?.port();
         let shutdown = CancellationToken::new();
-        let mut router = app(service, &infra);
-        let mut extra_tasks = Vec::new();
-        if let Some(extras) = service.extras {
-            let extras = extras(&infra, shutdown.child_token())?;
-            router = (extras.layer)(router);
-            extra_tasks = extras.tasks;
-        }
+        let (router, extra_tasks) = app(service, &infra, shutdown.child_token())?;
         Ok(Self {
             port,
             listener,

@@ -92,7 +92,13 @@ pub async fn oneshot_as(
     path: &str,
     body: &str,
 ) -> Answer {
-    let router = opd_shared::app::app(service, &offline_infra(service).await);
+    // The extras' tasks are not started, as in `without_background_tasks`.
+    let (router, _tasks) = opd_shared::app::app(
+        service,
+        &offline_infra(service).await,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .expect("the service's extras");
     let mut request = Request::builder()
         .method(method)
         .uri(path)

@@ -284,9 +284,13 @@ impl Relay {
     /// rows that another replica wrote and could not relay (it died), once their lease is out.
     async fn wait_for_work(&self, shutdown: &CancellationToken) {
         tokio::select! {
-            () = shutdown.cancelled() => {}
-            () = tokio::time::sleep(self.settings.poll_interval) => {}
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(self.settings.poll_interval) => return,
             () = self.wake.notified() => {}
+        }
+        // Woken by a commit: the commits just behind it join its batch.
+        if !self.settings.linger.is_zero() {
+            sleep_or_cancel(self.settings.linger, shutdown).await;
         }
     }
 

@@ -129,9 +129,14 @@ impl From<sqlx::Error> for ApiError {
             Self::Internal(anyhow::Error::new(error).context("database query failed"))
         } else {
             tracing::warn!(%error, "database error");
-            Self::Unavailable(
-                "the database cannot serve this request right now; retry later".into(),
-            )
+            Self::database_unavailable()
         }
+    }
+}
+
+impl ApiError {
+    /// The answer to a request the database could not serve: 503, retry later.
+    pub fn database_unavailable() -> Self {
+        Self::Unavailable("the database cannot serve this request right now; retry later".into())
     }
 }

@@ -248,6 +248,11 @@ pub struct OutboxSettings {
     /// The relay is woken by a notification when an event is written; this tick is the fallback.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Once woken, how long the relay waits for more events before it claims a batch, so that
+    /// events written one by one still go out many to a round trip (claim, publish, stamp).
+    /// Adds at most this to an event's way to its consumers; `0s` turns it off.
+    #[serde(with = "humantime_serde")]
+    pub linger: Duration,
     /// How long to wait for JetStream to acknowledge one publish.
     #[serde(with = "humantime_serde")]
     pub publish_timeout: Duration,
@@ -437,6 +442,7 @@ impl Settings {
             outbox: OutboxSettings {
                 batch_size: 100,
                 poll_interval: Duration::from_secs(5),
+                linger: Duration::from_millis(2),
                 publish_timeout: Duration::from_secs(5),
                 retry: RetrySettings {
                     initial: Duration::from_millis(200),

@@ -39,13 +39,14 @@ pub struct Pools {
     /// Requests, consumers and housekeeping: `database.max_connections`, every commit durable.
     pub main: PgPool,
     /// The outbox relay's own: it never queues behind the requests for a connection (under load
-    /// it fell behind them by seconds), and its bookkeeping commits without waiting for the
-    /// disk (`synchronous_commit = off`). That is safe because its writes (a claim, a
-    /// `published_at` stamp, a republish mark) only decide whether an event is published once
-    /// more: one lost in a crash makes the relay publish again what it had published, which
-    /// JetStream's de-duplication and the consumers' inbox absorb. What it publishes was
-    /// committed by a request durably (on `main`), and a commit is visible to the relay only
-    /// once it is on disk.
+    /// it fell behind them by seconds); its bookkeeping commits without waiting for the disk
+    /// (`synchronous_commit = off`); and each of its statements is planned for the table as it
+    /// is (`plan_cache_mode = force_custom_plan`). Not waiting for the disk is safe because its
+    /// writes (a claim, a `published_at` stamp, a republish mark) only decide whether an event
+    /// is published once more: one lost in a crash makes the relay publish again what it had
+    /// published, which JetStream's de-duplication and the consumers' inbox absorb. What it
+    /// publishes was committed by a request durably (on `main`), and a commit is visible to the
+    /// relay only once it is on disk.
     pub relay: PgPool,
 }
 
@@ -68,7 +69,13 @@ pub(crate) async fn connect_and_migrate(
     let relay = pool_of(
         settings,
         RELAY_CONNECTIONS,
-        options.options([("synchronous_commit", "off")]),
+        options.options([
+            ("synchronous_commit", "off"),
+            // Planned afresh at every run: its statements run once a batch, and a plan cached
+            // while the outbox was empty (a sequential scan) would stay for the connection's
+            // life as the table grows to a day of events (docs/benchmarks.md).
+            ("plan_cache_mode", "force_custom_plan"),
+        ]),
     );
 
     let deadline = tokio::time::Instant::now() + settings.startup_timeout;
@@ -93,7 +100,32 @@ pub(crate) async fn connect_and_migrate(
     Ok(Pools { main: pool, relay })
 }
 
+/// A few connections of their own for one hot statement, beside `main` and like its
+/// connections but for the session settings `options` (`plan_cache_mode`, say). Closed when the
+/// pool is dropped.
+pub fn dedicated_pool(
+    main: &PgPool,
+    settings: &DatabaseSettings,
+    connections: u32,
+    options: &[(&str, &str)],
+) -> PgPool {
+    let connect = main
+        .connect_options()
+        .as_ref()
+        .clone()
+        .options(options.iter().copied());
+    // Opened at start, in the background, so that the first statement does not wait for a
+    // connection (and its authentication) to be made.
+    pool_options(settings, connections)
+        .min_connections(1)
+        .connect_lazy_with(connect)
+}
+
 fn pool_of(settings: &DatabaseSettings, connections: u32, options: PgConnectOptions) -> PgPool {
+    pool_options(settings, connections).connect_lazy_with(options)
+}
+
+fn pool_options(settings: &DatabaseSettings, connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -110,7 +142,6 @@ fn pool_of(settings: &DatabaseSettings, connections: u32, options: PgConnectOpti
                 Ok(true)
             })
         })
-        .connect_lazy_with(options)
 }
 
 /// True when `error` says the data itself is wrong, so that the same statement with the same data

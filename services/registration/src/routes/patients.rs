@@ -1,8 +1,8 @@
 //! Registering, updating and viewing patients.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -19,13 +19,14 @@ use opd_shared::service::AppState;
 
 use super::unknown_patient;
 use crate::domain::PatientForm;
-use crate::token_counter::{self, IssuedToken};
+use crate::registrar::Registrar;
+use crate::token_counter::IssuedToken;
 
 /// Registers a patient and hands out today's next queue token.
 ///
 /// Stores the patient, takes the day's next token and writes the `patient.register` event to
-/// the outbox, all in one statement; the inspection service then adds the patient to its
-/// pending list.
+/// the outbox, all in one statement (shared with the registrations that arrive meanwhile);
+/// the inspection service then adds the patient to its pending list.
 #[utoipa::path(post, path = "/opd/patient/register", tag = "registration", operation_id = "register_patient",
     security(("bearer" = ["registrar"])),
     request_body = PatientForm,
@@ -40,20 +41,18 @@ use crate::token_counter::{self, IssuedToken};
     ))]
 #[tracing::instrument(skip_all, fields(patient_id = %form.id.masked()))]
 pub async fn register(
-    State(state): State<AppState>,
+    Extension(registrar): Extension<Registrar>,
     context: EventContext,
     JsonBody(form): JsonBody<PatientForm>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let event = Envelope::new::<PatientRegistered>(&context);
-    let Some(issued) = token_counter::register(&state.pool, &state.site, &form, &event).await?
-    else {
+    let id = form.id;
+    let Some(issued) = registrar.register(form, event).await? else {
         return Err(ApiError::Conflict(format!(
-            "patient {} is already registered: change the record with PUT /opd/patient/update, \
-             or get a token for a new visit with GET /opd/patient/token/{}",
-            form.id, form.id
+            "patient {id} is already registered: change the record with PUT /opd/patient/update, \
+             or get a token for a new visit with GET /opd/patient/token/{id}"
         )));
     };
-    state.events_written();
     tracing::info!(token = issued.token, "patient registered");
     Ok((StatusCode::CREATED, Json(issued)))
 }

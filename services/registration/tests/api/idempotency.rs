@@ -236,8 +236,9 @@ async fn an_oversized_body_with_a_key_is_413_like_any_other() {
 #[tokio::test]
 async fn keys_and_published_events_are_pruned_after_their_retention() {
     let app = crate::helpers::started(crate::helpers::builder().settings(|settings| {
-        settings.http.idempotency_retention = std::time::Duration::from_millis(200);
-        settings.outbox.retention = std::time::Duration::from_millis(200);
+        // Long enough for the checks just after the request to find the rows still there.
+        settings.http.idempotency_retention = std::time::Duration::from_secs(1);
+        settings.outbox.retention = std::time::Duration::from_secs(1);
         settings.outbox.prune_interval = std::time::Duration::from_millis(100);
     }))
     .await;

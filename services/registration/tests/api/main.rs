@@ -10,6 +10,7 @@
 mod access;
 mod browsers;
 mod errors;
+mod group_commit;
 mod helpers;
 mod idempotency;
 mod metrics;

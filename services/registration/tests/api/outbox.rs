@@ -162,6 +162,39 @@ async fn the_relay_is_woken_by_the_commit_not_by_its_polling_tick() {
 }
 
 #[tokio::test]
+async fn events_committed_one_by_one_within_the_linger_go_out_in_one_batch() {
+    let app =
+        started(builder().settings(|settings| settings.outbox.linger = Duration::from_millis(500)))
+            .await;
+    app.stream_info().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Ten commits, each waking the relay; the first wake lingers while the rest land.
+    let started = std::time::Instant::now();
+    for id in 1..=10 {
+        register(&app, id).await;
+    }
+    let registering = started.elapsed();
+    eventually("the events to be published", || async {
+        (unpublished(&app).await == 0).then_some(())
+    })
+    .await;
+    // One stamp statement per batch, and `now()` is its transaction's time.
+    let batches = app
+        .count("select count(distinct published_at) from outbox")
+        .await;
+    if registering < Duration::from_millis(400) {
+        assert_eq!(batches, 1, "ten events in {batches} batches");
+    } else {
+        // A slow machine: the ten commits outlasted the linger.
+        assert!(
+            batches <= 5,
+            "ten events in {batches} batches ({registering:?})"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_stream_is_replicated_on_all_three_nodes() {
     let app = started(builder().cluster()).await;
     register(&app, 1).await;
@@ -387,4 +420,79 @@ async fn the_relays_bookkeeping_commits_without_waiting_for_the_disk_and_request
     };
     assert_eq!(setting(app.infra().relay_pool.clone()).await, "off");
     assert_eq!(setting(app.infra().pool.clone()).await, "on");
+}
+
+/// How PostgreSQL would run the relay's stamp on `pool`'s connection after the outbox grew:
+/// prepared, and run a few times, while the table was empty (as a relay does from its start).
+async fn stamp_plan_after_the_outbox_grew(
+    app: &opd_testing::TestApp,
+    pool: &sqlx::PgPool,
+) -> String {
+    use sqlx::Row;
+    // A few rows, as statistics know them: a table of one page, where reading it whole is
+    // cheapest.
+    app.execute(
+        "truncate outbox;
+         insert into outbox (id, subject, event_type, source, payload, published_at)
+         select gen_random_uuid(), 'patient.register', 't', 's', '{}', now()
+         from generate_series(1, 10);
+         analyze outbox",
+    )
+    .await;
+    let mut connection = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "prepare stamp (uuid[]) as
+             update outbox set published_at = now(), claimed_until = null where id = any($1)",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    // More runs than PostgreSQL's five before it may settle on a cached, generic plan.
+    for _ in 0..8 {
+        sqlx::raw_sql("execute stamp('{00000000-0000-7000-8000-000000000000}')")
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+    }
+    app.execute(
+        "insert into outbox (id, subject, event_type, source, payload, published_at)
+         select gen_random_uuid(), 'patient.register', 't', 's', '{}', now()
+         from generate_series(1, 20000)",
+    )
+    .await;
+    let ids: String = sqlx::query_scalar(
+        "select string_agg(id::text, ',') from (select id from outbox limit 10) sample",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let plan = sqlx::raw_sql(&format!("explain execute stamp('{{{ids}}}')"))
+        .fetch_all(&mut *connection)
+        .await
+        .unwrap();
+    sqlx::raw_sql("deallocate stamp")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    app.execute("truncate outbox").await;
+    plan.iter()
+        .map(|row| row.get::<String, _>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_relays_statements_are_planned_for_the_outbox_as_it_is_not_as_it_was() {
+    let app = started(builder().without_background_tasks()).await;
+    // No automatic ANALYZE in the middle, which would make every connection plan again (the
+    // growth below is what the statistics do not know yet).
+    app.execute("alter table outbox set (autovacuum_enabled = false)")
+        .await;
+    // A request's connection keeps the plan it made for an empty table: a scan of every row.
+    let cached = stamp_plan_after_the_outbox_grew(&app, &app.pool).await;
+    assert!(cached.contains("Seq Scan on outbox"), "{cached}");
+    // The relay's plans each run afresh, and look up the rows it stamps by their key.
+    let relay = stamp_plan_after_the_outbox_grew(&app, &app.infra().relay_pool).await;
+    assert!(!relay.contains("Seq Scan"), "{relay}");
+    assert!(relay.contains("outbox_pkey"), "{relay}");
 }
