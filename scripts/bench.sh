@@ -13,6 +13,8 @@
 #                                      synchronous_commit, full_page_writes), as a hospital
 #                                      runs it; the pgbench floors share the instance, so they
 #                                      flush too. Without it the development stack's fsync=off
+#   BENCH_PG_OPTIONS="-c …" scripts/bench.sh  more PostgreSQL settings for a profiling run
+#                                      (auto_explain, …), applied last
 #
 # It uses the ports of scripts/dev.sh, so stop a running dev stack first.
 set -euo pipefail
@@ -33,6 +35,8 @@ if [ "${BENCH_DURABLE:-0}" = 1 ]; then
     # After common.sh's own -c fsync=off: the last setting of a name wins.
     PG_EXTRA_OPTIONS="$PG_EXTRA_OPTIONS -c fsync=on -c synchronous_commit=on -c full_page_writes=on"
 fi
+# For a profiling run, more server settings (auto_explain, say), last so that they win.
+PG_EXTRA_OPTIONS="$PG_EXTRA_OPTIONS ${BENCH_PG_OPTIONS:-}"
 
 if curl -fsS -o /dev/null http://127.0.0.1:9090/healthz 2>/dev/null; then
     die "something already answers on port 9090 (scripts/dev.sh up?): stop it first"
