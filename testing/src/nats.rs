@@ -78,7 +78,9 @@ impl NatsServer {
                 "NATS did not become healthy; retrying with new ports\n{}",
                 server.logs()
             );
-            server.kill_all().await;
+            // Dropping stops the nodes without waiting for their ports to close: a port taken
+            // by another process is the usual reason for the retry, and it stays open.
+            drop(server);
         }
         panic!("could not start a healthy NATS server of {size} node(s)");
     }
