@@ -170,4 +170,86 @@ mod tests {
         assert!(keys.verify(&unsigned).is_err());
         Ok(())
     }
+
+    #[test]
+    fn a_token_has_its_signature_checked_once_while_it_is_valid() -> anyhow::Result<()> {
+        let issuer = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let keys = Keys::from_jwks(&issuer.jwks()?, &settings())?;
+        let nurse = issuer.token("nurse-1", &[Role::Clinician], DEFAULT_TTL)?;
+        for _ in 0..100 {
+            let caller = keys.verify(&nurse).map_err(|e| anyhow::anyhow!(e))?;
+            assert_eq!(caller.subject, "nurse-1");
+            assert_eq!(caller.roles, vec![Role::Clinician]);
+        }
+        assert_eq!(keys.signatures_checked(), 1);
+        let clerk = issuer.token("clerk-1", &[Role::Registrar], DEFAULT_TTL)?;
+        let caller = keys.verify(&clerk).map_err(|e| anyhow::anyhow!(e))?;
+        assert_eq!(
+            caller.roles,
+            vec![Role::Registrar],
+            "another token's caller"
+        );
+        assert_eq!(keys.signatures_checked(), 2);
+        assert_eq!(keys.tokens_held(), 2);
+
+        // A held token changed by one character, or forged with another key, is checked (and
+        // refused) every time it is sent, and never held.
+        let parts: Vec<&str> = nurse.split('.').collect();
+        let tampered = format!("{}.{}.{}A", parts[0], parts[1], parts[2]);
+        let stranger = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let forged = stranger.token("nurse-1", &[Role::Operator], DEFAULT_TTL)?;
+        for _ in 0..3 {
+            assert!(
+                keys.verify(&tampered).is_err(),
+                "a tampered token was taken"
+            );
+            assert!(keys.verify(&forged).is_err(), "a forged token was taken");
+        }
+        assert_eq!(keys.signatures_checked(), 2 + 6);
+        assert_eq!(keys.tokens_held(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_held_token_is_refused_once_it_expires() -> anyhow::Result<()> {
+        let issuer = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let mut strict = settings();
+        strict.leeway = Duration::ZERO;
+        let keys = Keys::from_jwks(&issuer.jwks()?, &strict)?;
+        let token = issuer.token("nurse-1", &[Role::Clinician], Duration::from_secs(2))?;
+        assert!(keys.verify(&token).is_ok());
+        assert!(keys.verify(&token).is_ok());
+        assert_eq!(
+            keys.signatures_checked(),
+            1,
+            "the second answer came from memory"
+        );
+        std::thread::sleep(Duration::from_millis(3100));
+        assert!(
+            keys.verify(&token).is_err(),
+            "an expired token was accepted from memory"
+        );
+        assert_eq!(keys.tokens_held(), 0, "the expired token is still held");
+        Ok(())
+    }
+
+    #[test]
+    fn the_tokens_held_are_bounded() -> anyhow::Result<()> {
+        use opd_shared::auth::keys::TOKENS_HELD_AT_MOST;
+
+        let issuer = Issuer::from_pem(&Issuer::generate_pem()?)?;
+        let keys = Keys::from_jwks(&issuer.jwks()?, &settings())?;
+        for n in 0..TOKENS_HELD_AT_MOST + 100 {
+            let token = issuer.token(&format!("clerk-{n}"), &[Role::Registrar], DEFAULT_TTL)?;
+            let caller = keys.verify(&token).map_err(|e| anyhow::anyhow!(e))?;
+            assert_eq!(caller.subject, format!("clerk-{n}"));
+            assert!(
+                keys.tokens_held() <= TOKENS_HELD_AT_MOST,
+                "{} tokens held",
+                keys.tokens_held()
+            );
+        }
+        assert!(keys.tokens_held() > 0);
+        Ok(())
+    }
 }

@@ -17,8 +17,9 @@ use crate::http::problem::Problem;
 
 /// How a service tells who is calling.
 pub enum Authenticator {
-    /// Bearer tokens, checked with the issuer's keys.
-    Tokens(Keys),
+    /// Bearer tokens, checked with the issuer's keys (boxed: the keys and the tokens they
+    /// have verified are far larger than `Off`).
+    Tokens(Box<Keys>),
     /// `auth.enabled = false`: every caller is anonymous and holds every role.
     Off,
 }

@@ -6,6 +6,9 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::auth::verified::Verified;
 use crate::auth::{Caller, Role};
 use crate::infra::config::AuthSettings;
 
@@ -19,7 +22,14 @@ pub struct Keys {
     audience: String,
     roles_claim: Vec<String>,
     leeway_seconds: u64,
+    /// The callers of tokens already verified, until they expire.
+    verified: Verified,
+    /// How many tokens had their signature checked (those not taken from `verified`).
+    signatures_checked: AtomicU64,
 }
+
+/// The most verified tokens [`Keys`] holds at once.
+pub const TOKENS_HELD_AT_MOST: usize = crate::auth::verified::CAPACITY;
 
 /// Why a token was refused; the text is for the caller's 401 and the service's log.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +39,8 @@ pub struct Refused(pub String);
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    /// Checked by `jsonwebtoken` (a whole number of seconds, required); kept for the cache.
+    exp: u64,
     #[serde(flatten)]
     rest: serde_json::Map<String, serde_json::Value>,
 }
@@ -73,12 +85,33 @@ impl Keys {
             audience: settings.audience.clone(),
             roles_claim: settings.roles_claim.split('.').map(str::to_owned).collect(),
             leeway_seconds: settings.leeway.as_secs(),
+            verified: Verified::new(),
+            signatures_checked: AtomicU64::new(0),
         })
     }
 
     /// The caller a bearer token names, if it is signed by one of the keys, for this issuer and
     /// audience, and current. Roles the platform does not know are left out.
+    ///
+    /// A token verified before is answered from memory until it expires: its signature is
+    /// checked once, not on every request (see [`Keys::signatures_checked`]).
+    ///
+    /// ```
+    /// # use opd_shared::auth::keys::Keys;
+    /// # use opd_shared::infra::config::{ServiceDefaults, Settings};
+    /// # let settings = Settings::defaults(ServiceDefaults { name: "registration", port: 0 }).auth;
+    /// // The public half of a development key (RFC 8037's example key).
+    /// let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519",
+    ///     "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+    /// let keys = Keys::from_jwks(jwks, &settings)?;
+    /// assert!(keys.verify("not-a-jwt").is_err());
+    /// assert_eq!(keys.signatures_checked(), 0); // refused before any signature was checked
+    /// # anyhow::Ok(())
+    /// ```
     pub fn verify(&self, token: &str) -> Result<Caller, Refused> {
+        if let Some(caller) = self.verified.get(token) {
+            return Ok(caller);
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| Refused(format!("the token is not a JWT: {error}")))?;
         let (key, algorithm) = match &header.kid {
@@ -93,6 +126,7 @@ impl Keys {
         validation.leeway = self.leeway_seconds;
         // A token that is not valid yet (issued for later, or by a clock far ahead) is refused.
         validation.validate_nbf = true;
+        self.signatures_checked.fetch_add(1, Ordering::Relaxed);
         let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
             .map_err(|error| Refused(format!("the token is not valid here: {error}")))?
             .claims;
@@ -103,10 +137,25 @@ impl Keys {
             .collect();
         roles.sort();
         roles.dedup();
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             roles,
-        })
+        };
+        // `jsonwebtoken` accepts the token until `exp` + leeway; the cache refuses it from then.
+        let refused_from = claims.exp.saturating_add(self.leeway_seconds);
+        self.verified.insert(token, &caller, refused_from);
+        Ok(caller)
+    }
+
+    /// How many tokens have had their signature checked since start-up: one per distinct token
+    /// while it is valid, however often it is sent.
+    pub fn signatures_checked(&self) -> u64 {
+        self.signatures_checked.load(Ordering::Relaxed)
+    }
+
+    /// How many verified tokens are held (at most [`TOKENS_HELD_AT_MOST`]).
+    pub fn tokens_held(&self) -> usize {
+        self.verified.len()
     }
 
     /// The array at `auth.roles_claim`, a dotted path (`roles`, or Keycloak's

@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod keys;
+mod verified;
 
 use std::fmt;
 

@@ -72,9 +72,9 @@ impl Infra {
 /// The issuer's keys as `auth.*` names them, or, with authentication off, a loud warning.
 pub fn authenticator(settings: &Settings) -> anyhow::Result<Authenticator> {
     if settings.auth.enabled {
-        Ok(Authenticator::Tokens(crate::auth::keys::Keys::load(
-            &settings.auth,
-        )?))
+        Ok(Authenticator::Tokens(Box::new(
+            crate::auth::keys::Keys::load(&settings.auth)?,
+        )))
     } else {
         tracing::warn!(
             "AUTHENTICATION IS OFF (auth.enabled = false): anyone who reaches this service may \
