@@ -16,7 +16,7 @@ use crate::auth::Caller;
 
 /// At most this many tokens are held: a hospital's staff signed in at once, with room to spare.
 /// Each costs about the token's length plus its caller (well under 1 KiB).
-pub const CAPACITY: usize = 1024;
+pub(crate) const CAPACITY: usize = 1024;
 
 pub(crate) struct Verified {
     tokens: Mutex<HashMap<Box<str>, Entry>>,
