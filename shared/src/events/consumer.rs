@@ -71,6 +71,34 @@ pub trait EventHandler: Send + Sync + 'static {
         event: Self::Event,
         meta: &'a EventMeta,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a;
+
+    /// Applies the new events of one batch, in the order they arrived, inside the caller's
+    /// transaction. Must not commit. By default one [`EventHandler::handle`] per event, each in
+    /// its event's span. A handler whose effect is a row per event can override it to write them
+    /// all in one statement: one round trip to the database instead of one per event. An error
+    /// need not say which event caused it: a batch that fails is handled again one event at a
+    /// time, and that error is the one a dead letter records.
+    fn handle_all<'a>(
+        &'a self,
+        tx: &'a mut PgConnection,
+        events: Vec<Received<Self::Event>>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send + 'a {
+        async move {
+            for Received { meta, event, span } in events {
+                self.handle(&mut *tx, event, &meta).instrument(span).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// An event a consumer received and decoded, with its metadata and the span its handling runs
+/// in (a child of the trace that caused it).
+#[derive(Debug)]
+pub struct Received<E> {
+    pub meta: EventMeta,
+    pub event: E,
+    pub span: tracing::Span,
 }
 
 /// Runs a durable pull consumer named `durable` over `H::Event::SUBJECT` until cancelled. Every
@@ -92,9 +120,6 @@ pub struct Consumer<H> {
 
 /// `ack_wait` until the durable has been bound: JetStream's default.
 const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-
-/// A decoded message: its metadata, its event, and the span its handling runs in.
-type Decoded<E> = (EventMeta, E, tracing::Span);
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,7 +307,7 @@ impl<H: EventHandler> Consumer<H> {
 
     async fn handle_batch(&self, batch: Vec<jetstream::Message>) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; batch.len()];
-        let (positions, decoded): (Vec<usize>, Vec<Decoded<H::Event>>) = batch
+        let (positions, decoded): (Vec<usize>, Vec<Received<H::Event>>) = batch
             .iter()
             .enumerate()
             .filter_map(|(i, message)| {
@@ -290,7 +315,7 @@ impl<H: EventHandler> Consumer<H> {
                 let (meta, event) = decode::<H::Event>(message).ok()?;
                 let span = event_span(&self.durable, &meta);
                 span.record("stream_sequence", sequence);
-                Some((i, (meta, event, span)))
+                Some((i, Received { meta, event, span }))
             })
             .unzip();
         if decoded.len() > 1 {
@@ -325,7 +350,7 @@ impl<H: EventHandler> Consumer<H> {
     }
 
     /// Events take effect ([`apply_in`]) in a transaction of their own.
-    async fn apply(&self, events: Vec<Decoded<H::Event>>) -> Result<Vec<bool>, HandlerError> {
+    async fn apply(&self, events: Vec<Received<H::Event>>) -> Result<Vec<bool>, HandlerError> {
         let mut tx = self.pool.begin().await?;
         let first_times = apply_in(&mut tx, &self.durable, &self.handler, events).await?;
         tx.commit().await?;
@@ -344,7 +369,7 @@ impl<H: EventHandler> Consumer<H> {
             Ok((meta, event)) => {
                 let span = event_span(&self.durable, &meta);
                 span.record("stream_sequence", stream_sequence);
-                match self.apply(vec![(meta, event, span)]).await {
+                match self.apply(vec![Received { meta, event, span }]).await {
                     Ok(first_time) if first_time == [true] => Outcome::Applied,
                     Ok(_) => Outcome::Duplicate,
                     Err(HandlerError::Permanent(reason)) => Outcome::Parked(reason),
@@ -433,16 +458,16 @@ impl<H: EventHandler> Consumer<H> {
 
 /// The one way events take effect, for a batch of many or of one, and for a dead letter
 /// handled again: inside the caller's transaction, the inbox rows of all of them are written by
-/// one statement, then each new event's effect is applied, in its own span. For each event,
-/// whether it was applied now (false: it had been before).
+/// one statement, then the new events take effect together ([`EventHandler::handle_all`]). For
+/// each event, whether it was applied now (false: it had been before).
 async fn apply_in<H: EventHandler>(
     tx: &mut PgConnection,
     durable: &str,
     handler: &H,
-    events: Vec<Decoded<H::Event>>,
+    events: Vec<Received<H::Event>>,
 ) -> Result<Vec<bool>, HandlerError> {
-    let ids: Vec<Uuid> = events.iter().map(|(meta, _, _)| meta.id).collect();
-    let times: Vec<DateTime<Utc>> = events.iter().map(|(meta, _, _)| meta.time).collect();
+    let ids: Vec<Uuid> = events.iter().map(|received| received.meta.id).collect();
+    let times: Vec<DateTime<Utc>> = events.iter().map(|received| received.meta.time).collect();
     let mut new: HashSet<Uuid> = sqlx::query_scalar!(
         "insert into processed_events (consumer, event_id, subject, event_time)
          select $1, event_id, $2, event_time
@@ -459,16 +484,17 @@ async fn apply_in<H: EventHandler>(
     .into_iter()
     .collect();
     let mut first_times = Vec::with_capacity(events.len());
-    for (meta, event, span) in events {
+    let mut fresh = Vec::with_capacity(new.len());
+    for received in events {
         // An event twice in one batch is new only the first time.
-        let first_time = new.remove(&meta.id);
+        let first_time = new.remove(&received.meta.id);
         if first_time {
-            handler
-                .handle(&mut *tx, event, &meta)
-                .instrument(span)
-                .await?;
+            fresh.push(received);
         }
         first_times.push(first_time);
+    }
+    if !fresh.is_empty() {
+        handler.handle_all(tx, fresh).await?;
     }
     Ok(first_times)
 }
@@ -727,7 +753,14 @@ async fn try_retry<H: EventHandler + Default>(
         }
     };
     let span = event_span(durable, &meta);
-    match apply_in(&mut tx, durable, &H::default(), vec![(meta, event, span)]).await {
+    match apply_in(
+        &mut tx,
+        durable,
+        &H::default(),
+        vec![Received { meta, event, span }],
+    )
+    .await
+    {
         Ok(first_time) => {
             tx.commit().await?;
             tracing::info!(id, durable, "dead letter handled");

@@ -86,6 +86,43 @@ async fn poison_messages_are_parked_and_the_events_behind_them_are_handled() {
 }
 
 #[tokio::test]
+async fn a_token_given_twice_is_parked_and_the_rest_of_its_batch_is_applied() {
+    let app = builder().without_background_tasks().spawn().await;
+    let consumer = app.consumer::<RegistrationHandler>(REGISTRATIONS_CONSUMER);
+    registered(&app, 200, 1).await;
+    registered(&app, 201, 2).await;
+    // Token 1 again, the same day at the same site, in the same batch as the first.
+    registered(&app, 300, 1).await;
+    registered(&app, 301, 3).await;
+
+    let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();
+    assert!(
+        matches!(&outcomes[..], [Outcome::Applied, Outcome::Applied, Outcome::Parked(reason), Outcome::Applied]
+            if reason.contains("token 1 of") && reason.contains("already given to another visit")),
+        "{outcomes:?}"
+    );
+    // Token 2 again, in a later batch: the visit that holds it was committed before.
+    registered(&app, 400, 2).await;
+    let outcomes = consumer.step(10, STEP_WAIT).await.unwrap();
+    assert!(
+        matches!(&outcomes[..], [Outcome::Parked(reason)] if reason.contains("token 2 of")),
+        "{outcomes:?}"
+    );
+
+    assert_eq!(
+        app.get_expect("/opd/inspection/pending", 200).await,
+        json!([
+            {"id": 200, "token": 1, "site": "hospital"},
+            {"id": 201, "token": 2, "site": "hospital"},
+            {"id": 301, "token": 3, "site": "hospital"}
+        ])
+    );
+    assert_eq!(app.count("select count(*) from dead_letters").await, 2);
+    assert_eq!(app.count("select count(*) from processed_events").await, 3);
+    app.caught_up(REGISTRATIONS_CONSUMER).await;
+}
+
+#[tokio::test]
 async fn events_arriving_while_the_database_is_down_are_applied_when_it_returns() {
     let app = spawn_app().await;
     registered(&app, 100, 1).await;
