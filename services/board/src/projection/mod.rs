@@ -272,5 +272,10 @@ pub fn visit_key(patient: i64) -> String {
     format!("{KEY_PREFIX}{patient}")
 }
 
+/// The patient whose visit `key` holds; `None` for any other key.
+pub fn patient_of(key: &str) -> Option<i64> {
+    key.strip_prefix(KEY_PREFIX)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests;

@@ -127,6 +127,9 @@ fn values_read_back_as_they_were_written() -> Result<(), serde_json::Error> {
     assert_eq!(Visit::parse("visit.200", &visit.to_json()?), Some(visit));
     assert_eq!(Visit::parse("lease", b"{}"), None);
     assert_eq!(Visit::parse("visit.200", b"not json"), None);
+    assert_eq!(patient_of("visit.200"), Some(200));
+    assert_eq!(patient_of("lease"), None);
+    assert_eq!(patient_of("visit.two"), None);
     Ok(())
 }
 

@@ -43,7 +43,10 @@ struct Inner {
 
 #[derive(Default)]
 struct Screen {
-    visits: HashMap<String, Held>,
+    /// Every visit of the bucket, by patient: a day can bring many, and each instance holds
+    /// them all, so only what a screen shows of each is kept ([`Held`]).
+    visits: HashMap<i64, Held>,
+    sites: Sites,
     /// Per waiting stage: the latest departure from its queue, as (stream sequence, day,
     /// token, the bucket's revision that brought it).
     called: [Option<Call>; 3],
@@ -55,9 +58,66 @@ struct Screen {
     day: Option<NaiveDate>,
 }
 
+/// What the board keeps of a visit: the bucket's revision that brought it, and where its token
+/// is (none while no registration of it has been merged).
+#[derive(Clone, Copy)]
 struct Held {
     revision: u64,
-    visit: Visit,
+    shown: Option<Shown>,
+}
+
+/// A visit as the screens see it.
+#[derive(Clone, Copy)]
+struct Shown {
+    token: i64,
+    /// Its site's place in [`Screen::sites`].
+    site: u32,
+    stage: Stage,
+    day: NaiveDate,
+    /// When it joined the queue it waits in ([`Visit::joined`]).
+    joined: u64,
+}
+
+// Forty bytes a visit (with the key, under fifty a slot of the map): a field added here costs
+// every instance that much per visit of the day.
+const _: () = assert!(std::mem::size_of::<Held>() <= 40);
+
+impl Shown {
+    /// What a screen would show differently: the token, where it waits, the day.
+    fn place(&self) -> (i64, u32, Stage, NaiveDate) {
+        (self.token, self.site, self.stage, self.day)
+    }
+}
+
+/// Each site's name, held once: visits keep its place in this list. It grows by one for each
+/// site that gave a token this instance has seen (the sites of one hospital).
+#[derive(Default)]
+struct Sites {
+    names: Vec<Site>,
+    places: HashMap<Site, u32>,
+}
+
+impl Sites {
+    fn place(&mut self, site: &Site) -> u32 {
+        if let Some(place) = self.places.get(site) {
+            return *place;
+        }
+        let place = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(site.clone());
+        self.places.insert(site.clone(), place);
+        place
+    }
+
+    fn ticket(&self, shown: &Shown) -> Ticket {
+        Ticket {
+            token: shown.token,
+            site: self
+                .names
+                .get(shown.site as usize)
+                .cloned()
+                .unwrap_or_else(Site::hospital),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -78,13 +138,16 @@ pub struct Ticket {
     pub site: Site,
 }
 
-/// What a screen shows of a visit: its token, where it waits, on which day.
-fn shown(visit: &Visit) -> Option<(Ticket, Stage, NaiveDate)> {
-    let ticket = Ticket {
+/// What a screen shows of a visit: its token, where it waits, on which day, and its place in
+/// that queue.
+fn shown(visit: &Visit, sites: &mut Sites) -> Option<Shown> {
+    Some(Shown {
         token: visit.token,
-        site: visit.site.clone(),
-    };
-    Some((ticket, visit.stage()?, visit.day?))
+        site: sites.place(&visit.site),
+        stage: visit.stage()?,
+        day: visit.day?,
+        joined: visit.joined(),
+    })
 }
 
 /// A change, as the streams pass it on.
@@ -193,39 +256,41 @@ impl Board {
         self.inner.changes.subscribe()
     }
 
-    /// A key as the bucket now holds it (`None`: removed).
-    pub(crate) fn take(&self, key: String, revision: u64, visit: Option<Visit>) {
+    /// A patient's visit as the bucket now holds it (`None`: removed).
+    pub(crate) fn take(&self, patient: i64, revision: u64, visit: Option<Visit>) {
         let mut screen = self.write();
-        let known = screen.visits.get(&key).map_or(0, |held| held.revision);
+        let screen = &mut *screen;
+        let known = screen.visits.get(&patient).map_or(0, |held| held.revision);
         if revision <= known {
             // Seen before: the watch started again and goes over the bucket once more.
             return;
         }
         screen.revision = screen.revision.max(revision);
-        let before = screen.visits.get(&key).and_then(|held| shown(&held.visit));
+        let before = screen.visits.get(&patient).and_then(|held| held.shown);
         // Sent under the lock: a stream that read the state before sees this change after it,
         // and one that reads it after finds it there.
         let Some(visit) = visit else {
-            if screen.visits.remove(&key).is_some() {
+            if screen.visits.remove(&patient).is_some() {
                 screen.reset_at = revision;
                 let _ = self.inner.changes.send(Change::Reset);
             }
             return;
         };
-        let after = shown(&visit);
+        let after = shown(&visit, &mut screen.sites);
         let mut events = Vec::new();
-        if let (Some((old, _, _)), Some((new, _, _))) = (&before, &after)
-            && old != new
+        if let (Some(old), Some(new)) = (&before, &after)
+            && (old.token, old.site) != (new.token, new.site)
         {
             // A second visit of the patient: its old token must leave the screens, which a
             // change cannot say; screens behind this revision get a snapshot.
             screen.reset_at = revision;
             let _ = self.inner.changes.send(Change::Reset);
-        } else if after != before
-            && let Some((ticket, stage, day)) = &after
-            && *day == today()
+        } else if after.map(|new| new.place()) != before.map(|old| old.place())
+            && let Some(new) = &after
+            && new.day == today()
         {
-            events.push(visit_event(revision, ticket, *stage, visit.joined()));
+            let ticket = screen.sites.ticket(new);
+            events.push(visit_event(revision, &ticket, new.stage, new.joined));
         }
         for (index, stage) in Stage::WAITING.into_iter().enumerate() {
             let Some(call) = &visit.calls[index] else {
@@ -251,11 +316,24 @@ impl Board {
                 revision,
             });
         }
-        screen.visits.insert(key, Held { revision, visit });
+        screen.visits.insert(
+            patient,
+            Held {
+                revision,
+                shown: after,
+            },
+        );
         if !events.is_empty() {
             // No stream open is no error.
             let _ = self.inner.changes.send(Change::Events { revision, events });
         }
+    }
+
+    /// A revision of the bucket that shows nothing (a key the board does not read): seen all
+    /// the same, so that the board is not taken for behind its bucket.
+    pub(crate) fn skip(&self, revision: u64) {
+        let mut screen = self.write();
+        screen.revision = screen.revision.max(revision);
     }
 
     /// Sends every stream a snapshot if the day changed since the last call.
@@ -273,15 +351,12 @@ impl Board {
         let screen = self.read();
         let day = today();
         let mut waiting: HashMap<Stage, Vec<(u64, Ticket)>> = HashMap::new();
-        for held in screen.visits.values() {
-            if let Some((ticket, stage, on)) = shown(&held.visit)
-                && on == day
-                && stage != Stage::Left
-            {
+        for shown in screen.visits.values().filter_map(|held| held.shown) {
+            if shown.day == day && shown.stage != Stage::Left {
                 waiting
-                    .entry(stage)
+                    .entry(shown.stage)
                     .or_default()
-                    .push((held.visit.joined(), ticket));
+                    .push((shown.joined, screen.sites.ticket(&shown)));
             }
         }
         let stages = Stage::WAITING
@@ -322,11 +397,10 @@ impl Board {
             .values()
             .filter(|held| held.revision > revision)
             .filter_map(|held| {
-                let (ticket, stage, day) = shown(&held.visit)?;
-                (day == today).then(|| {
-                    let event = visit_event(held.revision, &ticket, stage, held.visit.joined());
-                    (held.revision, event)
-                })
+                let shown = held.shown.filter(|shown| shown.day == today)?;
+                let ticket = screen.sites.ticket(&shown);
+                let event = visit_event(held.revision, &ticket, shown.stage, shown.joined);
+                Some((held.revision, event))
             })
             .collect();
         for (stage, call) in Stage::WAITING.into_iter().zip(screen.called.iter()) {

@@ -18,7 +18,7 @@ use opd_shared::events::BOARD_BUCKET;
 use opd_shared::infra::retry::{Backoff, sleep_or_cancel};
 
 use super::Board;
-use crate::projection::Visit;
+use crate::projection::{Visit, patient_of};
 
 /// How often the board checks whether a new day began.
 const DAY_CHECK: Duration = Duration::from_secs(30);
@@ -87,16 +87,23 @@ async fn follow(
             entry = entries.next() => entry,
         };
         let entry = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
-        match entry.operation {
-            kv::Operation::Put => match Visit::parse(&entry.key, &entry.value) {
-                Some(value) => board.take(entry.key, entry.revision, Some(value)),
-                // Written by a newer version of the projection, perhaps: left alone.
+        // Visits only: a key of another kind (put there by hand, or by a newer version of
+        // the projection) is left alone.
+        let patient = patient_of(&entry.key);
+        match (entry.operation, patient) {
+            (kv::Operation::Put, Some(patient)) => match Visit::parse(&entry.key, &entry.value) {
+                Some(value) => board.take(patient, entry.revision, Some(value)),
                 None => {
-                    tracing::warn!(key = %entry.key, revision = entry.revision, "a board value this version cannot read; ignored")
+                    tracing::warn!(key = %entry.key, revision = entry.revision, "a board value this version cannot read; ignored");
+                    board.skip(entry.revision);
                 }
             },
-            kv::Operation::Delete | kv::Operation::Purge => {
-                board.take(entry.key, entry.revision, None);
+            (kv::Operation::Delete | kv::Operation::Purge, Some(patient)) => {
+                board.take(patient, entry.revision, None);
+            }
+            (_, None) => {
+                tracing::warn!(key = %entry.key, revision = entry.revision, "a board key this version does not know; ignored");
+                board.skip(entry.revision);
             }
         }
         if entry.delta == 0 {

@@ -216,3 +216,33 @@ async fn the_board_shows_tokens_and_never_who_holds_them() {
         }
     }
 }
+
+#[tokio::test]
+async fn keys_the_board_cannot_read_show_nothing_and_do_not_hold_it_behind() {
+    let app = board().await;
+    register(&app, 600, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+    // Keys a newer version of the projection might write: one the board cannot place, and a
+    // value it cannot read (with the board's own identity: nothing else may write there).
+    let client = opd_testing::stream::connect(&app.settings.nats, "board")
+        .await
+        .unwrap();
+    let bucket = async_nats::jetstream::new(client)
+        .get_key_value(opd_shared::events::BOARD_BUCKET)
+        .await
+        .unwrap();
+    bucket.put("visit.601", "not json".into()).await.unwrap();
+    let revision = bucket.put("visit.six-hundred", "{}".into()).await.unwrap();
+
+    // The board counts the revisions as seen (its stall check compares them with the
+    // bucket's), and shows the same board.
+    eventually("the board to reach the revision of the keys", || async {
+        let state = app.get_expect("/opd/board/state", 200).await;
+        (state["revision"] == revision).then_some(())
+    })
+    .await;
+    assert_eq!(
+        stages(&app).await,
+        expect((&[1], None), (&[], None), (&[], None))
+    );
+}
