@@ -297,8 +297,37 @@ class WaitSampler:
                 sorted(self.counts.items(), key=lambda item: -item[1])[:6]}
 
 
-def end_to_end_phase(results, rate, label):
+def autovacuum_workers():
+    return int(scalar("postgres", """
+        select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"""))
+
+
+def settled(timeout=120, idle_cores=0.15):
+    """Waits until the platform is at rest after the phase before: inspection caught up, no
+    autovacuum worker running, and every process together below `idle_cores` of CPU for two
+    seconds in a row. Otherwise what that phase left behind (the board projecting its backlog,
+    autovacuum of the rows it wrote) is charged to the registrations of the next. Returns the
+    seconds waited and the platform's CPU at rest, in milliseconds per second (its cost with
+    nothing offered: timers, heartbeats, the relay's polling tick), or None for the CPU if it
+    did not come to rest within `timeout` (the phase runs anyway and says so)."""
+    started = time.monotonic()
     caught_up()
+    quiet, previous = 0, cpu_seconds()
+    while time.monotonic() - started < timeout:
+        time.sleep(1)
+        current = cpu_seconds()
+        rate = sum(current.values()) - sum(previous.values())
+        previous = current
+        quiet = quiet + 1 if rate < idle_cores and autovacuum_workers() == 0 else 0
+        if quiet == 2:
+            return round(time.monotonic() - started, 1), round(rate * 1000, 1)
+    log(f"the platform did not come to rest within {timeout} s: the next phase is charged "
+        "with what is still running")
+    return round(time.monotonic() - started, 1), None
+
+
+def end_to_end_phase(results, rate, label):
+    waited, idle = settled()
     since = psql("opd_inspection", "select now()")
     before = registered()
     cpu_before, commits_before = cpu_seconds(), commit_counts()
@@ -333,6 +362,7 @@ def end_to_end_phase(results, rate, label):
         "cpu_ms_per_registration": {"total": round(sum(cpu.values()), 3), **cpu},
         "commits_per_registration": per_registration(commits_before, commits_after, sent),
         "registration_sessions": waits.report(),
+        "settled_after_s": waited, "idle_cpu_ms_per_s": idle,
     })
 
 
@@ -491,6 +521,10 @@ def report(results):
         c = e["cpu_ms_per_registration"]
         print(f"  CPU per registration {c['total']} ms (" + ", ".join(
             f"{k} {v}" for k, v in c.items() if k != "total") + ")")
+        idle = e.get("idle_cpu_ms_per_s")
+        print(f"  started on a platform at rest after {e.get('settled_after_s')} s, "
+              + (f"using {idle} ms of CPU a second with nothing offered"
+                 if idle is not None else "NOT at rest: the figures include the phase before"))
         print("  commits per registration by database, and WAL flushes: " + ", ".join(
             f"{k} {v}" for k, v in e["commits_per_registration"].items()))
         print("  registration's database sessions, on average: " + ", ".join(
