@@ -8,6 +8,7 @@
 //! cannot be told (a key removed by hand, a patient's second visit, a revision this instance
 //! has not reached).
 
+mod visits;
 pub mod watcher;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
 use crate::projection::{Stage, Visit};
+use visits::Visits;
 
 /// The board as one instance sees it; cheap to clone.
 #[derive(Clone)]
@@ -44,8 +46,9 @@ struct Inner {
 #[derive(Default)]
 struct Screen {
     /// Every visit of the bucket, by patient: a day can bring many, and each instance holds
-    /// them all, so only what a screen shows of each is kept ([`Held`]).
-    visits: HashMap<i64, Held>,
+    /// them all, so only what a screen shows of each is kept ([`Held`]), in a sorted vector
+    /// rather than a hash map ([`visits`]).
+    visits: Visits<Held>,
     sites: Sites,
     /// Per waiting stage: the latest departure from its queue, as (stream sequence, day,
     /// token, the bucket's revision that brought it).
@@ -78,8 +81,8 @@ struct Shown {
     joined: u64,
 }
 
-// Forty bytes a visit (with the key, under fifty a slot of the map): a field added here costs
-// every instance that much per visit of the day.
+// Forty bytes a visit (48 with the patient's number): a field added here costs every instance
+// that much per visit of the day.
 const _: () = assert!(std::mem::size_of::<Held>() <= 40);
 
 impl Shown {
@@ -260,17 +263,17 @@ impl Board {
     pub(crate) fn take(&self, patient: i64, revision: u64, visit: Option<Visit>) {
         let mut screen = self.write();
         let screen = &mut *screen;
-        let known = screen.visits.get(&patient).map_or(0, |held| held.revision);
+        let known = screen.visits.get(patient).map_or(0, |held| held.revision);
         if revision <= known {
             // Seen before: the watch started again and goes over the bucket once more.
             return;
         }
         screen.revision = screen.revision.max(revision);
-        let before = screen.visits.get(&patient).and_then(|held| held.shown);
+        let before = screen.visits.get(patient).and_then(|held| held.shown);
         // Sent under the lock: a stream that read the state before sees this change after it,
         // and one that reads it after finds it there.
         let Some(visit) = visit else {
-            if screen.visits.remove(&patient).is_some() {
+            if screen.visits.remove(patient).is_some() {
                 screen.reset_at = revision;
                 let _ = self.inner.changes.send(Change::Reset);
             }
