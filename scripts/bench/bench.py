@@ -521,10 +521,11 @@ def report(results):
         c = e["cpu_ms_per_registration"]
         print(f"  CPU per registration {c['total']} ms (" + ", ".join(
             f"{k} {v}" for k, v in c.items() if k != "total") + ")")
-        idle = e.get("idle_cpu_ms_per_s")
-        print(f"  started on a platform at rest after {e.get('settled_after_s')} s, "
-              + (f"using {idle} ms of CPU a second with nothing offered"
-                 if idle is not None else "NOT at rest: the figures include the phase before"))
+        if "settled_after_s" in e:  # results written before the bench waited for rest lack it
+            idle = e["idle_cpu_ms_per_s"]
+            print(f"  started on a platform at rest after {e['settled_after_s']} s, "
+                  + (f"using {idle} ms of CPU a second with nothing offered" if idle is not None
+                     else "NOT at rest: the figures include the phase before"))
         print("  commits per registration by database, and WAL flushes: " + ", ".join(
             f"{k} {v}" for k, v in e["commits_per_registration"].items()))
         print("  registration's database sessions, on average: " + ", ".join(

@@ -263,13 +263,13 @@ impl Board {
     pub(crate) fn take(&self, patient: i64, revision: u64, visit: Option<Visit>) {
         let mut screen = self.write();
         let screen = &mut *screen;
-        let known = screen.visits.get(patient).map_or(0, |held| held.revision);
-        if revision <= known {
+        let held = screen.visits.get(patient).copied();
+        if revision <= held.map_or(0, |held| held.revision) {
             // Seen before: the watch started again and goes over the bucket once more.
             return;
         }
         screen.revision = screen.revision.max(revision);
-        let before = screen.visits.get(patient).and_then(|held| held.shown);
+        let before = held.and_then(|held| held.shown);
         // Sent under the lock: a stream that read the state before sees this change after it,
         // and one that reads it after finds it there.
         let Some(visit) = visit else {

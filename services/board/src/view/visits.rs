@@ -1,10 +1,10 @@
 //! The visits one board instance holds, by patient, in as little memory as they take.
 //!
-//! A hash map would hold each visit in a slot of a table at most seven-eighths full, and while
-//! it grows, its old table and the new one twice that size are both in memory: with a day of
-//! 140,000 visits that is 18 MB at the peak for 7 MB of visits. Here the visits are one vector
-//! sorted by patient. Its spare capacity is never written, so it does not count against the
-//! process's memory, and it grows by moving, or remapping, what it holds once.
+//! A hash map writes every slot of a table it keeps at most seven-eighths full, and while it
+//! grows it holds its old table and the new one, twice that size, at once. Here the visits are
+//! one vector sorted by patient: the slots it has not filled yet are never written, and it
+//! grows by moving what it holds once. The board's peak memory in the benchmark fell by more
+//! than a quarter with it (docs/benchmarks.md, "The board's visits in a sorted vector").
 //!
 //! Patients come in nearly in order (their numbers come from one sequence, in the order they
 //! registered), so almost every new one goes at the end. One that does not (a watch started
