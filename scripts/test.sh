@@ -131,19 +131,25 @@ scripts/check-kubernetes.sh
 if [ -n "$walkthroughs" ]; then
     export OPD_DEV_DIR="$WORK/stack"
     walked=0
+    # What the walkthroughs print goes to a file too: on a failure the logs below come first and
+    # the failing steps last, so that the tail of the output (all a CI summary keeps) shows them.
+    walk_log="$WORK/walkthroughs.log"
     show_logs() {
         for name in registration inspection treatment release board nats-1 nats-2 nats-3; do
             log "last lines of $name's log"
             tail -n 40 "$OPD_DEV_DIR/logs/$name.log" || true
         done
+        log "what failed (printed above in full)"
+        grep -E -A 12 '^FAIL ' "$walk_log" | head -n 60 || true
+        grep -E ': [0-9]+ passed, [1-9][0-9]* failed$' "$walk_log" || true
     }
     started=$SECONDS
     log "walkthroughs: starting the platform natively (scripts/dev.sh, state in $OPD_DEV_DIR)"
     scripts/dev.sh up
     # The tutorial first: it expects a fresh platform (patient 200 gets token 1).
     log "walkthroughs: the tutorial's commands (docs/tutorial.md)"
-    python3 scripts/lib/tutorial.py docs/tutorial.md || walked=1
-    scripts/walkthroughs.sh swagger-ui newman schemathesis board || walked=1
+    python3 scripts/lib/tutorial.py docs/tutorial.md 2>&1 | tee -a "$walk_log" || walked=1
+    scripts/walkthroughs.sh swagger-ui newman schemathesis board 2>&1 | tee -a "$walk_log" || walked=1
     [ "$walked" = 0 ] || { show_logs; die "a walkthrough failed (see above)"; }
 
     # Again on a busy platform: a fresh one where a thousand patients wait before the reader's.
@@ -151,9 +157,9 @@ if [ -n "$walkthroughs" ]; then
     scripts/dev.sh clean >/dev/null 2>&1
     scripts/dev.sh up >/dev/null
     OPD_TOKEN="$(opd_token registrar clinician --subject seed)" \
-        python3 scripts/lib/seed-waiting.py 1000 || walked=1
-    python3 scripts/lib/tutorial.py --busy docs/tutorial.md || walked=1
-    OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman board || walked=1
+        python3 scripts/lib/seed-waiting.py 1000 2>&1 | tee -a "$walk_log" || walked=1
+    python3 scripts/lib/tutorial.py --busy docs/tutorial.md 2>&1 | tee -a "$walk_log" || walked=1
+    OPD_WALKTHROUGH_SUFFIX=-busy scripts/walkthroughs.sh newman board 2>&1 | tee -a "$walk_log" || walked=1
     [ "$walked" = 0 ] || { show_logs; die "a walkthrough on the busy platform failed (see above)"; }
     log "walkthroughs took $((SECONDS - started)) s"
     scripts/dev.sh down >/dev/null 2>&1

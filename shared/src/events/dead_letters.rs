@@ -24,6 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::domain::PatientId;
 use crate::events::consumer::Retried;
 use crate::http::PathParam;
 use crate::http::error::ApiError;
@@ -256,10 +257,12 @@ pub(crate) async fn retry_all(
     let axum::extract::Query(from) = axum::extract::Query::<RetryFrom>::try_from_uri(&uri)
         .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let after = from.after.unwrap_or(0);
-    if after < 0 {
-        return Err(ApiError::InvalidQuery(
-            "after must not be negative: copy it from next_after".into(),
-        ));
+    // The range the document gives (`RetryFrom`): an id no JSON client would have been handed.
+    if !(0..=PatientId::MAX).contains(&after) {
+        return Err(ApiError::InvalidQuery(format!(
+            "after is from 0 to {}: copy it from next_after",
+            PatientId::MAX
+        )));
     }
     let ids = sqlx::query_scalar!(
         "select id from dead_letters where id > $1 order by id limit $2",

@@ -156,6 +156,40 @@ async fn retrying_all_handles_what_it_can_and_leaves_the_rest_parked_saying_why(
 }
 
 #[tokio::test]
+async fn a_retry_cursor_outside_the_documented_range_is_refused() {
+    let app = impatient_app().await;
+    // 2^53 - 1 is the largest the document allows; one more, and a negative, are refused.
+    for (after, status) in [
+        ("9007199254740991", 200),
+        ("9007199254740992", 400),
+        ("16495226441311814", 400),
+        ("-1", 400),
+    ] {
+        let response = app
+            .post(&format!("{DEAD_LETTERS}/retry?after={after}"), &json!({}))
+            .await;
+        if status == 200 {
+            assert_eq!(response.status(), 200, "after={after}");
+        } else {
+            let problem = expect_problem(response, status).await;
+            assert_eq!(
+                problem["type"], "/problems/invalid-query-parameter",
+                "after={after}"
+            );
+            assert!(
+                problem["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("9007199254740991"),
+                "{problem}"
+            );
+        }
+        // Retries are held to one a second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+}
+
+#[tokio::test]
 async fn the_dead_letters_come_a_page_at_a_time() {
     let app = impatient_app().await;
     for id in 1..=3 {
