@@ -50,8 +50,12 @@ impl fmt::Debug for Masked {
     }
 }
 
+/// The largest integer every JSON client holds exactly (JavaScript's numbers are doubles): the
+/// most an id in the API may be.
+pub const JSON_SAFE_MAX: i64 = (1 << 53) - 1;
+
 impl PatientId {
-    pub const MAX: i64 = (1 << 53) - 1;
+    pub const MAX: i64 = JSON_SAFE_MAX;
 }
 
 impl TryFrom<i64> for PatientId {

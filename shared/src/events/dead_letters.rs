@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::domain::PatientId;
+use crate::domain::JSON_SAFE_MAX;
 use crate::events::consumer::Retried;
 use crate::http::PathParam;
 use crate::http::error::ApiError;
@@ -257,11 +257,10 @@ pub(crate) async fn retry_all(
     let axum::extract::Query(from) = axum::extract::Query::<RetryFrom>::try_from_uri(&uri)
         .map_err(|rejection| ApiError::InvalidQuery(rejection.body_text()))?;
     let after = from.after.unwrap_or(0);
-    // The range the document gives (`RetryFrom`): an id no JSON client would have been handed.
-    if !(0..=PatientId::MAX).contains(&after) {
+    // The range the document gives (`RetryFrom`): beyond it, an id no JSON client was handed.
+    if !(0..=JSON_SAFE_MAX).contains(&after) {
         return Err(ApiError::InvalidQuery(format!(
-            "after is from 0 to {}: copy it from next_after",
-            PatientId::MAX
+            "after is from 0 to {JSON_SAFE_MAX}: copy it from next_after"
         )));
     }
     let ids = sqlx::query_scalar!(

@@ -50,6 +50,7 @@ impl<V: Copy> Visits<V> {
     pub(super) fn insert(&mut self, patient: i64, value: V) {
         match self.sorted.binary_search_by_key(&patient, |(key, _)| *key) {
             Ok(at) => self.sorted[at].1 = value,
+            // At the end, unless patients wait unsorted: this one may be among them.
             Err(at) if at == self.sorted.len() && self.unsorted.is_empty() => {
                 self.sorted.push((patient, value));
             }
