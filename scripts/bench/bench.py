@@ -152,10 +152,14 @@ NODES = ["nats-1", "nats-2", "nats-3"]
 
 
 def cpu_seconds():
-    """CPU time so far of every process of the platform, by group."""
+    """CPU time so far of every running process of the platform, by group (a service stopped
+    on purpose, as the board in the phase without it, is left out)."""
     groups = {}
     for name in SERVICES + NODES:
-        times, _ = stat(pid_of(name))
+        try:
+            times, _ = stat(pid_of(name))
+        except (FileNotFoundError, ValueError):
+            continue
         groups[name] = sum(times)
     postmaster, children = postgres_pids()
     times, _ = stat(postmaster)
@@ -331,11 +335,13 @@ def end_to_end_phase(results, rate, label):
     since = psql("opd_inspection", "select now()")
     before = registered()
     cpu_before, commits_before = cpu_seconds(), commit_counts()
+    messages_before, batches_before = nats_messages(), batching()
     log(f"end to end at {rate}/s offered ({label}), {DURATION} s")
     with WaitSampler() as waits:
         result = wrk("register.lua", 64, DURATION, BENCH_RATE=rate)
     caught_up()
     cpu_after, commits_after = cpu_seconds(), commit_counts()
+    messages_after, batches_after = nats_messages(), batching()
     sent = registered() - before
     cpu = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(sent, 1), 3) for k in cpu_before}
     arrived = int(scalar("opd_inspection", f"""
@@ -362,6 +368,9 @@ def end_to_end_phase(results, rate, label):
         "cpu_ms_per_registration": {"total": round(sum(cpu.values()), 3), **cpu},
         "commits_per_registration": per_registration(commits_before, commits_after, sent),
         "registration_sessions": waits.report(),
+        "nats_messages_per_registration": messages_per_registration(
+            messages_before, messages_after, max(sent, 1)),
+        "batches": batches_between(batches_before, batches_after),
         "settled_after_s": waited, "idle_cpu_ms_per_s": idle,
     })
 
@@ -425,6 +434,72 @@ def stream_figures(results):
                     "messages": state["messages"], "bytes": state["bytes"],
                     "bytes_per_event": round(state["bytes"] / max(state["messages"], 1)),
                 }
+
+
+NODE_MONITORS = [f"http://127.0.0.1:{8221 + i}" for i in (1, 2, 3)]
+
+
+def monitoring(base, path):
+    with urllib.request.urlopen(f"{base}/{path}", timeout=5) as answer:
+        return json.load(answer)
+
+
+def nats_messages():
+    """Messages so far, over the three nodes: from and to each client connection by name, and
+    between the nodes (what each node took in from its routes)."""
+    clients, routes = {}, 0
+    for base in NODE_MONITORS:
+        for conn in monitoring(base, "connz?limit=1000").get("connections", []):
+            name = conn.get("name") or "?"
+            got, sent = clients.get(name, (0, 0))
+            clients[name] = (got + conn["in_msgs"], sent + conn["out_msgs"])
+        routes += sum(route["in_msgs"] for route in monitoring(base, "routez").get("routes", []))
+    return {"clients": clients, "routes": routes}
+
+
+def metric_sum(service_url, name, durable=None):
+    """The sum of a Prometheus metric's samples on a service's /metrics, optionally for one
+    durable consumer."""
+    with urllib.request.urlopen(f"{service_url}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+            if durable is None or f'durable="{durable}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def batching():
+    """What the relay and inspection's consumer have done so far, in calls and events."""
+    inspection = "http://127.0.0.1:9091"
+    return {
+        "relay_events": metric_sum(REGISTRATION, "opd_outbox_published_total"),
+        "relay_rounds": metric_sum(REGISTRATION, "opd_outbox_publish_duration_seconds_count"),
+        "relay_round_s": metric_sum(REGISTRATION, "opd_outbox_publish_duration_seconds_sum"),
+        "inspection_events": metric_sum(inspection, "opd_consumer_messages_total",
+                                        INSPECTION_CONSUMER),
+        "inspection_calls": metric_sum(inspection, "opd_consumer_handling_duration_seconds_count",
+                                       INSPECTION_CONSUMER),
+    }
+
+
+def messages_per_registration(before, after, count):
+    clients = {name: [round((got - before["clients"][name][0]) / count, 2),
+                      round((sent - before["clients"][name][1]) / count, 2)]
+               for name, (got, sent) in after["clients"].items()
+               if name in before["clients"] and (got, sent) != tuple(before["clients"][name])}
+    return {"clients": clients, "routes_in": round((after["routes"] - before["routes"]) / count, 2)}
+
+
+def batches_between(before, after):
+    d = {k: after[k] - before[k] for k in before}
+    return {
+        "relay_events_per_round": round(d["relay_events"] / max(d["relay_rounds"], 1), 1),
+        "relay_round_ms": round(d["relay_round_s"] * 1000 / max(d["relay_rounds"], 1), 2),
+        "inspection_events_per_call": round(d["inspection_events"]
+                                            / max(d["inspection_calls"], 1), 1),
+    }
 
 
 def single_connection_phase(results):
@@ -530,6 +605,15 @@ def report(results):
             f"{k} {v}" for k, v in e["commits_per_registration"].items()))
         print("  registration's database sessions, on average: " + ", ".join(
             f"{k} {v}" for k, v in e["registration_sessions"].items()))
+        if "nats_messages_per_registration" in e:  # older results lack these
+            m = e["nats_messages_per_registration"]
+            print("  NATS messages per registration, in and out by client: " + ", ".join(
+                f"{k} {v[0]} + {v[1]}" for k, v in sorted(m["clients"].items()))
+                + f"; between the nodes {m['routes_in']}")
+            b = e["batches"]
+            print(f"  relay: {b['relay_events_per_round']} events a publish round of "
+                  f"{b['relay_round_ms']} ms; inspection: {b['inspection_events_per_call']} "
+                  f"events a handler call")
     for key in ("drain", "drain_2_replicas"):
         if key in results:
             d = results[key]
@@ -660,6 +744,7 @@ def housekeeping_phase(results, rate=1000):
 
 
 PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench",
+          "without-board",
           "board", "housekeeping")
 
 
@@ -695,6 +780,13 @@ def main():
         pgbench_phase(results)
     if "board" in chosen:
         board_phase(results)
+    # The paced rate again with the board stopped: what its projection costs the nodes.
+    if "without-board" in chosen:
+        dev("stop", "board")
+        try:
+            end_to_end_phase(results, 1000, "the target rate, the board stopped")
+        finally:
+            dev("start", "board")
     # Last: it restarts two services with other settings.
     if "housekeeping" in chosen:
         housekeeping_phase(results)
