@@ -46,8 +46,8 @@ scripts/dev.sh clean >/dev/null 2>&1 || true
 scripts/dev.sh up >/dev/null
 # The board phase's many screens (opd-board-load).
 SQLX_OFFLINE=true cargo build --quiet --release -p opd-drills
-# The bearer token register.lua and view.lua send (and the seeding below, if any).
-OPD_TOKEN="$(scripts/dev.sh token registrar clinician --subject bench)"
+# The bearer token register.lua and view.lua send, with the role of every stage of a visit.
+OPD_TOKEN="$(scripts/dev.sh token registrar clinician discharge --subject bench)"
 export OPD_TOKEN
 log "platform up (release build); benchmarking"
 timeout 1200 python3 scripts/bench/bench.py

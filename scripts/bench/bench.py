@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV = Path(os.environ["OPD_DEV_DIR"])
 OUT = ROOT / "target" / "bench"
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+# Patients a second in the journey phase: four requests and four events each.
+JOURNEY_RATE = int(os.environ.get("BENCH_JOURNEY_RATE", "200"))
 PG = "postgres://postgres:postgres@127.0.0.1:5433"
 REGISTRATION = "http://127.0.0.1:9090"
 INSPECTION_CONSUMER = "inspection-patient-register"
@@ -70,8 +72,8 @@ def wrk(script, connections, duration, url=REGISTRATION, done=None, **env):
     phase_counter += 1
     threads = min(connections, 2)
     environment = dict(os.environ, BENCH_THREADS=str(threads),
-                       BENCH_ID_BASE=str(RUN_BASE + phase_counter * 10**9),
-                       **{k: str(v) for k, v in env.items()})
+                       BENCH_ID_BASE=str(RUN_BASE + phase_counter * 10**9))
+    environment.update({k: str(v) for k, v in env.items()})
     process = subprocess.Popen(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
          "--timeout", "10s", "-s", str(ROOT / "scripts" / "bench" / script), url],
@@ -375,6 +377,86 @@ def end_to_end_phase(results, rate, label):
     })
 
 
+# The visit, step by step: each stage's wrk script stage, service and what it publishes.
+JOURNEY = (("register", "http://127.0.0.1:9090"), ("inspect", "http://127.0.0.1:9091"),
+           ("release", "http://127.0.0.1:9092"), ("discharge", "http://127.0.0.1:9093"))
+OUTBOXES = ("registration", "inspection", "treatment", "release")
+
+
+def pipeline_idle():
+    """Whether every event written so far is published and handled: no outbox row waiting, and
+    every consumer of the patient stream, on every node, with nothing pending or unacknowledged."""
+    for service in OUTBOXES:
+        if scalar(f"opd_{service}", "select count(*) from outbox where published_at is null"):
+            return False
+    for base in NODE_MONITORS:
+        jsz = monitoring(base, "jsz?consumers=true")
+        for account in jsz.get("account_details", []):
+            for stream in account.get("stream_detail", []):
+                for consumer in stream.get("consumer_detail", []) or []:
+                    if consumer["num_pending"] or consumer["num_ack_pending"]:
+                        return False
+    return True
+
+
+def journey_phase(results, rate=JOURNEY_RATE, lag=3):
+    """Whole visits at `rate` patients a second: registration, inspection, the release from
+    treatment and the discharge, each stage a wrk of its own at that rate on its service,
+    started `lag` seconds after the stage before with the same patients in the same order (so
+    each request finds its patient waiting). Every patient is new, so the board's projection
+    writes a visit four times: what one registration after another does not show. Charged to
+    the phase: everything until the last event is handled by every consumer."""
+    waited, idle = settled()
+    base = RUN_BASE + 900 * 10**9  # away from the other phases' ids (phase_counter * 10^9)
+    cpu_before, commits_before = cpu_seconds(), commit_counts()
+    messages_before = nats_messages()
+    log(f"whole visits at {rate} patients/s, four stages {lag} s apart, {DURATION} s each")
+    answers = {}
+
+    connections = 64
+
+    def run(index, stage, url):
+        time.sleep(index * lag)
+        # Each stage stops after a count of patients, not a time: a stage that sent one patient
+        # past the stage before would be told that patient is unknown. A thread has at most
+        # its connections' requests in flight when it stops, so each stage asks for that many
+        # fewer than the one before; the spare seconds let a slowed stage still reach its count.
+        limit = rate * DURATION - connections * index
+        answers[stage] = wrk("register.lua", connections, DURATION + lag, url=url,
+                             BENCH_RATE=rate, BENCH_STAGE=stage, BENCH_ID_BASE=base,
+                             BENCH_LIMIT=limit)
+
+    runners = [threading.Thread(target=run, args=(i, stage, url))
+               for i, (stage, url) in enumerate(JOURNEY)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    if len(answers) != len(JOURNEY):
+        raise SystemExit(f"journey: stages without a result: {set(dict(JOURNEY)) - set(answers)}")
+    started = time.monotonic()
+    while not pipeline_idle():
+        if time.monotonic() - started > 180:
+            raise SystemExit("journey: events still pending or unacknowledged after 180 s")
+        time.sleep(0.2)
+    cpu_after, commits_after, messages_after = cpu_seconds(), commit_counts(), nats_messages()
+    visits = answers["discharge"]["requests"] - answers["discharge"]["errors"]
+    cpu = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(visits, 1), 3)
+           for k in cpu_before}
+    results["journey"] = {
+        "offered_per_s": rate, "lag_s": lag, "visits": visits,
+        "stages": {stage: {k: answers[stage][k] for k in
+                           ("requests", "throughput", "p50_ms", "p99_ms", "errors")}
+                   for stage, _ in JOURNEY},
+        "cpu_ms_per_visit": {"total": round(sum(cpu.values()), 3), **cpu},
+        "commits_per_visit": per_registration(commits_before, commits_after, visits),
+        "nats_messages_per_visit": messages_per_registration(
+            messages_before, messages_after, max(visits, 1)),
+        "settled_after_s": waited, "idle_cpu_ms_per_s": idle,
+        "quiet_after_s": round(time.monotonic() - started, 1),
+    }
+
+
 def drain_phase(results, backlog=20_000, replicas=1):
     """A backlog built while inspection is stopped, then handled by `replicas` instances of
     inspection sharing its durable consumer (dev.sh's inspection-2 is the second)."""
@@ -614,6 +696,22 @@ def report(results):
             print(f"  relay: {b['relay_events_per_round']} events a publish round of "
                   f"{b['relay_round_ms']} ms; inspection: {b['inspection_events_per_call']} "
                   f"events a handler call")
+    if "journey" in results:
+        j = results["journey"]
+        print(f"whole visits at {j['offered_per_s']}/s offered, stages {j['lag_s']} s apart: "
+              f"{j['visits']} visits discharged; " + ", ".join(
+                  f"{stage} {r['throughput']:.0f}/s p99 {r['p99_ms']} ms errors {r['errors']}"
+                  for stage, r in j["stages"].items()))
+        c = j["cpu_ms_per_visit"]
+        print(f"  CPU per visit {c['total']} ms (" + ", ".join(
+            f"{k} {v}" for k, v in c.items() if k != "total")
+            + f"); every event handled {j['quiet_after_s']} s after the last request")
+        print("  commits per visit by database, and WAL flushes: " + ", ".join(
+            f"{k} {v}" for k, v in j["commits_per_visit"].items()))
+        m = j["nats_messages_per_visit"]
+        print("  NATS messages per visit, in and out by client: " + ", ".join(
+            f"{k} {v[0]} + {v[1]}" for k, v in sorted(m["clients"].items()))
+            + f"; between the nodes {m['routes_in']}")
     for key in ("drain", "drain_2_replicas"):
         if key in results:
             d = results[key]
@@ -743,8 +841,8 @@ def housekeeping_phase(results, rate=1000):
                          f"below {floor} (traffic not reaching the table): {empty}")
 
 
-PHASES = ("register", "view", "end-to-end", "drain", "scale-out", "single", "pgbench",
-          "without-board",
+PHASES = ("register", "view", "end-to-end", "journey", "drain", "scale-out", "single",
+          "pgbench", "without-board",
           "board", "housekeeping")
 
 
@@ -766,6 +864,8 @@ def main():
         for share in (0.5, 0.9) if maximum else ():
             end_to_end_phase(results, int(maximum * share), f"{int(share * 100)}% of the maximum")
         end_to_end_phase(results, 1000, "the target rate")
+    if "journey" in chosen:
+        journey_phase(results)
     if "drain" in chosen:
         drain_phase(results)
     # Two replicas of inspection sharing its durable consumer, against the one just measured

@@ -1,6 +1,12 @@
--- wrk script: POST /opd/patient/register with a patient id never used before.
+-- wrk script: POST /opd/patient/register with a patient id never used before, or, with
+-- BENCH_STAGE, the next step of those patients' visits on the service of that step.
 --
 -- Environment:
+--   BENCH_STAGE     register (the default), inspect (POST /opd/inspection/record), release
+--                   (POST /opd/treatment/release) or discharge (POST /opd/release/discharge):
+--                   with the same BENCH_ID_BASE and thread count, each stage sends the same
+--                   patients in the same order, so a stage started later walks the patients
+--                   of the one before through their visit
 --   BENCH_ID_BASE   first id of this run (ids are BENCH_ID_BASE + thread * 10^8 + n)
 --   BENCH_RATE      offered rate in requests/s for the whole run; unset means as fast as the
 --                   connections go (closed loop). With a rate, each thread sends on a fixed
@@ -39,6 +45,8 @@ function init(args)
   interval = rate > 0 and (1000 * count / rate) or 0
   per_thread_limit = limit > 0 and math.ceil(limit / count) or 0
   keyed = os.getenv("BENCH_IDEMPOTENCY") == "1"
+  stage = stages[os.getenv("BENCH_STAGE") or "register"]
+  if stage == nil then error("unknown BENCH_STAGE " .. os.getenv("BENCH_STAGE")) end
   sent = 0
   answered = 0
   next_slot = nil
@@ -54,19 +62,29 @@ function delay()
   return wait
 end
 
+-- Each stage's path and body (%d: the patient's id, as often as the body names it).
+stages = {
+  register = { "/opd/patient/register",
+    '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}' },
+  inspect = { "/opd/inspection/record",
+    '{"id":%d,"time":"2021/07/12 10:21 AM","observations":"bench"}' },
+  release = { "/opd/treatment/release",
+    '{"id":%d,"time":"2021 07 12 8:35 PM","next_state":"discharge"}' },
+  discharge = { "/opd/release/discharge",
+    '{"id":%d,"time":"2021 07 12 9:35 PM","state":"discharge"}' },
+}
+
 function request()
   sent = sent + 1
   local id = base + tid * 100000000 + sent
-  local body = string.format(
-    '{"id":%d,"full_name":"bench patient %d","address":"44, sw19, london","sex":"female","phone":711000000}',
-    id, id)
-  -- OPD_TOKEN: a registrar's bearer token (scripts/bench.sh sets it).
+  local body = string.format(stage[2], id, id)
+  -- OPD_TOKEN: a bearer token with the stage's role (scripts/bench.sh sets one with all).
   local headers = { ["Content-Type"] = "application/json",
                     ["Authorization"] = "Bearer " .. (os.getenv("OPD_TOKEN") or "") }
   -- %d: concatenating the number would print it in floating point, and ids 10^15 apart from
   -- each other's digits would share a key.
   if keyed then headers["Idempotency-Key"] = string.format("bench-%d", id) end
-  return wrk.format("POST", "/opd/patient/register", headers, body)
+  return wrk.format("POST", stage[1], headers, body)
 end
 
 function response(status, headers, body)
