@@ -12,6 +12,7 @@
 //! which the events arrive. [`projector`] runs the merge against JetStream.
 
 pub mod projector;
+pub mod written;
 
 use chrono::NaiveDate;
 use opd_shared::domain::Site;

@@ -4,9 +4,12 @@
 //!
 //! Merging is commutative and idempotent ([`super::Visit::merge`]), so the consumer takes
 //! batches like any other, and replicas share it freely. What must not happen is two merges of
-//! the same visit overwriting each other: each write names the revision it read
+//! the same visit overwriting each other: each write names the revision it merged into
 //! (`Nats-Expected-Last-Subject-Sequence`), and a refused write reads the visit again and
-//! merges again. Nothing is acknowledged before the bucket has taken the batch's writes, so
+//! merges again. That revision need not come from a read: a visit this instance wrote lately
+//! is merged into as it wrote it ([`WrittenVisits`]), and a registration of a patient it does
+//! not know is written as a new key (revision 0); either is refused if the bucket holds
+//! something else. Nothing is acknowledged before the bucket has taken the batch's writes, so
 //! nothing is lost; an event merged before finds its sequence in the visit and writes nothing.
 
 use std::collections::HashMap;
@@ -37,6 +40,7 @@ use opd_shared::infra::nats::StreamNeed;
 use opd_shared::infra::retry::{Backoff, sleep_or_cancel};
 use opd_shared::service::CustomConsumer;
 
+use super::written::{Known, WrittenVisits};
 use super::{Change, Stage, Visit, visit_key};
 
 pub const CONSUMER: CustomConsumer = CustomConsumer {
@@ -64,6 +68,7 @@ pub struct Projector {
     settings: ConsumerSettings,
     states: Consumers,
     metrics: Arc<Metrics>,
+    written: WrittenVisits,
 }
 
 /// Why a batch was not projected: the bucket could not be read or written.
@@ -93,6 +98,7 @@ impl Projector {
             settings: infra.settings.consumer.clone(),
             states: infra.consumers.clone(),
             metrics: infra.metrics.clone(),
+            written: WrittenVisits::new(),
         }
     }
 
@@ -146,6 +152,9 @@ impl Projector {
 
     /// Binds the durable, opens the bucket, and starts pulling.
     async fn start(&self) -> anyhow::Result<(kv::Store, pull::Stream)> {
+        // The bucket may have been made anew meanwhile, its revisions counting from 1 again:
+        // a revision held from before could name another write.
+        self.written.clear();
         let consumer = bind_durable(
             &self.jetstream,
             &self.stream,
@@ -201,8 +210,18 @@ impl Projector {
         }
         let merged = join_all(by_visit.into_iter().map(
             |(patient, (positions, changes))| async move {
-                let changed = merge_into(&self.jetstream, bucket, patient, &changes).await?;
-                Ok::<_, Failed>(positions.into_iter().zip(changed))
+                let known = self.written.get(patient);
+                match merge_into(&self.jetstream, bucket, patient, &changes, known).await {
+                    Ok(merged) => {
+                        self.written.put(patient, merged.now);
+                        Ok(positions.into_iter().zip(merged.changed))
+                    }
+                    Err(failed) => {
+                        // Whether the write was taken is not known.
+                        self.written.forget(patient);
+                        Err(failed)
+                    }
+                }
             },
         ))
         .await;
@@ -265,15 +284,28 @@ impl Projector {
     }
 }
 
-/// Merges `changes` (each with its stream sequence) into `patient`'s visit in `bucket`: reads
-/// it, merges, and writes it on condition that nobody wrote it meanwhile, again until that
-/// holds. Returns, for each change, whether it changed the visit (false: merged before).
+/// What [`merge_into`] did.
+#[derive(Debug)]
+pub struct Merged {
+    /// For each change, whether it changed the visit (false: merged before).
+    pub changed: Vec<bool>,
+    /// The visit as the bucket holds it now, as far as this merge knows.
+    pub now: Known,
+}
+
+/// Merges `changes` (each with its stream sequence) into `patient`'s visit in `bucket`, and
+/// writes it on condition that the bucket still holds what was merged into, again until that
+/// holds. The first round merges into `known` when given (the visit as this instance last
+/// wrote it); without it, a batch that starts with a registration merges into a new visit,
+/// since most registrations are a patient's first, and anything else reads the visit first.
+/// A refused write, or one with nothing left to write, reads the visit.
 pub async fn merge_into(
     jetstream: &jetstream::Context,
     bucket: &kv::Store,
     patient: i64,
     changes: &[(u64, Change)],
-) -> Result<Vec<bool>, Failed> {
+    known: Option<Known>,
+) -> Result<Merged, Failed> {
     let key = visit_key(patient);
     let failed = |reason: String| Failed {
         what: format!("merging into {key}"),
@@ -283,29 +315,43 @@ pub async fn merge_into(
         "{}{key}",
         bucket.put_prefix.as_deref().unwrap_or(&bucket.prefix)
     );
-    for race in 0..RACES {
-        if race > 0 {
-            // Lets the writer that won go first.
-            tokio::time::sleep(Duration::from_millis(race.min(20))).await;
-        }
-        let (mut visit, revision) = match bucket.entry(key.as_str()).await {
-            Ok(Some(entry)) if entry.operation == kv::Operation::Put => (
-                Visit::parse(&key, &entry.value).unwrap_or_else(|| {
-                    tracing::warn!(%key, "a visit this version cannot read; merging over it");
-                    Visit::default()
-                }),
-                entry.revision,
-            ),
-            Ok(Some(entry)) => (Visit::default(), entry.revision),
-            Ok(None) => (Visit::default(), 0),
-            Err(error) => return Err(failed(error.to_string())),
+    let mut assumed = known.or_else(|| {
+        matches!(changes.first(), Some((_, Change::Registered { .. }))).then(|| Known {
+            visit: Visit::default(),
+            revision: 0,
+        })
+    });
+    // Writes refused after a read: another projector got through each time.
+    let mut lost = 0;
+    for _ in 0..=RACES {
+        let read = assumed.is_none();
+        let Known {
+            mut visit,
+            revision,
+        } = match assumed.take() {
+            Some(known) => known,
+            None => {
+                if lost > 0 {
+                    // Lets the writer that won go first.
+                    tokio::time::sleep(Duration::from_millis(lost.min(20))).await;
+                }
+                read_visit(bucket, &key).await.map_err(failed)?
+            }
         };
         let changed: Vec<bool> = changes
             .iter()
             .map(|(seq, change)| visit.merge(*seq, change.clone()))
             .collect();
         if !changed.contains(&true) {
-            return Ok(changed);
+            if read {
+                return Ok(Merged {
+                    changed,
+                    now: Known { visit, revision },
+                });
+            }
+            // Merged before, as far as what is held says; what the bucket says decides (an
+            // event merged into a key that has expired since is written again, as before).
+            continue;
         }
         let payload = visit.to_json().map_err(|e| failed(e.to_string()))?;
         let mut headers = HeaderMap::new();
@@ -321,13 +367,46 @@ pub async fn merge_into(
             Err(error) => return Err(failed(error.to_string())),
         };
         match written {
-            Ok(_) => return Ok(changed),
-            // Another projector wrote it first: read its value and merge again.
-            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => continue,
+            Ok(ack) => {
+                return Ok(Merged {
+                    changed,
+                    now: Known {
+                        visit,
+                        revision: ack.sequence,
+                    },
+                });
+            }
+            // Another projector wrote it first, or it was not as assumed: read its value and
+            // merge again.
+            Err(error) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                lost += u64::from(read);
+            }
             Err(error) => return Err(failed(error.to_string())),
         }
     }
     Err(failed(format!("written by others {RACES} times in a row")))
+}
+
+/// The visit under `key` and its revision (0: never written).
+async fn read_visit(bucket: &kv::Store, key: &str) -> Result<Known, String> {
+    match bucket.entry(key).await {
+        Ok(Some(entry)) if entry.operation == kv::Operation::Put => Ok(Known {
+            visit: Visit::parse(key, &entry.value).unwrap_or_else(|| {
+                tracing::warn!(%key, "a visit this version cannot read; merging over it");
+                Visit::default()
+            }),
+            revision: entry.revision,
+        }),
+        Ok(Some(entry)) => Ok(Known {
+            visit: Visit::default(),
+            revision: entry.revision,
+        }),
+        Ok(None) => Ok(Known {
+            visit: Visit::default(),
+            revision: 0,
+        }),
+        Err(error) => Err(error.to_string()),
+    }
 }
 
 async fn nak_all(batch: &[jetstream::Message]) {

@@ -1,6 +1,7 @@
 use async_nats::HeaderMap;
 use board::PROJECTION_CONSUMER;
 use board::projection::projector::merge_into;
+use board::projection::written::Known;
 use board::projection::{Change, Stage, Visit};
 use futures::future::join_all;
 use opd_shared::events::{BOARD_BUCKET, PatientRegistered, headers};
@@ -222,7 +223,7 @@ async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
         .collect();
     let merged = join_all(changes.iter().map(|change| {
         let (js, bucket) = (js.clone(), bucket.clone());
-        async move { merge_into(&js, &bucket, 800, std::slice::from_ref(change)).await }
+        async move { merge_into(&js, &bucket, 800, std::slice::from_ref(change), None).await }
     }))
     .await;
     assert!(merged.iter().all(Result::is_ok), "{merged:?}");
@@ -253,4 +254,124 @@ async fn a_desks_call_outlives_the_patients_next_visit_and_a_restart() {
     // A restarted board reads the same off its bucket.
     app.restart().await;
     board_shows(&app, expected).await;
+}
+
+fn registered(patient: i64, token: i64) -> Change {
+    Change::Registered {
+        patient,
+        token,
+        site: opd_shared::domain::Site::hospital(),
+        day: chrono::Utc::now().date_naive(),
+    }
+}
+
+/// `changes` merged in order into a new visit: what the bucket must hold after all of them.
+fn all_of(changes: &[(u64, Change)]) -> Visit {
+    let mut visit = Visit::default();
+    for (seq, change) in changes {
+        visit.merge(*seq, change.clone());
+    }
+    visit
+}
+
+/// The patient's visit as the bucket holds it, with its revision.
+async fn stored(bucket: &async_nats::jetstream::kv::Store, patient: i64) -> Option<Known> {
+    let key = format!("visit.{patient}");
+    let entry = bucket.entry(key.as_str()).await.unwrap()?;
+    Some(Known {
+        visit: Visit::parse(&key, &entry.value)?,
+        revision: entry.revision,
+    })
+}
+
+#[tokio::test]
+async fn a_visit_held_as_last_written_is_read_again_when_another_replica_wrote_it_since() {
+    let app = board().await;
+    let js = app.infra().jetstream.clone();
+    let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
+    let changes = [
+        (1, registered(810, 7)),
+        (
+            2,
+            Change::Left {
+                patient: 810,
+                from: Stage::Inspection,
+            },
+        ),
+        (
+            3,
+            Change::Left {
+                patient: 810,
+                from: Stage::Treatment,
+            },
+        ),
+    ];
+    // This replica writes the registration and holds the visit as it wrote it ...
+    let mine = merge_into(&js, &bucket, 810, &changes[..1], None)
+        .await
+        .unwrap();
+    // ... another replica merges the inspection's departure ...
+    merge_into(&js, &bucket, 810, &changes[1..2], None)
+        .await
+        .unwrap();
+    // ... and this one merges the treatment's into what it holds, which is out of date.
+    let merged = merge_into(&js, &bucket, 810, &changes[2..], Some(mine.now))
+        .await
+        .unwrap();
+    assert_eq!(merged.changed, [true]);
+    let now = stored(&bucket, 810).await.unwrap();
+    assert_eq!(now.visit, all_of(&changes), "a merge was written over");
+    assert_eq!(merged.now, now, "what is held is not what was written");
+}
+
+#[tokio::test]
+async fn a_returning_patients_registration_is_merged_into_the_visit_the_bucket_holds() {
+    let app = board().await;
+    let js = app.infra().jetstream.clone();
+    let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
+    let changes = [
+        (1, registered(820, 4)),
+        (
+            2,
+            Change::Left {
+                patient: 820,
+                from: Stage::Inspection,
+            },
+        ),
+        (3, registered(820, 9)),
+    ];
+    merge_into(&js, &bucket, 820, &changes[..2], None)
+        .await
+        .unwrap();
+    // Not held (another replica wrote the first visit, or this one has forgotten it): a
+    // registration is tried as a new key first.
+    let merged = merge_into(&js, &bucket, 820, &changes[2..], None)
+        .await
+        .unwrap();
+    assert_eq!(merged.changed, [true]);
+    let now = stored(&bucket, 820).await.unwrap();
+    let expected = all_of(&changes);
+    assert!(
+        expected.calls[0].is_some(),
+        "the desk's call of token 4 is what this test keeps"
+    );
+    assert_eq!(now.visit, expected, "the first visit was written over");
+    assert_eq!(merged.now, now);
+}
+
+#[tokio::test]
+async fn an_event_the_held_visit_has_is_written_again_if_the_bucket_lost_it() {
+    let app = board().await;
+    let js = app.infra().jetstream.clone();
+    let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
+    let changes = [(1, registered(830, 5))];
+    let mine = merge_into(&js, &bucket, 830, &changes, None).await.unwrap();
+    // The key goes (an operator's purge, an age limit) and the event comes again.
+    bucket.delete("visit.830").await.unwrap();
+    let merged = merge_into(&js, &bucket, 830, &changes, Some(mine.now))
+        .await
+        .unwrap();
+    assert_eq!(merged.changed, [true], "the bucket had lost it");
+    let now = stored(&bucket, 830).await;
+    assert_eq!(now.map(|known| known.visit), Some(all_of(&changes)));
 }
