@@ -2,10 +2,16 @@
 //!
 //! A patient's events come minutes apart, one stage after another; with the visit and its
 //! revision at hand, the projector merges the next event into them and writes on that revision
-//! without reading the visit first. Nothing here is trusted: the write names the revision
+//! without reading the visit first. The bucket has the last word: the write names the revision
 //! (`Nats-Expected-Last-Subject-Sequence`), so if another replica wrote the visit since, or
 //! its key expired, the bucket refuses it and the projector reads the visit as if it had
 //! never known it.
+//!
+//! What it takes on trust is that the bucket is the one the projector bound to: a bucket made
+//! anew counts revisions from 1, so a held revision could name another write. Binding empties
+//! what is held, and any failed write binds again, so a bucket deleted under a working board
+//! is caught by its next write; one deleted and made again while an instance writes nothing is
+//! not: an operator who makes the bucket again stops the board's instances first.
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
