@@ -28,6 +28,9 @@ DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 JOURNEY_RATE = int(os.environ.get("BENCH_JOURNEY_RATE", "200"))
 PG = "postgres://postgres:postgres@127.0.0.1:5433"
 REGISTRATION = "http://127.0.0.1:9090"
+INSPECTION = "http://127.0.0.1:9091"
+TREATMENT = "http://127.0.0.1:9092"
+RELEASE = "http://127.0.0.1:9093"
 INSPECTION_CONSUMER = "inspection-patient-register"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The book's Go sample (one NATS node, MariaDB committing each insert to disk, fire-and-forget
@@ -205,10 +208,8 @@ def registration_phases(results):
         if connections == 64:
             maximum = result["throughput"]
             results["postgres_profile"] = statement_profile(count)
-            per_group = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(count, 1), 3)
-                         for k in cpu_before}
             results["cpu_ms_per_registration"] = {
-                "total": round(sum(per_group.values()), 3), **per_group,
+                **cpu_ms_per(cpu_before, cpu_after, count),
                 "registrations": count,
                 "window": "the 64-connection run and the drain after it",
             }
@@ -266,6 +267,19 @@ def commit_counts():
 
 def per_registration(before, after, count):
     return {k: round((after[k] - before[k]) / max(count, 1), 3) for k in before}
+
+
+def cpu_ms_per(before, after, count):
+    """CPU milliseconds per unit of work (registration, visit) by process, and their total."""
+    per_process = per_registration({k: v * 1000 for k, v in before.items()},
+                                   {k: v * 1000 for k, v in after.items()}, count)
+    return {"total": round(sum(per_process.values()), 3), **per_process}
+
+
+def unpublished(service):
+    """Rows of `service`'s outbox the relay has not published yet."""
+    return int(scalar(f"opd_{service}",
+                      "select count(*) from outbox where published_at is null"))
 
 
 class WaitSampler:
@@ -345,7 +359,6 @@ def end_to_end_phase(results, rate, label):
     cpu_after, commits_after = cpu_seconds(), commit_counts()
     messages_after, batches_after = nats_messages(), batching()
     sent = registered() - before
-    cpu = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(sent, 1), 3) for k in cpu_before}
     arrived = int(scalar("opd_inspection", f"""
         select count(*) from processed_events
         where consumer = '{INSPECTION_CONSUMER}' and event_time >= '{since}'"""))
@@ -367,7 +380,7 @@ def end_to_end_phase(results, rate, label):
         "http_p99_ms": result["p99_ms"], "errors": result["errors"],
         "hop_p50_ms": round(p50, 1), "hop_p99_ms": round(p99, 1),
         "registered": sent, "never_arrived": sent - arrived,
-        "cpu_ms_per_registration": {"total": round(sum(cpu.values()), 3), **cpu},
+        "cpu_ms_per_registration": cpu_ms_per(cpu_before, cpu_after, sent),
         "commits_per_registration": per_registration(commits_before, commits_after, sent),
         "registration_sessions": waits.report(),
         "nats_messages_per_registration": messages_per_registration(
@@ -377,18 +390,17 @@ def end_to_end_phase(results, rate, label):
     })
 
 
-# The visit, step by step: each stage's wrk script stage, service and what it publishes.
-JOURNEY = (("register", "http://127.0.0.1:9090"), ("inspect", "http://127.0.0.1:9091"),
-           ("release", "http://127.0.0.1:9092"), ("discharge", "http://127.0.0.1:9093"))
+# The visit, step by step: each stage's BENCH_STAGE in register.lua and the service it goes to.
+JOURNEY = (("register", REGISTRATION), ("inspect", INSPECTION), ("release", TREATMENT),
+           ("discharge", RELEASE))
 OUTBOXES = ("registration", "inspection", "treatment", "release")
 
 
 def pipeline_idle():
     """Whether every event written so far is published and handled: no outbox row waiting, and
     every consumer of the patient stream, on every node, with nothing pending or unacknowledged."""
-    for service in OUTBOXES:
-        if scalar(f"opd_{service}", "select count(*) from outbox where published_at is null"):
-            return False
+    if any(unpublished(service) for service in OUTBOXES):
+        return False
     for base in NODE_MONITORS:
         jsz = monitoring(base, "jsz?consumers=true")
         for account in jsz.get("account_details", []):
@@ -412,7 +424,6 @@ def journey_phase(results, rate=JOURNEY_RATE, lag=3):
     messages_before = nats_messages()
     log(f"whole visits at {rate} patients/s, four stages {lag} s apart, {DURATION} s each")
     answers = {}
-
     connections = 64
 
     def run(index, stage, url):
@@ -441,14 +452,12 @@ def journey_phase(results, rate=JOURNEY_RATE, lag=3):
         time.sleep(0.2)
     cpu_after, commits_after, messages_after = cpu_seconds(), commit_counts(), nats_messages()
     visits = answers["discharge"]["requests"] - answers["discharge"]["errors"]
-    cpu = {k: round((cpu_after[k] - cpu_before[k]) * 1000 / max(visits, 1), 3)
-           for k in cpu_before}
     results["journey"] = {
         "offered_per_s": rate, "lag_s": lag, "visits": visits,
         "stages": {stage: {k: answers[stage][k] for k in
                            ("requests", "throughput", "p50_ms", "p99_ms", "errors")}
                    for stage, _ in JOURNEY},
-        "cpu_ms_per_visit": {"total": round(sum(cpu.values()), 3), **cpu},
+        "cpu_ms_per_visit": cpu_ms_per(cpu_before, cpu_after, visits),
         "commits_per_visit": per_registration(commits_before, commits_after, visits),
         "nats_messages_per_visit": messages_per_registration(
             messages_before, messages_after, max(visits, 1)),
@@ -470,7 +479,7 @@ def drain_phase(results, backlog=20_000, replicas=1):
                  done=lambda: registered() - before >= backlog)
     made = registered() - before
     deadline = time.monotonic() + 120
-    while scalar("opd_registration", "select count(*) from outbox where published_at is null") > 0:
+    while unpublished("registration") > 0:
         if time.monotonic() > deadline:
             raise SystemExit("the relay did not publish the backlog within 120 s")
         time.sleep(0.2)
@@ -554,14 +563,13 @@ def metric_sum(service_url, name, durable=None):
 
 def batching():
     """What the relay and inspection's consumer have done so far, in calls and events."""
-    inspection = "http://127.0.0.1:9091"
     return {
         "relay_events": metric_sum(REGISTRATION, "opd_outbox_published_total"),
         "relay_rounds": metric_sum(REGISTRATION, "opd_outbox_publish_duration_seconds_count"),
         "relay_round_s": metric_sum(REGISTRATION, "opd_outbox_publish_duration_seconds_sum"),
-        "inspection_events": metric_sum(inspection, "opd_consumer_messages_total",
+        "inspection_events": metric_sum(INSPECTION, "opd_consumer_messages_total",
                                         INSPECTION_CONSUMER),
-        "inspection_calls": metric_sum(inspection, "opd_consumer_handling_duration_seconds_count",
+        "inspection_calls": metric_sum(INSPECTION, "opd_consumer_handling_duration_seconds_count",
                                        INSPECTION_CONSUMER),
     }
 

@@ -210,18 +210,12 @@ impl Projector {
         }
         let merged = join_all(by_visit.into_iter().map(
             |(patient, (positions, changes))| async move {
+                // A failed merge leaves what is held as it was: if its write was taken after
+                // all, the next write on the old revision is refused and reads the visit.
                 let known = self.written.get(patient);
-                match merge_into(&self.jetstream, bucket, patient, &changes, known).await {
-                    Ok(merged) => {
-                        self.written.put(patient, merged.now);
-                        Ok(positions.into_iter().zip(merged.changed))
-                    }
-                    Err(failed) => {
-                        // Whether the write was taken is not known.
-                        self.written.forget(patient);
-                        Err(failed)
-                    }
-                }
+                let merged = merge_into(&self.jetstream, bucket, patient, &changes, known).await?;
+                self.written.put(patient, merged.now);
+                Ok::<_, Failed>(positions.into_iter().zip(merged.changed))
             },
         ))
         .await;

@@ -49,11 +49,6 @@ impl WrittenVisits {
         self.lock().put(patient, known);
     }
 
-    /// Forgets `patient`'s visit: what the bucket holds is not known any more.
-    pub(crate) fn forget(&self, patient: i64) {
-        self.lock().pop(&patient);
-    }
-
     pub(crate) fn clear(&self) {
         self.lock().clear();
     }

@@ -2,7 +2,7 @@ use async_nats::HeaderMap;
 use board::PROJECTION_CONSUMER;
 use board::projection::projector::merge_into;
 use board::projection::written::Known;
-use board::projection::{Change, Stage, Visit};
+use board::projection::{Change, Stage, Visit, visit_key};
 use futures::future::join_all;
 use opd_shared::events::{BOARD_BUCKET, PatientRegistered, headers};
 use opd_testing::stream;
@@ -193,30 +193,15 @@ async fn merges_of_the_same_visit_at_once_lose_none_of_it() {
     let app = board().await;
     let js = app.infra().jetstream.clone();
     let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
-    let day = chrono::Utc::now().date_naive();
     // Forty projectors merging into one visit at the same moment, each one event: every one of
     // them reads the visit, and all but one find it written when they write it back.
     let changes: Vec<(u64, Change)> = (1..=40)
         .map(|seq| {
             let change = match seq % 4 {
-                0 => Change::Registered {
-                    patient: 800,
-                    token: seq as i64,
-                    site: opd_shared::domain::Site::hospital(),
-                    day,
-                },
-                1 => Change::Left {
-                    patient: 800,
-                    from: Stage::Inspection,
-                },
-                2 => Change::Left {
-                    patient: 800,
-                    from: Stage::Treatment,
-                },
-                _ => Change::Left {
-                    patient: 800,
-                    from: Stage::Release,
-                },
+                0 => registered(800, seq as i64),
+                1 => left(800, Stage::Inspection),
+                2 => left(800, Stage::Treatment),
+                _ => left(800, Stage::Release),
             };
             (seq, change)
         })
@@ -256,6 +241,7 @@ async fn a_desks_call_outlives_the_patients_next_visit_and_a_restart() {
     board_shows(&app, expected).await;
 }
 
+/// The patient's registration today at the hospital, with `token`.
 fn registered(patient: i64, token: i64) -> Change {
     Change::Registered {
         patient,
@@ -263,6 +249,10 @@ fn registered(patient: i64, token: i64) -> Change {
         site: opd_shared::domain::Site::hospital(),
         day: chrono::Utc::now().date_naive(),
     }
+}
+
+fn left(patient: i64, from: Stage) -> Change {
+    Change::Left { patient, from }
 }
 
 /// `changes` merged in order into a new visit: what the bucket must hold after all of them.
@@ -276,7 +266,7 @@ fn all_of(changes: &[(u64, Change)]) -> Visit {
 
 /// The patient's visit as the bucket holds it, with its revision.
 async fn stored(bucket: &async_nats::jetstream::kv::Store, patient: i64) -> Option<Known> {
-    let key = format!("visit.{patient}");
+    let key = visit_key(patient);
     let entry = bucket.entry(key.as_str()).await.unwrap()?;
     Some(Known {
         visit: Visit::parse(&key, &entry.value)?,
@@ -291,20 +281,8 @@ async fn a_visit_held_as_last_written_is_read_again_when_another_replica_wrote_i
     let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
     let changes = [
         (1, registered(810, 7)),
-        (
-            2,
-            Change::Left {
-                patient: 810,
-                from: Stage::Inspection,
-            },
-        ),
-        (
-            3,
-            Change::Left {
-                patient: 810,
-                from: Stage::Treatment,
-            },
-        ),
+        (2, left(810, Stage::Inspection)),
+        (3, left(810, Stage::Treatment)),
     ];
     // This replica writes the registration and holds the visit as it wrote it ...
     let mine = merge_into(&js, &bucket, 810, &changes[..1], None)
@@ -331,13 +309,7 @@ async fn a_returning_patients_registration_is_merged_into_the_visit_the_bucket_h
     let bucket = js.get_key_value(BOARD_BUCKET).await.unwrap();
     let changes = [
         (1, registered(820, 4)),
-        (
-            2,
-            Change::Left {
-                patient: 820,
-                from: Stage::Inspection,
-            },
-        ),
+        (2, left(820, Stage::Inspection)),
         (3, registered(820, 9)),
     ];
     merge_into(&js, &bucket, 820, &changes[..2], None)
@@ -367,7 +339,7 @@ async fn an_event_the_held_visit_has_is_written_again_if_the_bucket_lost_it() {
     let changes = [(1, registered(830, 5))];
     let mine = merge_into(&js, &bucket, 830, &changes, None).await.unwrap();
     // The key goes (an operator's purge, an age limit) and the event comes again.
-    bucket.delete("visit.830").await.unwrap();
+    bucket.delete(visit_key(830)).await.unwrap();
     let merged = merge_into(&js, &bucket, 830, &changes, Some(mine.now))
         .await
         .unwrap();
