@@ -152,9 +152,6 @@ impl Projector {
 
     /// Binds the durable, opens the bucket, and starts pulling.
     async fn start(&self) -> anyhow::Result<(kv::Store, pull::Stream)> {
-        // The bucket may have been made anew meanwhile, its revisions counting from 1 again:
-        // a revision held from before could name another write.
-        self.written.clear();
         let consumer = bind_durable(
             &self.jetstream,
             &self.stream,
@@ -174,6 +171,8 @@ impl Projector {
                      creates it with `opd-nats stream`"
                 )
             })?;
+        // The bucket may have been made anew meanwhile: what is held was written to another.
+        self.written.bind(bucket.stream.cached_info().created);
         let messages = pull_messages(&consumer, self.settings.batch_size).await?;
         Ok((bucket, messages))
     }
@@ -187,6 +186,10 @@ impl Projector {
         batch: Vec<jetstream::Message>,
     ) -> Result<(), Failed> {
         let started = Instant::now();
+        if let Err(failed) = self.confirm_bucket(bucket).await {
+            nak_all(&batch).await;
+            return Err(failed);
+        }
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut by_visit: HashMap<i64, Merge> = HashMap::new();
         for (position, message) in batch.iter().enumerate() {
@@ -259,6 +262,30 @@ impl Projector {
         }
         self.metrics
             .batch_consumed(self.durable, &handled, redelivered, started.elapsed());
+        Ok(())
+    }
+
+    /// Makes sure the visits held were written to the bucket there is now, asking the bucket
+    /// at most once every [`WrittenVisits::CONFIRM_EVERY`].
+    async fn confirm_bucket(&self, bucket: &kv::Store) -> Result<(), Failed> {
+        if !self.written.unconfirmed() {
+            return Ok(());
+        }
+        let created = match bucket.stream.clone().info().await {
+            Ok(info) => info.created,
+            Err(error) => {
+                return Err(Failed {
+                    what: format!("confirming bucket {BOARD_BUCKET}"),
+                    reason: error.to_string(),
+                });
+            }
+        };
+        if !self.written.confirm(created) {
+            tracing::warn!(
+                bucket = BOARD_BUCKET,
+                "the bucket was made anew since the projection bound to it; the visits held for the old one are forgotten"
+            );
+        }
         Ok(())
     }
 

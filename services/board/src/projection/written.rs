@@ -7,15 +7,19 @@
 //! its key expired, the bucket refuses it and the projector reads the visit as if it had
 //! never known it.
 //!
-//! What it takes on trust is that the bucket is the one the projector bound to: a bucket made
-//! anew counts revisions from 1, so a held revision could name another write. Binding empties
-//! what is held, and any failed write binds again, so a bucket deleted under a working board
-//! is caught by its next write; one deleted and made again while an instance writes nothing is
-//! not: an operator who makes the bucket again stops the board's instances first.
+//! A revision means something in one bucket only: a bucket made anew (deleted, then created
+//! again by `opd-nats stream` to rebuild the board) counts from 1 again, and a held revision
+//! could name another write there. So what is held belongs to the bucket it was written to,
+//! known by its stream's creation time: binding records it, and before a batch the projector
+//! confirms it if it has not for [`WrittenVisits::CONFIRM_EVERY`]; a bucket made anew empties
+//! what is held. A bucket deleted under a working board is caught sooner, by the first write
+//! that finds no bucket (which binds again).
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use async_nats::datetime::DateTime;
 use lru::LruCache;
 
 use super::Visit;
@@ -28,32 +32,68 @@ pub struct Known {
 }
 
 /// The last [`WrittenVisits::CAPACITY`] visits written or read, the least recently used
-/// forgotten first.
-pub(crate) struct WrittenVisits(Mutex<LruCache<i64, Known>>);
+/// forgotten first, and the bucket they are in.
+pub(crate) struct WrittenVisits(Mutex<Held>);
+
+struct Held {
+    visits: LruCache<i64, Known>,
+    /// The creation time of the bucket's stream, and when it was last confirmed; none before
+    /// the first binding.
+    bucket: Option<(DateTime, Instant)>,
+}
 
 impl WrittenVisits {
     /// Enough for the visits in progress at a busy hour (at 200 patients a second, the
     /// visits of the last twenty seconds), a few hundred kilobytes.
     pub(crate) const CAPACITY: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 
+    /// How long the bucket is taken to be the one bound to without asking again: one request
+    /// a second at most, against the many writes a busy second brings.
+    pub(crate) const CONFIRM_EVERY: Duration = Duration::from_secs(1);
+
     pub(crate) fn new() -> Self {
-        Self(Mutex::new(LruCache::new(Self::CAPACITY)))
+        Self(Mutex::new(Held {
+            visits: LruCache::new(Self::CAPACITY),
+            bucket: None,
+        }))
     }
 
     /// `patient`'s visit as last seen, if it is still held.
     pub(crate) fn get(&self, patient: i64) -> Option<Known> {
-        self.lock().get(&patient).cloned()
+        self.lock().visits.get(&patient).cloned()
     }
 
     pub(crate) fn put(&self, patient: i64, known: Known) {
-        self.lock().put(patient, known);
+        self.lock().visits.put(patient, known);
     }
 
-    pub(crate) fn clear(&self) {
-        self.lock().clear();
+    /// Starts over with the bucket whose stream was created at `created`.
+    pub(crate) fn bind(&self, created: DateTime) {
+        let mut held = self.lock();
+        held.visits.clear();
+        held.bucket = Some((created, Instant::now()));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<i64, Known>> {
+    /// Whether the bucket should be confirmed before what is held is written on.
+    pub(crate) fn unconfirmed(&self) -> bool {
+        self.lock()
+            .bucket
+            .is_none_or(|(_, confirmed)| confirmed.elapsed() >= Self::CONFIRM_EVERY)
+    }
+
+    /// The bucket's stream was created at `created`: whether that is the bucket bound to. If it
+    /// is not, what is held is forgotten and the new bucket bound.
+    pub(crate) fn confirm(&self, created: DateTime) -> bool {
+        let mut held = self.lock();
+        let same = held.bucket.is_some_and(|(bound, _)| bound == created);
+        if !same {
+            held.visits.clear();
+        }
+        held.bucket = Some((created, Instant::now()));
+        same
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
         // Nothing panics while holding the lock; a poisoned one holds values as good as any.
         self.0
             .lock()

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use async_nats::datetime::DateTime;
 use axum::response::sse::Event;
 use chrono::{NaiveDate, Utc};
 use opd_shared::domain::Site;
@@ -59,6 +60,8 @@ struct Screen {
     /// board in a way a change cannot say (a key removed by hand, a token replaced).
     reset_at: u64,
     day: Option<NaiveDate>,
+    /// The creation time of the bucket's stream these revisions count in.
+    bucket: Option<DateTime>,
 }
 
 /// What the board keeps of a visit: the bucket's revision that brought it, and where its token
@@ -274,7 +277,7 @@ impl Board {
         // and one that reads it after finds it there.
         let Some(visit) = visit else {
             if screen.visits.remove(patient).is_some() {
-                screen.reset_at = revision;
+                screen.reset_at = screen.reset_at.max(revision);
                 let _ = self.inner.changes.send(Change::Reset);
             }
             return;
@@ -286,7 +289,7 @@ impl Board {
         {
             // A second visit of the patient: its old token must leave the screens, which a
             // change cannot say; screens behind this revision get a snapshot.
-            screen.reset_at = revision;
+            screen.reset_at = screen.reset_at.max(revision);
             let _ = self.inner.changes.send(Change::Reset);
         } else if after.map(|new| new.place()) != before.map(|old| old.place())
             && let Some(new) = &after
@@ -339,12 +342,37 @@ impl Board {
         screen.revision = screen.revision.max(revision);
     }
 
+    /// The watcher follows the bucket whose stream was created at `created`. A bucket made
+    /// anew (deleted, and created again to rebuild the board from the stream) counts its
+    /// revisions from 1 again: what this instance holds of the old one goes, every stream is
+    /// sent a snapshot of the board as it is rebuilt, and a screen that comes back with a
+    /// revision of the old bucket gets a snapshot too, not the changes after it.
+    pub(crate) fn follow_bucket(&self, created: DateTime) {
+        let mut screen = self.write();
+        let Some(before) = screen.bucket.replace(created) else {
+            return;
+        };
+        if before != created {
+            tracing::warn!(
+                revision = screen.revision,
+                "the board's bucket was made anew; starting the board over"
+            );
+            *screen = Screen {
+                reset_at: screen.revision.saturating_add(1),
+                day: screen.day,
+                bucket: Some(created),
+                ..Screen::default()
+            };
+            let _ = self.inner.changes.send(Change::Reset);
+        }
+    }
+
     /// Sends every stream a snapshot if the day changed since the last call.
     pub(crate) fn check_day(&self) {
         let today = today();
         let mut screen = self.write();
         if screen.day.replace(today).is_some_and(|day| day != today) {
-            screen.reset_at = screen.revision;
+            screen.reset_at = screen.reset_at.max(screen.revision);
             let _ = self.inner.changes.send(Change::Reset);
         }
     }

@@ -6,7 +6,9 @@
 //! An ordered consumer mends itself after a gap, inside the client, and a mend that keeps
 //! failing shows only in the log: so every [`STALL_CHECK`] the watcher also asks the bucket how
 //! far it is. A board that stayed behind a bucket that had moved on, through a whole check,
-//! starts its watch again (`alert="board-stalled"`).
+//! starts its watch again (`alert="board-stalled"`). The same check notices a bucket made anew
+//! (its stream's creation time changed) and starts the board over on it
+//! ([`Board::follow_bucket`]).
 
 use std::time::Duration;
 
@@ -54,6 +56,8 @@ async fn follow(
              `opd-nats stream`"
         )
     })?;
+    let created = bucket.stream.cached_info().created;
+    board.follow_bucket(created);
     // An empty bucket sends nothing to a new watch: it is read once it is known to be empty.
     if bucket.stream.clone().info().await?.state.messages == 0 {
         board.caught_up();
@@ -72,7 +76,13 @@ async fn follow(
                 continue;
             }
             _ = stall.tick() => {
-                let last = bucket.stream.clone().info().await?.state.last_sequence;
+                let mut stream = bucket.stream.clone();
+                let info = stream.info().await?;
+                if info.created != created {
+                    // Its revisions count from 1 again, below what the board has seen.
+                    anyhow::bail!("the bucket was made anew");
+                }
+                let last = info.state.last_sequence;
                 let seen = board.revision();
                 if last <= seen {
                     behind_at = None;

@@ -76,6 +76,17 @@ pub async fn admit(app: &TestApp, patient: i64) {
     .await;
 }
 
+/// The board's bucket, with the board's own identity: nothing else may write there.
+pub async fn board_bucket(app: &TestApp) -> async_nats::jetstream::kv::Store {
+    let client = opd_testing::stream::connect(&app.settings.nats, "board")
+        .await
+        .unwrap();
+    async_nats::jetstream::new(client)
+        .get_key_value(opd_shared::events::BOARD_BUCKET)
+        .await
+        .unwrap()
+}
+
 /// The board as `GET /opd/board/state` has it, without its day and revision.
 pub async fn stages(app: &TestApp) -> Value {
     let state = app.get_expect("/opd/board/state", 200).await;

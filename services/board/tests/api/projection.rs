@@ -347,3 +347,49 @@ async fn an_event_the_held_visit_has_is_written_again_if_the_bucket_lost_it() {
     let now = stored(&bucket, 830).await;
     assert_eq!(now.map(|known| known.visit), Some(all_of(&changes)));
 }
+
+#[tokio::test]
+async fn a_bucket_made_anew_is_not_written_on_with_revisions_held_from_the_old_one() {
+    let app = board().await;
+    let admin = stream::jetstream(&app.settings.nats).await.unwrap();
+    register(&app, 840, 1).await;
+    let old = admin.get_key_value(BOARD_BUCKET).await.unwrap();
+    let held =
+        opd_testing::eventually("the registration in the bucket", || stored(&old, 840)).await;
+
+    // The operator rebuilds the board: deletes the bucket, and the owner makes it again. There,
+    // the patient's visit (another registration) gets the very revision the projector holds.
+    admin.delete_key_value(BOARD_BUCKET).await.unwrap();
+    app.create_stream().await;
+    let new = board_bucket(&app).await;
+    for other in 1..held.revision {
+        let filler = all_of(&[(1, registered(10_000 + other as i64, 1))]);
+        new.put(visit_key(10_000 + other as i64), filler.to_json().unwrap())
+            .await
+            .unwrap();
+    }
+    let rebuilt = [(50, registered(840, 9))];
+    let revision = new
+        .put(visit_key(840), all_of(&rebuilt).to_json().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        revision, held.revision,
+        "the test needs the revisions to meet"
+    );
+    // Longer than the projector takes its bucket for the one it bound to without asking.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+
+    inspect(&app, 840).await;
+    let now = opd_testing::eventually("the inspection's departure in the bucket", || async {
+        stored(&new, 840)
+            .await
+            .filter(|known| known.visit.left[0] != 0)
+    })
+    .await;
+    assert_eq!(
+        (now.visit.registered, now.visit.token),
+        (50, 9),
+        "the new bucket's visit was written over with the one held from the old bucket"
+    );
+}

@@ -223,14 +223,8 @@ async fn keys_the_board_cannot_read_show_nothing_and_do_not_hold_it_behind() {
     register(&app, 600, 1).await;
     board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
     // Keys a newer version of the projection might write: one the board cannot place, and a
-    // value it cannot read (with the board's own identity: nothing else may write there).
-    let client = opd_testing::stream::connect(&app.settings.nats, "board")
-        .await
-        .unwrap();
-    let bucket = async_nats::jetstream::new(client)
-        .get_key_value(opd_shared::events::BOARD_BUCKET)
-        .await
-        .unwrap();
+    // value it cannot read.
+    let bucket = board_bucket(&app).await;
     bucket.put("visit.601", "not json".into()).await.unwrap();
     let revision = bucket.put("visit.six-hundred", "{}".into()).await.unwrap();
 
@@ -245,4 +239,51 @@ async fn keys_the_board_cannot_read_show_nothing_and_do_not_hold_it_behind() {
         stages(&app).await,
         expect((&[1], None), (&[], None), (&[], None))
     );
+}
+
+#[tokio::test]
+async fn a_board_rebuilt_in_a_bucket_made_anew_replaces_what_the_screens_showed() {
+    let app = board().await;
+    register(&app, 850, 1).await;
+    register(&app, 851, 2).await;
+    board_shows(&app, expect((&[1, 2], None), (&[], None), (&[], None))).await;
+    let old = app.get_expect("/opd/board/state", 200).await["revision"]
+        .as_u64()
+        .unwrap();
+    let mut screen = Events::open(&app, None).await;
+    assert_eq!(screen.next().await.event, "snapshot");
+
+    // The operator rebuilds the board: deletes the bucket, and the owner makes it again, where
+    // patient 850's visit is written anew (token 9), at revisions the old bucket had used.
+    let admin = opd_testing::stream::jetstream(&app.settings.nats)
+        .await
+        .unwrap();
+    admin
+        .delete_key_value(opd_shared::events::BOARD_BUCKET)
+        .await
+        .unwrap();
+    app.create_stream().await;
+    let bucket = board_bucket(&app).await;
+    let rebuilt = json!({"registered": 50, "day": chrono::Utc::now().date_naive(), "token": 9,
+                         "left": [0, 0, 0]});
+    bucket
+        .put("visit.850", rebuilt.to_string().into())
+        .await
+        .unwrap();
+    let mut revision = 1;
+    while revision <= old {
+        // Keys the board does not read, to take the new bucket past the old one's revisions.
+        revision = bucket.put("visit.filler", "{}".into()).await.unwrap();
+    }
+
+    board_shows(&app, expect((&[9], None), (&[], None), (&[], None))).await;
+    // The open stream was sent the board anew ...
+    let mut sent = screen.next().await;
+    while sent.event != "snapshot" {
+        sent = screen.next().await;
+    }
+    // ... and a screen that comes back with a revision of the old bucket, which the new one
+    // has passed, is sent a snapshot rather than the new bucket's changes after it.
+    let mut back = Events::open(&app, Some(old)).await;
+    assert_eq!(back.next().await.event, "snapshot");
 }
