@@ -645,7 +645,8 @@ def report_housekeeping(results):
     h = results.get("housekeeping")
     if not h:
         return
-    print(f"Housekeeping: {h['achieved_per_s']:.0f}/s for {h['seconds']} s, one-minute retentions; "
+    print(f"Housekeeping: {h['achieved_per_s']:.0f}/s of {h['offered_per_s']}/s offered for "
+          f"{h['seconds']} s, one-minute retentions; "
           f"rows (bound {h['bound_rows']} after 90 s):")
     print(f"  {'at s':>6}" + "".join(f"{name:>18}" for name in TABLES))
     for sample in h["samples"]:
@@ -806,8 +807,8 @@ TABLES = {"outbox": ("opd_registration", "outbox"),
 def housekeeping_phase(results, rate=1000):
     """Registration and inspection restarted with one-minute retentions, then registrations
     with Idempotency-Keys at `rate` for HOUSEKEEPING_S seconds; the three tables that grow with
-    traffic are counted every 15 s. Each must level off at about rate x (retention + prune
-    interval) instead of growing with the run."""
+    traffic are counted every 15 s. Each must level off at about the rate achieved x (retention
+    + prune interval) instead of growing with the run. Returns why not, if it did not."""
     for name in ("registration", "inspection"):
         dev("stop", name)
         subprocess.run([str(ROOT / "scripts" / "dev.sh"), "start", name], check=True,
@@ -838,20 +839,21 @@ def housekeeping_phase(results, rate=1000):
                                "errors": outcome.get("errors"), "seconds": HOUSEKEEPING_S,
                                "bound_rows": bound, "peak_after_90_s": peaks, "samples": samples}
     # The traffic must have reached every table (half of a retention's worth at least), or a
-    # flat table proves nothing.
+    # flat table proves nothing. The bound follows the rate achieved, so a machine that cannot
+    # keep up with the offer still tests the pruning, at its own rate.
     floor = int(achieved * 60 * 0.5)
-    if outcome.get("errors") or achieved < rate * 0.95:
-        raise SystemExit(f"housekeeping: {outcome.get('errors')} errors, {achieved}/s of {rate}/s")
+    if outcome.get("errors"):
+        return f"housekeeping: {outcome.get('errors')} errors, {achieved}/s of {rate}/s"
     grown = {table: peak for table, peak in peaks.items() if peak > bound}
     empty = {table: peak for table, peak in peaks.items() if peak < floor}
     if not steady or grown or empty:
-        raise SystemExit(f"housekeeping: after 90 s, rows above {bound}: {grown}; "
-                         f"below {floor} (traffic not reaching the table): {empty}")
+        return (f"housekeeping: after 90 s, rows above {bound}: {grown}; "
+                f"below {floor} (traffic not reaching the table): {empty}")
+    return None
 
 
-PHASES = ("register", "view", "end-to-end", "journey", "drain", "scale-out", "single",
-          "pgbench", "without-board",
-          "board", "housekeeping")
+PHASES = ("board", "register", "view", "end-to-end", "journey", "drain", "scale-out", "single",
+          "pgbench", "without-board", "housekeeping")
 
 
 def main():
@@ -865,6 +867,15 @@ def main():
                            "kernel": os.uname().release},
                "database": durability(),
                "phases": chosen, "runs": [], "end_to_end": [], "pgbench": []}
+    # First, on a board that shows only what this phase registers: the phases below leave every
+    # patient they register waiting for inspection (some 150,000 in a whole run), and each of
+    # the 1,000 screens would open with all of them. What the open streams take is reported
+    # with the phase; the board then starts again, so that its peak memory below is the day's
+    # visits' (the allocator keeps what the streams freed).
+    if "board" in chosen:
+        board_phase(results)
+        dev("stop", "board")
+        dev("start", "board")
     maximum = registration_phases(results) if "register" in chosen else None
     if "view" in chosen:
         view_phase(results)
@@ -886,8 +897,6 @@ def main():
         single_connection_phase(results)
     if "pgbench" in chosen:
         pgbench_phase(results)
-    if "board" in chosen:
-        board_phase(results)
     # The paced rate again with the board stopped: what its projection costs the nodes.
     if "without-board" in chosen:
         dev("stop", "board")
@@ -895,13 +904,15 @@ def main():
             end_to_end_phase(results, 1000, "the target rate, the board stopped")
         finally:
             dev("start", "board")
-    # Last: it restarts two services with other settings.
-    if "housekeeping" in chosen:
-        housekeeping_phase(results)
+    # Last: it restarts two services with other settings. A failed check is reported after
+    # the table, which is printed whatever it says.
+    failed = housekeeping_phase(results) if "housekeeping" in chosen else None
     (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     report(results)
     report_housekeeping(results)
     log(f"wrote {OUT / 'results.json'}")
+    if failed:
+        raise SystemExit(failed)
 
 
 if __name__ == "__main__":
