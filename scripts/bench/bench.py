@@ -842,7 +842,8 @@ def housekeeping_phase(results, rate=1000):
     # flat table proves nothing. The bound follows the rate achieved, so a machine that cannot
     # keep up with the offer still tests the pruning, at its own rate.
     floor = int(achieved * 60 * 0.5)
-    if outcome.get("errors"):
+    # Half the offer at least: a trickle would fill no table enough to test its pruning.
+    if outcome.get("errors") or achieved < rate * 0.5:
         return f"housekeeping: {outcome.get('errors')} errors, {achieved}/s of {rate}/s"
     grown = {table: peak for table, peak in peaks.items() if peak > bound}
     empty = {table: peak for table, peak in peaks.items() if peak < floor}
