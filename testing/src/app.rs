@@ -388,6 +388,27 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// How many index entries have been read from `table`, over all its indexes, once the
+    /// statistics count a scan of `sign` (an index the statement under test must use). A
+    /// backend reports its counts when it goes idle (at most once a second, else ten seconds
+    /// later) or ends: stop the service first, and the sign tells that its counts are in.
+    pub async fn index_entries_read(&self, table: &str, sign: &str) -> i64 {
+        crate::eventually(&format!("a scan of {sign} counted"), || async {
+            let (signed, read): (i64, i64) = sqlx::query_as(
+                "select coalesce(sum(idx_scan) filter (where indexrelname = $2), 0)::bigint,
+                        coalesce(sum(idx_tup_read), 0)::bigint
+                 from pg_stat_user_indexes where relname = $1",
+            )
+            .bind(table)
+            .bind(sign)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("index statistics of {table}: {e}"));
+            (signed > 0).then_some(read)
+        })
+        .await
+    }
+
     /// Asserts that this consuming service handled exactly `count` distinct events and parked
     /// none. A repeated delivery that slipped past the inbox shows up here (as a second
     /// handled id, or as a dead letter where a table key refused it), not in a pending list.

@@ -188,3 +188,29 @@ async fn one_patient_is_found_however_many_wait_before_them() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn an_inspection_reads_its_patients_entries_not_the_whole_waiting_list() {
+    let mut app = spawn_app().await;
+    // 20,000 others wait before patient 77. The statistics put hundreds of visits on each
+    // patient, as a whole benchmark run left them: the planner then read the queue's index
+    // from its start to find one patient's visit, every inspection.
+    app.execute(
+        "insert into visits (registered_on, token, patient_id, registered_at)
+         select current_date, g, 100000 + g, now() from generate_series(1, 20000) g;
+         insert into visits (registered_on, token, patient_id, registered_at)
+         values (current_date, 20001, 77, now());
+         alter table visits alter column patient_id set (n_distinct = 50);
+         analyze visits",
+    )
+    .await;
+    app.post_expect(RECORD, &crate::helpers::inspection(77), 201)
+        .await;
+    // Stopped, its connections end and report their counts at once.
+    app.stop().await;
+    let read = app.index_entries_read("visits", "visits_patient").await;
+    assert!(
+        read <= 10,
+        "{read} index entries read to inspect one patient"
+    );
+}

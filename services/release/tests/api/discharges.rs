@@ -52,3 +52,34 @@ async fn a_discharge_keeps_the_state_and_an_admission_is_announced() {
     let home = app.get("/opd/release/").await;
     assert_eq!(home.text().await.unwrap(), "Release Service v0.1.0\n");
 }
+
+#[tokio::test]
+async fn a_discharge_reads_its_patients_entries_not_the_whole_queue() {
+    let mut app = crate::helpers::spawn_app().await;
+    // 20,000 others wait before patient 77, with statistics that put hundreds of entries on
+    // each patient (as inspection's benchmark found): the queue's own index must not be read.
+    app.execute(
+        "insert into release_queue (patient_id, time, next_state, received_at)
+         select 100000 + g, '2021 07 12 8:35 PM', 'discharge', now() from generate_series(1, 20000) g;
+         insert into release_queue (patient_id, time, next_state, received_at)
+         values (77, '2021 07 12 8:35 PM', 'discharge', now());
+         alter table release_queue alter column patient_id set (n_distinct = 50);
+         analyze release_queue",
+    )
+    .await;
+    app.post_expect(
+        DISCHARGE,
+        &json!({"id": 77, "time": "2021 07 12 9:35 PM", "state": "discharge"}),
+        201,
+    )
+    .await;
+    // Stopped, its connections end and report their counts at once.
+    app.stop().await;
+    let read = app
+        .index_entries_read("release_queue", "release_queue_patient")
+        .await;
+    assert!(
+        read <= 10,
+        "{read} index entries read to discharge one patient"
+    );
+}

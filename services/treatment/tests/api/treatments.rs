@@ -47,3 +47,30 @@ async fn test_records_are_kept_in_order() {
         ])
     );
 }
+
+#[tokio::test]
+async fn a_medication_reads_its_patients_entries_not_the_whole_queue() {
+    let mut app = spawn_app().await;
+    // 20,000 others wait before patient 77, with statistics that put hundreds of entries on
+    // each patient (as inspection's benchmark found): the queue's own index must not be read.
+    app.execute(
+        "insert into treatment_queue (patient_id, received_at)
+         select 100000 + g, now() from generate_series(1, 20000) g;
+         insert into treatment_queue (patient_id, received_at) values (77, now());
+         alter table treatment_queue alter column patient_id set (n_distinct = 50);
+         analyze treatment_queue",
+    )
+    .await;
+    app.post_expect(
+        "/opd/treatment/medication",
+        &json!({"id": 77, "time": "2021 07 12 4:35 PM", "dose": "xyz x 1"}),
+        201,
+    )
+    .await;
+    // Stopped, its connections end and report their counts at once.
+    app.stop().await;
+    let read = app
+        .index_entries_read("treatment_queue", "treatment_queue_patient")
+        .await;
+    assert!(read <= 10, "{read} index entries read to treat one patient");
+}
