@@ -396,8 +396,23 @@ pub struct RogueNode {
 }
 
 impl NatsServer {
-    /// Starts a [`RogueNode`] routed to this cluster's first node, presenting `cert` and `key`.
+    /// Starts a [`RogueNode`] routed to this cluster's first node, presenting `cert` and `key`,
+    /// and returns once it serves clients.
     pub fn rogue_node(&self, cert: &std::path::Path, key: &std::path::Path) -> RogueNode {
+        // A free port can be taken by another test's process before the node binds it, and
+        // the node then exits at once: it starts again on new ports.
+        let mut exited = String::new();
+        for _ in 0..3 {
+            let mut node = self.start_rogue(cert, key);
+            if node.serves_clients(Duration::from_secs(15)) {
+                return node;
+            }
+            exited = node.log();
+        }
+        panic!("the rogue node did not start (three tries); its last log:\n{exited}");
+    }
+
+    fn start_rogue(&self, cert: &std::path::Path, key: &std::path::Path) -> RogueNode {
         let dir = self.dir.join(unique_name("rogue"));
         std::fs::create_dir_all(&dir).expect("cannot create the rogue node's directory");
         let mut any_ca = std::fs::read_to_string(self.credentials.ca()).expect("no CA");
@@ -448,6 +463,23 @@ cluster {{
 }
 
 impl RogueNode {
+    /// Whether it accepts clients within `patience`; false as soon as it has exited.
+    fn serves_clients(&mut self, patience: Duration) -> bool {
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut()
+                && !matches!(child.try_wait(), Ok(None))
+            {
+                return false;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Its client port: plain text, no identity asked.
     pub fn client_url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.client_port)
