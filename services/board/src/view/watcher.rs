@@ -3,6 +3,11 @@
 //! If the watch fails it is started again and goes over the bucket once more; the board
 //! skips what it has seen.
 //!
+//! The watch pulls (the client asks for 500 values at a time) rather than being pushed: a
+//! pushed watch is sent up to the server's flow-control window (32 MiB of values) ahead of
+//! what the board has read, and an instance starting on a day's bucket held that much in
+//! memory at once (45 MB with 100,000 visits, where it needs 25).
+//!
 //! An ordered consumer mends itself after a gap, inside the client, and a mend that keeps
 //! failing shows only in the log: so every [`STALL_CHECK`] the watcher also asks the bucket how
 //! far it is. A board that stayed behind a bucket that had moved on, through a whole check,
@@ -12,7 +17,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use async_nats::jetstream::{self, Message};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +33,11 @@ const DAY_CHECK: Duration = Duration::from_secs(30);
 
 /// How often the board compares what it has seen with the bucket's last revision.
 const STALL_CHECK: Duration = Duration::from_secs(5);
+
+/// The subjects of the bucket's keys.
+fn keys_subject() -> String {
+    format!("$KV.{BOARD_BUCKET}.>")
+}
 
 /// Watches the bucket for `board` until `shutdown`.
 pub async fn run(board: Board, jetstream: jetstream::Context, shutdown: CancellationToken) {
@@ -62,7 +73,17 @@ async fn follow(
     if bucket.stream.clone().info().await?.state.messages == 0 {
         board.caught_up();
     }
-    let mut entries = bucket.watch_with_history(">").await?;
+    let mut entries = bucket
+        .stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: keys_subject(),
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            description: Some("board watch".into()),
+            ..Default::default()
+        })
+        .await?
+        .messages()
+        .await?;
     backoff.reset();
     let mut day = tokio::time::interval(DAY_CHECK);
     let mut stall = tokio::time::interval(STALL_CHECK);
@@ -96,28 +117,61 @@ async fn follow(
             }
             entry = entries.next() => entry,
         };
-        let entry = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
+        let message = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
+        let entry = Entry::read(&message)?;
         // Visits only: a key of another kind (put there by hand, or by a newer version of
         // the projection) is left alone.
-        let patient = patient_of(&entry.key);
-        match (entry.operation, patient) {
-            (kv::Operation::Put, Some(patient)) => match Visit::parse(&entry.key, &entry.value) {
+        let patient = patient_of(entry.key);
+        match (entry.removed, patient) {
+            (false, Some(patient)) => match Visit::parse(entry.key, &message.payload) {
                 Some(value) => board.take(patient, entry.revision, Some(value)),
                 None => {
                     tracing::warn!(key = %entry.key, revision = entry.revision, "a board value this version cannot read; ignored");
                     board.skip(entry.revision);
                 }
             },
-            (kv::Operation::Delete | kv::Operation::Purge, Some(patient)) => {
-                board.take(patient, entry.revision, None);
-            }
+            (true, Some(patient)) => board.take(patient, entry.revision, None),
             (_, None) => {
                 tracing::warn!(key = %entry.key, revision = entry.revision, "a board key this version does not know; ignored");
                 board.skip(entry.revision);
             }
         }
-        if entry.delta == 0 {
+        if entry.left == 0 {
             board.caught_up();
         }
+    }
+}
+
+/// A value of the bucket as the watch reads it off the stream.
+struct Entry<'a> {
+    key: &'a str,
+    /// The bucket's revision: the value's stream sequence.
+    revision: u64,
+    /// Whether the key was deleted or purged (`KV-Operation`).
+    removed: bool,
+    /// How many values the watch has still to read after this one.
+    left: u64,
+}
+
+impl<'a> Entry<'a> {
+    fn read(message: &'a Message) -> anyhow::Result<Self> {
+        let info = message
+            .info()
+            .map_err(|error| anyhow::anyhow!("a watched value without its metadata: {error}"))?;
+        let subject = message.subject.as_str();
+        let key = subject
+            .strip_prefix(keys_subject().trim_end_matches('>'))
+            .unwrap_or(subject);
+        let removed = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get("KV-Operation"))
+            .is_some_and(|operation| matches!(operation.as_str(), "DEL" | "PURGE"));
+        Ok(Self {
+            key,
+            revision: info.stream_sequence,
+            removed,
+            left: info.pending,
+        })
     }
 }

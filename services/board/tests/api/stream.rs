@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use futures::StreamExt;
 use opd_testing::{TestApp, eventually, expect_problem};
 use serde_json::json;
 
@@ -286,4 +287,30 @@ async fn a_board_rebuilt_in_a_bucket_made_anew_replaces_what_the_screens_showed(
     // has passed, is sent a snapshot rather than the new bucket's changes after it.
     let mut back = Events::open(&app, Some(old)).await;
     assert_eq!(back.next().await.event, "snapshot");
+}
+
+#[tokio::test]
+async fn the_board_pulls_its_bucket_rather_than_being_sent_it() {
+    // A pushed watch is sent up to the server's flow-control window (32 MiB) ahead of what the
+    // board has read: a board starting on a day's bucket held that at once. Pulled, it holds a
+    // batch.
+    let app = board().await;
+    register(&app, 700, 1).await;
+    board_shows(&app, expect((&[1], None), (&[], None), (&[], None))).await;
+    let jetstream = opd_testing::stream::jetstream(&app.settings.nats)
+        .await
+        .unwrap();
+    let bucket = jetstream
+        .get_stream(format!("KV_{}", opd_shared::events::BOARD_BUCKET))
+        .await
+        .unwrap();
+    let watches: Vec<_> = bucket
+        .consumers()
+        .map(|consumer| consumer.unwrap().config)
+        .collect()
+        .await;
+    assert!(!watches.is_empty(), "the board watches its bucket");
+    for watch in watches {
+        assert_eq!(watch.deliver_subject, None, "a pushed watch: {watch:?}");
+    }
 }
