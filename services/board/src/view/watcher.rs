@@ -34,9 +34,9 @@ const DAY_CHECK: Duration = Duration::from_secs(30);
 /// How often the board compares what it has seen with the bucket's last revision.
 const STALL_CHECK: Duration = Duration::from_secs(5);
 
-/// The subjects of the bucket's keys.
-fn keys_subject() -> String {
-    format!("$KV.{BOARD_BUCKET}.>")
+/// What the subject of each of the bucket's keys starts with.
+fn keys_prefix() -> String {
+    format!("$KV.{BOARD_BUCKET}.")
 }
 
 /// Watches the bucket for `board` until `shutdown`.
@@ -73,10 +73,11 @@ async fn follow(
     if bucket.stream.clone().info().await?.state.messages == 0 {
         board.caught_up();
     }
+    let prefix = keys_prefix();
     let mut entries = bucket
         .stream
         .create_consumer(pull::OrderedConfig {
-            filter_subject: keys_subject(),
+            filter_subject: format!("{prefix}>"),
             deliver_policy: DeliverPolicy::LastPerSubject,
             description: Some("board watch".into()),
             ..Default::default()
@@ -118,7 +119,7 @@ async fn follow(
             entry = entries.next() => entry,
         };
         let message = entry.ok_or_else(|| anyhow::anyhow!("the watch ended"))??;
-        let entry = Entry::read(&message)?;
+        let entry = Entry::read(&message, &prefix)?;
         // Visits only: a key of another kind (put there by hand, or by a newer version of
         // the projection) is left alone.
         let patient = patient_of(entry.key);
@@ -154,14 +155,13 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn read(message: &'a Message) -> anyhow::Result<Self> {
+    /// Reads `message`, whose subject is `prefix` and the key.
+    fn read(message: &'a Message, prefix: &str) -> anyhow::Result<Self> {
         let info = message
             .info()
             .map_err(|error| anyhow::anyhow!("a watched value without its metadata: {error}"))?;
         let subject = message.subject.as_str();
-        let key = subject
-            .strip_prefix(keys_subject().trim_end_matches('>'))
-            .unwrap_or(subject);
+        let key = subject.strip_prefix(prefix).unwrap_or(subject);
         let removed = message
             .headers
             .as_ref()
