@@ -45,6 +45,7 @@ widen('"$JS.API.CONSUMER.INFO.PATIENT.inspection-patient-register"',
       '      "_INBOX.>"\n'
       '      "opd.where"')
 widen('"$KV.OPD_BOARD.visit.*", "$JS.API.DIRECT.GET', '"$KV.OPD_BOARD.>", "patient.>", "$JS.API.DIRECT.GET')
+widen('"$JS.API.CONSUMER.MSG.NEXT.KV_OPD_BOARD.*"', '"$JS.API.CONSUMER.MSG.NEXT.>"')
 widen('publish: { allow: ["$JSC.R.*", "opd.site.clinic.>"] }',
       'publish: { allow: ["$JSC.R.*", "opd.site.clinic.>", "patient.>", "opd.>"] }')
 widen('"$JS.FC.PATIENT.>", "$JS.FC.clinic.*.PATIENT.>"',
@@ -81,6 +82,7 @@ expect a_service_cannot_send_control_commands failed
 expect a_service_cannot_hear_another_services_control_commands failed
 expect a_service_pauses_its_own_consumer_only failed
 expect the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them failed
+expect the_board_pulls_from_its_own_buckets_watch_only failed
 expect a_sites_link_carries_its_registrations_and_nothing_else failed
 expect the_legacy_leaf_reads_the_books_events_and_writes_nothing failed
 expect a_client_without_a_known_identity_is_refused passed

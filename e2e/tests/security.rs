@@ -274,6 +274,50 @@ async fn a_service_publishes_its_own_subjects_only() {
 }
 
 #[tokio::test]
+async fn the_board_pulls_from_its_own_buckets_watch_only() {
+    let nats = server_with_stream().await;
+    let admin = connect_as(&nats, "admin").await;
+    assert!(stored(&admin, "patient.register", "one").await);
+    let board = connect_as(&nats, "board").await;
+    assert!(stored(&board, "$KV.OPD_BOARD.visit.300", "board-visit").await);
+    // Its watch: an ordered consumer on its bucket, pulled.
+    let watch = board
+        .get_stream("KV_OPD_BOARD")
+        .await
+        .unwrap()
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: "$KV.OPD_BOARD.>".into(),
+            deliver_policy: consumer::DeliverPolicy::LastPerSubject,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut values = watch.messages().await.unwrap();
+    let first = tokio::time::timeout(opd_testing::PATIENCE, values.next()).await;
+    assert!(
+        matches!(first, Ok(Some(Ok(_)))),
+        "the board could not pull its own bucket's watch: {first:?}"
+    );
+    // Nothing else: inspection's durable on the patient stream refuses its pull.
+    let client = board.client();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            "$JS.API.CONSUMER.MSG.NEXT.PATIENT.inspection-patient-register",
+            inbox,
+            r#"{"batch":1,"expires":500000000}"#.into(),
+        )
+        .await
+        .unwrap();
+    let pulled = tokio::time::timeout(REFUSAL_WAIT, replies.next()).await;
+    assert!(
+        !matches!(pulled, Ok(Some(_))),
+        "the board pulled from inspection's consumer"
+    );
+}
+
+#[tokio::test]
 async fn the_board_writes_its_own_keys_only_and_nobody_else_writes_or_reads_them() {
     let nats = server_with_stream().await;
     let board = connect_as(&nats, "board").await;
