@@ -1,0 +1,5 @@
+// `sqlx::migrate!` (src/infra/db.rs) embeds the shared migrations when this crate compiles, and
+// cargo does not know it read them: without this a new or edited migration would not be built in.
+fn main() {
+    println!("cargo:rerun-if-changed=../migrations/shared");
+}
