@@ -202,7 +202,9 @@ async fn a_services_certificate_opens_no_route() {
     let nats = NatsServer::cluster().await;
     let credentials = nats.credentials();
     // The attack works with a node's own route certificate: the rogue joins and overhears.
-    let node = nats.rogue_node(&credentials.route_cert(), &credentials.route_key());
+    let node = nats
+        .rogue_node(&credentials.route_cert(), &credentials.route_key())
+        .await;
     assert!(
         rogue_overhears(&nats, &node, opd_testing::PATIENCE).await,
         "a node with the route certificate did not join, so the test proves nothing\n{}",
@@ -211,12 +213,14 @@ async fn a_services_certificate_opens_no_route() {
     drop(node);
     // With any certificate a service or the administrator holds it is refused, and hears nothing.
     join_all(["registration", "admin"].map(|identity| {
-        let rogue = nats.rogue_node(
-            &credentials.client_cert(identity),
-            &credentials.client_key(identity),
-        );
-        let nats = &nats;
+        let (nats, credentials) = (&nats, &credentials);
         async move {
+            let rogue = nats
+                .rogue_node(
+                    &credentials.client_cert(identity),
+                    &credentials.client_key(identity),
+                )
+                .await;
             assert!(
                 !rogue_overhears(nats, &rogue, Duration::from_secs(8)).await,
                 "{identity}'s client certificate opened a route\n{}",

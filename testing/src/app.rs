@@ -388,11 +388,13 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    /// How many index entries have been read from `table`, over all its indexes, once the
-    /// statistics count a scan of `sign` (an index the statement under test must use). A
-    /// backend reports its counts when it goes idle (at most once a second, else ten seconds
-    /// later) or ends: stop the service first, and the sign tells that its counts are in.
-    pub async fn index_entries_read(&self, table: &str, sign: &str) -> i64 {
+    /// Stops the service, then counts the index entries read from `table` over all its
+    /// indexes, once the statistics count a scan of `sign` (an index the statement under test
+    /// must use). A backend reports its counts when it goes idle (at most once a second, else
+    /// ten seconds later) or when it ends, as the stopped service's connections do: the sign
+    /// tells that their counts are in.
+    pub async fn stop_and_count_index_reads(&mut self, table: &str, sign: &str) -> i64 {
+        self.stop().await;
         crate::eventually(&format!("a scan of {sign} counted"), || async {
             let (signed, read): (i64, i64) = sqlx::query_as(
                 "select coalesce(sum(idx_scan) filter (where indexrelname = $2), 0)::bigint,

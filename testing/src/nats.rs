@@ -398,13 +398,13 @@ pub struct RogueNode {
 impl NatsServer {
     /// Starts a [`RogueNode`] routed to this cluster's first node, presenting `cert` and `key`,
     /// and returns once it serves clients.
-    pub fn rogue_node(&self, cert: &std::path::Path, key: &std::path::Path) -> RogueNode {
+    pub async fn rogue_node(&self, cert: &std::path::Path, key: &std::path::Path) -> RogueNode {
         // A free port can be taken by another test's process before the node binds it, and
         // the node then exits at once: it starts again on new ports.
         let mut exited = String::new();
         for _ in 0..3 {
             let mut node = self.start_rogue(cert, key);
-            if node.serves_clients(Duration::from_secs(15)) {
+            if node.serves_clients(Duration::from_secs(15)).await {
                 return node;
             }
             exited = node.log();
@@ -464,18 +464,21 @@ cluster {{
 
 impl RogueNode {
     /// Whether it accepts clients within `patience`; false as soon as it has exited.
-    fn serves_clients(&mut self, patience: Duration) -> bool {
-        let deadline = std::time::Instant::now() + patience;
-        while std::time::Instant::now() < deadline {
+    async fn serves_clients(&mut self, patience: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + patience;
+        while tokio::time::Instant::now() < deadline {
             if let Some(child) = self.child.as_mut()
                 && !matches!(child.try_wait(), Ok(None))
             {
                 return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.client_port)).is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.client_port))
+                .await
+                .is_ok()
+            {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         false
     }

@@ -206,9 +206,9 @@ async fn an_inspection_reads_its_patients_entries_not_the_whole_waiting_list() {
     .await;
     app.post_expect(RECORD, &crate::helpers::inspection(77), 201)
         .await;
-    // Stopped, its connections end and report their counts at once.
-    app.stop().await;
-    let read = app.index_entries_read("visits", "visits_patient").await;
+    let read = app
+        .stop_and_count_index_reads("visits", "visits_patient")
+        .await;
     assert!(
         read <= 10,
         "{read} index entries read to inspect one patient"

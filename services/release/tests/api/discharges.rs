@@ -73,10 +73,8 @@ async fn a_discharge_reads_its_patients_entries_not_the_whole_queue() {
         201,
     )
     .await;
-    // Stopped, its connections end and report their counts at once.
-    app.stop().await;
     let read = app
-        .index_entries_read("release_queue", "release_queue_patient")
+        .stop_and_count_index_reads("release_queue", "release_queue_patient")
         .await;
     assert!(
         read <= 10,

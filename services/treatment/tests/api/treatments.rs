@@ -67,10 +67,8 @@ async fn a_medication_reads_its_patients_entries_not_the_whole_queue() {
         201,
     )
     .await;
-    // Stopped, its connections end and report their counts at once.
-    app.stop().await;
     let read = app
-        .index_entries_read("treatment_queue", "treatment_queue_patient")
+        .stop_and_count_index_reads("treatment_queue", "treatment_queue_patient")
         .await;
     assert!(read <= 10, "{read} index entries read to treat one patient");
 }
