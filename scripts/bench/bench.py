@@ -51,8 +51,9 @@ def log(message):
 class Session:
     """One psql process and its connection, kept open for the queries of one thread. A psql
     started per query costs about 28 ms of CPU and PostgreSQL a backend of about 7 ms: the
-    wait sampler's ten a second took a tenth of this machine's two cores during the phases it
-    watches, and the backends' share was charged to the platform's CPU per registration."""
+    wait sampler's ten a second took up to an eighth of this machine's two cores during the
+    phases it watches, and the backends' share was charged to the platform's CPU per
+    registration."""
 
     END = "@@bench-query-end@@"
 
