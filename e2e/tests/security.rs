@@ -70,6 +70,24 @@ async fn stored(js: &jetstream::Context, subject: &str, id: &str) -> bool {
     }
 }
 
+/// Whether `js` gets a message pulling from `durable` on the patient stream (false: the pull
+/// request is refused, and nothing arrives).
+async fn pulls_from(js: &jetstream::Context, durable: &str) -> bool {
+    let client = js.client();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply(
+            format!("$JS.API.CONSUMER.MSG.NEXT.PATIENT.{durable}"),
+            inbox,
+            r#"{"batch":1,"expires":500000000}"#.into(),
+        )
+        .await
+        .unwrap();
+    let pulled = tokio::time::timeout(REFUSAL_WAIT, replies.next()).await;
+    matches!(pulled, Ok(Some(_)))
+}
+
 async fn count_on(nats: &NatsServer, subject: &str) -> usize {
     stream::read(&nats.admin_settings(), subject)
         .await
@@ -303,20 +321,8 @@ async fn the_board_pulls_from_its_own_buckets_watch_only() {
         "the board could not pull its own bucket's watch: {first:?}"
     );
     // Nothing else: inspection's durable on the patient stream refuses its pull.
-    let client = board.client();
-    let inbox = client.new_inbox();
-    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
-    client
-        .publish_with_reply(
-            "$JS.API.CONSUMER.MSG.NEXT.PATIENT.inspection-patient-register",
-            inbox,
-            r#"{"batch":1,"expires":500000000}"#.into(),
-        )
-        .await
-        .unwrap();
-    let pulled = tokio::time::timeout(REFUSAL_WAIT, replies.next()).await;
     assert!(
-        !matches!(pulled, Ok(Some(_))),
+        !pulls_from(&board, "inspection-patient-register").await,
         "the board pulled from inspection's consumer"
     );
 }
@@ -455,21 +461,8 @@ async fn a_service_cannot_read_another_services_consumer() {
                 stream.consumer_info(durable).await.is_err(),
                 "{identity} read inspection's consumer information"
             );
-            // Pulling from inspection's consumer: the request is refused, nothing arrives.
-            let client = js.client();
-            let inbox = client.new_inbox();
-            let mut replies = client.subscribe(inbox.clone()).await.unwrap();
-            client
-                .publish_with_reply(
-                    format!("$JS.API.CONSUMER.MSG.NEXT.PATIENT.{durable}"),
-                    inbox,
-                    r#"{"batch":1,"expires":500000000}"#.into(),
-                )
-                .await
-                .unwrap();
-            let pulled = tokio::time::timeout(REFUSAL_WAIT, replies.next()).await;
             assert!(
-                !matches!(pulled, Ok(Some(_))),
+                !pulls_from(&js, durable).await,
                 "{identity} pulled from inspection's consumer"
             );
             // Nor can it make a consumer of its own that reads the registrations.

@@ -93,16 +93,18 @@ sessions = threading.local()
 
 def psql(database, sql):
     """`sql`'s result, on this thread's session with `database`."""
-    open_sessions = sessions.__dict__.setdefault("by_database", {})
-    if database not in open_sessions:
-        open_sessions[database] = Session(database)
-    return open_sessions[database].query(sql)
+    if not hasattr(sessions, "by_database"):
+        sessions.by_database = {}
+    if database not in sessions.by_database:
+        sessions.by_database[database] = Session(database)
+    return sessions.by_database[database].query(sql)
 
 
 def close_sessions():
     """Ends this thread's sessions (a thread that queried and is about to end)."""
-    for session in sessions.__dict__.pop("by_database", {}).values():
+    for session in getattr(sessions, "by_database", {}).values():
         session.close()
+    sessions.by_database = {}
 
 
 def scalar(database, sql):
