@@ -159,6 +159,14 @@ ensure_stream() {
     env $(identity_env admin) "$ROOT/target/$PROFILE/opd-nats" stream
 }
 
+# The three nodes share this machine's cores with PostgreSQL and the services, and Go gives each
+# runtime as many processors as the machine has cores: on two cores, six runtime processors
+# contend for two, and the nodes spend CPU waking and spinning threads rather than moving
+# messages (docs/benchmarks.md, "The nodes' Go runtimes sized to their share"). Each node gets a
+# third of the cores, at least one; a GOMAXPROCS set by the caller wins. A node on a machine of
+# its own (compose on a laptop, Kubernetes with CPU limits) is sized by Go itself.
+NODE_GOMAXPROCS="${GOMAXPROCS:-$(( $(nproc) / 3 > 1 ? $(nproc) / 3 : 1 ))}"
+
 start_node() {
     local name="$1" i
     running "$name" && return 0
@@ -174,7 +182,8 @@ start_node() {
         NATS_TLS_CA="$CREDENTIALS/ca.pem" NATS_TLS_VERIFY="${OPD_DEV_MUTUAL_TLS:-false}" \
         NATS_ROUTE_TLS_CERT="$CREDENTIALS/route.pem" NATS_ROUTE_TLS_KEY="$CREDENTIALS/route-key.pem" \
         NATS_ROUTE_TLS_CA="$CREDENTIALS/route-ca.pem" \
-        spawn "$name" env $(cat "$CREDENTIALS/nkeys.env") "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
+        spawn "$name" env GOMAXPROCS="$NODE_GOMAXPROCS" $(cat "$CREDENTIALS/nkeys.env") \
+        "$NATS_SERVER_BIN" -c "$ROOT/nats/cluster.conf"
 }
 
 wait_node() {

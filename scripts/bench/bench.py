@@ -716,6 +716,18 @@ def durability():
     return {"mode": "durable" if durable else "fsync off", **settings}
 
 
+def node_processors():
+    """Each NATS node's GOMAXPROCS as its process was started (scripts/dev.sh sizes it to a
+    share of the cores); "default" where none was set (Go's: one per core)."""
+    procs = {}
+    for name in NODES:
+        environ = Path(f"/proc/{pid_of(name)}/environ").read_bytes().split(b"\0")
+        value = next((entry.split(b"=", 1)[1].decode() for entry in environ
+                      if entry.startswith(b"GOMAXPROCS=")), "default")
+        procs[name] = value
+    return procs
+
+
 def report(results):
     runs = {(r["name"], r["connections"]): r for r in results["runs"]}
     floors = {(p["shape"], p["clients"]): p["tps"] for p in results["pgbench"]}
@@ -723,6 +735,9 @@ def report(results):
     print()
     print(f"database: {d['mode']} (fsync={d['fsync']}, synchronous_commit="
           f"{d['synchronous_commit']}, full_page_writes={d['full_page_writes']})")
+    procs = results.get("node_gomaxprocs", {})
+    print(f"NATS nodes' GOMAXPROCS on {results['machine']['cores']} cores: "
+          + ", ".join(f"{name} {value}" for name, value in procs.items()))
     print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
           f"{'errors':>8}{'× book':>8}{'× floor':>9}")
     for (name, connections), r in runs.items():
@@ -921,7 +936,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     results = {"machine": {"cores": os.cpu_count(), "duration_s": DURATION,
                            "kernel": os.uname().release},
-               "database": durability(),
+               "database": durability(), "node_gomaxprocs": node_processors(),
                "phases": chosen, "runs": [], "end_to_end": [], "pgbench": []}
     # First, on a board that shows only what this phase registers: the phases below leave every
     # patient they register waiting for inspection (some 150,000 in a whole run), and each of
