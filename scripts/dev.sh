@@ -32,6 +32,8 @@
 # (scripts/bench.sh uses both); OPD_DEV_PG_PORT moves PostgreSQL off 5433 (where the services
 # expect it: for the scripts' own tests). OPD_DEV_CGROUPS, a cgroup v2 folder, starts each process in a
 # cgroup of its own there, so that firewall rules can single it out (scripts/drills.sh).
+# GOMAXPROCS sizes each NATS node's Go runtime; by default a third of the machine's cores, at
+# least one, as the three nodes share them (see NODE_GOMAXPROCS below).
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
