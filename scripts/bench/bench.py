@@ -648,27 +648,46 @@ def batches_between(before, after):
 
 
 def single_connection_phase(results):
-    """Where one connection's time goes: the HTTP path alone (the home page, no database), a
-    registration with the pipeline at work behind it (relay, three NATS nodes, inspection) and a
-    registration while NATS is stopped, so that only the request and its statement run (the
-    events wait in the outbox and are published once NATS is back)."""
+    """Where one connection's time goes: the HTTP path alone (the home page, no database), then
+    registrations with the whole pipeline at work behind them, with the board stopped, with the
+    board and inspection stopped (the relay and the nodes still at work), and with the three
+    NATS nodes stopped, so that only the request and its statement run (the events wait in the
+    outbox and are published once NATS is back). For each registration run, the CPU per
+    registration by process and the WAL flushes per registration: what the work behind the
+    request takes from the same two cores and the same disk."""
     caught_up()
-    log(f"single connection: the home page, then registrations with and without NATS, "
-        f"{DURATION} s each")
+    log(f"single connection: the home page, then registrations with less and less of the "
+        f"pipeline at work, {DURATION} s each")
+
+    def register():
+        counts, cpu = commit_counts(), cpu_seconds()
+        run = wrk("register.lua", 1, DURATION)
+        count = max(run["requests"], 1)
+        flushes = (commit_counts()["wal_flushes"] - counts["wal_flushes"]) / count
+        return {"throughput": run["throughput"], "p50_ms": run["p50_ms"],
+                "p99_ms": run["p99_ms"], "wal_flushes": round(flushes, 3),
+                "cpu_ms_per_registration": cpu_ms_per(cpu, cpu_seconds(), count)}
+
     home = wrk("home.lua", 1, DURATION)
-    with_pipeline = wrk("register.lua", 1, DURATION)
+    runs = {"home page": {k: home[k] for k in ("throughput", "p50_ms", "p99_ms")}}
+    runs["register, pipeline at work"] = register()
+    caught_up()
+    try:
+        dev("stop", "board")
+        runs["register, board stopped"] = register()
+        dev("stop", "inspection")
+        runs["register, board and inspection stopped"] = register()
+    finally:
+        dev("start", "inspection")
+        dev("start", "board")
     caught_up()
     for node in ("nats-1", "nats-2", "nats-3"):
         dev("stop", node)
-    alone = wrk("register.lua", 1, DURATION)
+    runs["register, NATS stopped"] = register()
     for node in ("nats-1", "nats-2", "nats-3"):
         dev("start", node)
     caught_up()
-    results["single_connection"] = {
-        name: {"throughput": r["throughput"], "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
-        for name, r in (("home page", home), ("register, pipeline at work", with_pipeline),
-                        ("register, NATS stopped", alone))
-    }
+    results["single_connection"] = runs
 
 
 def pgbench_phase(results):
@@ -811,9 +830,15 @@ def report(results):
               f"{t['bytes_per_event']} bytes per event (one replica)")
     print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
     if "single_connection" in results:
-        print("one connection: " + ", ".join(
-            f"{name} {r['throughput']:.0f}/s (p50 {r['p50_ms']} ms)"
-            for name, r in results["single_connection"].items()))
+        print("one connection:")
+        for name, r in results["single_connection"].items():
+            line = f"  {name}: {r['throughput']:.0f}/s, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms"
+            if "cpu_ms_per_registration" in r:
+                cpu = r["cpu_ms_per_registration"]
+                line += (f"; CPU per registration {cpu['total']} ms ("
+                         + ", ".join(f"{k} {v}" for k, v in cpu.items()
+                                     if k != "total" and v) + f"); WAL flushes {r['wal_flushes']}")
+            print(line)
     if "board" in results:
         b = results["board"]
         print(f"board: {b['clients']} event streams on one instance, {b['offered_per_s']:.0f} "
