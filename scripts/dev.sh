@@ -163,10 +163,10 @@ ensure_stream() {
 
 # The three nodes share this machine's cores with PostgreSQL and the services, and Go gives each
 # runtime as many processors as the machine has cores: on two cores, six runtime processors
-# contend for two, and the nodes spend CPU waking and spinning threads rather than moving
-# messages (docs/benchmarks.md, "The nodes' Go runtimes sized to their share"). Each node gets a
-# third of the cores, at least one; a GOMAXPROCS set by the caller wins. A node on a machine of
-# its own (compose on a laptop, Kubernetes with CPU limits) is sized by Go itself.
+# contend for two, every process waits for a core about twice as long at the tail, and the
+# nodes spend more CPU per message (docs/benchmarks.md, "The nodes' Go runtimes sized to their
+# share"). Each node gets a third of the cores, at least one; a GOMAXPROCS set by the caller
+# wins. On Kubernetes a node's pod with a CPU limit is sized by Go from that limit.
 NODE_GOMAXPROCS="${GOMAXPROCS:-$(( $(nproc) / 3 > 1 ? $(nproc) / 3 : 1 ))}"
 
 start_node() {
