@@ -665,10 +665,10 @@ def single_connection_phase(results):
         settled()
         counts, cpu = commit_counts(), cpu_seconds()
         run = wrk("register.lua", 1, DURATION)
-        count = max(run["requests"], 1)
-        flushes = (commit_counts()["wal_flushes"] - counts["wal_flushes"]) / count
+        count = run["requests"]
+        flushes = per_registration(counts, commit_counts(), count)["wal_flushes"]
         return {"throughput": run["throughput"], "p50_ms": run["p50_ms"],
-                "p99_ms": run["p99_ms"], "wal_flushes": round(flushes, 3),
+                "p99_ms": run["p99_ms"], "wal_flushes": flushes,
                 "cpu_ms_per_registration": cpu_ms_per(cpu, cpu_seconds(), count)}
 
     home = wrk("home.lua", 1, DURATION)
@@ -758,9 +758,8 @@ def report(results):
     print()
     print(f"database: {d['mode']} (fsync={d['fsync']}, synchronous_commit="
           f"{d['synchronous_commit']}, full_page_writes={d['full_page_writes']})")
-    procs = results.get("node_gomaxprocs", {})
     print(f"NATS nodes' GOMAXPROCS on {results['machine']['cores']} cores: "
-          + ", ".join(f"{name} {value}" for name, value in procs.items()))
+          + ", ".join(f"{name} {value}" for name, value in results["node_gomaxprocs"].items()))
     print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
           f"{'errors':>8}{'× book':>8}{'× floor':>9}")
     for (name, connections), r in runs.items():
