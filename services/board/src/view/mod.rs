@@ -8,6 +8,8 @@
 //! cannot be told (a key removed by hand, a patient's second visit, a revision this instance
 //! has not reached).
 
+#[cfg(test)]
+mod tests;
 mod visits;
 pub mod watcher;
 
@@ -50,7 +52,7 @@ struct Screen {
     /// them all, so only what a screen shows of each is kept ([`Held`]), in a sorted vector
     /// rather than a hash map ([`visits`]).
     visits: Visits<Held>,
-    sites: Sites,
+    issuers: Issuers,
     /// Per waiting stage: the latest departure from its queue, as (stream sequence, day,
     /// token, the bucket's revision that brought it).
     called: [Option<Call>; 3],
@@ -76,52 +78,62 @@ struct Held {
 #[derive(Clone, Copy)]
 struct Shown {
     token: i64,
-    /// Its site's place in [`Screen::sites`].
-    site: u32,
-    stage: Stage,
-    day: NaiveDate,
     /// When it joined the queue it waits in ([`Visit::joined`]).
     joined: u64,
+    /// The site and day that gave its token: their place in [`Screen::issuers`].
+    issuer: u32,
+    stage: Stage,
 }
 
-// Forty bytes a visit (48 with the patient's number): a field added here costs every instance
-// that much per visit of the day.
-const _: () = assert!(std::mem::size_of::<Held>() <= 40);
+// Thirty-two bytes a visit (40 with the patient's number): a field added here costs every
+// instance that much per visit of the day. The token's site and day are one small number for
+// that reason: a day and a site's place apart would take eight bytes, not four.
+const _: () = assert!(std::mem::size_of::<Held>() <= 32);
 
 impl Shown {
-    /// What a screen would show differently: the token, where it waits, the day.
-    fn place(&self) -> (i64, u32, Stage, NaiveDate) {
-        (self.token, self.site, self.stage, self.day)
+    /// What a screen would show differently: the token, its site and day, where it waits.
+    fn place(&self) -> (i64, u32, Stage) {
+        (self.token, self.issuer, self.stage)
     }
 }
 
-/// Each site's name, held once: visits keep its place in this list. It grows by one for each
-/// site that gave a token this instance has seen (the sites of one hospital).
+/// Each site and day that gave a token this instance has seen, held once: visits keep its place
+/// in this list. Tokens count per site and day, so a token's number means something only with
+/// both. It grows by one for each site of the hospital each day.
 #[derive(Default)]
-struct Sites {
-    names: Vec<Site>,
-    places: HashMap<Site, u32>,
+struct Issuers {
+    issuers: Vec<(Site, NaiveDate)>,
+    places: HashMap<(Site, NaiveDate), u32>,
 }
 
-impl Sites {
-    fn place(&mut self, site: &Site) -> u32 {
-        if let Some(place) = self.places.get(site) {
+impl Issuers {
+    fn place(&mut self, site: &Site, day: NaiveDate) -> u32 {
+        let issuer = (site.clone(), day);
+        if let Some(place) = self.places.get(&issuer) {
             return *place;
         }
-        let place = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
-        self.names.push(site.clone());
-        self.places.insert(site.clone(), place);
+        // Four thousand million sites and days: a board never sees as many; one that did would
+        // show the later ones' tokens on no day (`day` finds no place), rather than misplace them.
+        let place = u32::try_from(self.issuers.len()).unwrap_or(u32::MAX);
+        if place < u32::MAX {
+            self.issuers.push(issuer.clone());
+            self.places.insert(issuer, place);
+        }
         place
+    }
+
+    /// The day that gave the visit's token.
+    fn day(&self, shown: &Shown) -> Option<NaiveDate> {
+        self.issuers.get(shown.issuer as usize).map(|(_, day)| *day)
     }
 
     fn ticket(&self, shown: &Shown) -> Ticket {
         Ticket {
             token: shown.token,
             site: self
-                .names
-                .get(shown.site as usize)
-                .cloned()
-                .unwrap_or_else(Site::hospital),
+                .issuers
+                .get(shown.issuer as usize)
+                .map_or_else(Site::hospital, |(site, _)| site.clone()),
         }
     }
 }
@@ -146,13 +158,13 @@ pub struct Ticket {
 
 /// What a screen shows of a visit: its token, where it waits, on which day, and its place in
 /// that queue.
-fn shown(visit: &Visit, sites: &mut Sites) -> Option<Shown> {
+fn shown(visit: &Visit, issuers: &mut Issuers) -> Option<Shown> {
+    let stage = visit.stage()?;
     Some(Shown {
         token: visit.token,
-        site: sites.place(&visit.site),
-        stage: visit.stage()?,
-        day: visit.day?,
         joined: visit.joined(),
+        issuer: issuers.place(&visit.site, visit.day?),
+        stage,
     })
 }
 
@@ -282,10 +294,10 @@ impl Board {
             }
             return;
         };
-        let after = shown(&visit, &mut screen.sites);
+        let after = shown(&visit, &mut screen.issuers);
         let mut events = Vec::new();
         if let (Some(old), Some(new)) = (&before, &after)
-            && (old.token, old.site) != (new.token, new.site)
+            && (old.token, old.issuer) != (new.token, new.issuer)
         {
             // A second visit of the patient: its old token must leave the screens, which a
             // change cannot say; screens behind this revision get a snapshot.
@@ -293,9 +305,9 @@ impl Board {
             let _ = self.inner.changes.send(Change::Reset);
         } else if after.map(|new| new.place()) != before.map(|old| old.place())
             && let Some(new) = &after
-            && new.day == today()
+            && screen.issuers.day(new) == Some(today())
         {
-            let ticket = screen.sites.ticket(new);
+            let ticket = screen.issuers.ticket(new);
             events.push(visit_event(revision, &ticket, new.stage, new.joined));
         }
         for (index, stage) in Stage::WAITING.into_iter().enumerate() {
@@ -383,11 +395,11 @@ impl Board {
         let day = today();
         let mut waiting: HashMap<Stage, Vec<(u64, Ticket)>> = HashMap::new();
         for shown in screen.visits.values().filter_map(|held| held.shown) {
-            if shown.day == day && shown.stage != Stage::Left {
+            if screen.issuers.day(&shown) == Some(day) && shown.stage != Stage::Left {
                 waiting
                     .entry(shown.stage)
                     .or_default()
-                    .push((shown.joined, screen.sites.ticket(&shown)));
+                    .push((shown.joined, screen.issuers.ticket(&shown)));
             }
         }
         let stages = Stage::WAITING
@@ -428,8 +440,10 @@ impl Board {
             .values()
             .filter(|held| held.revision > revision)
             .filter_map(|held| {
-                let shown = held.shown.filter(|shown| shown.day == today)?;
-                let ticket = screen.sites.ticket(&shown);
+                let shown = held
+                    .shown
+                    .filter(|shown| screen.issuers.day(shown) == Some(today))?;
+                let ticket = screen.issuers.ticket(&shown);
                 let event = visit_event(held.revision, &ticket, shown.stage, shown.joined);
                 Some((held.revision, event))
             })
