@@ -231,11 +231,26 @@ def cpu_seconds():
     return groups
 
 
-def peak_rss_mb(name):
+def status_mb(name, *fields):
+    """Memory figures of a service's /proc status, in MB of 1,024 kB, by field name."""
+    figures = {}
     for line in Path(f"/proc/{pid_of(name)}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return None
+        field, _, value = line.partition(":")
+        if field in fields:
+            figures[field] = round(int(value.split()[0]) / 1024, 1)
+    return figures
+
+
+def peak_rss_mb(name):
+    return status_mb(name, "VmHWM").get("VmHWM")
+
+
+def rss_parts_mb(name):
+    """What the service holds resident as the peak is read: its own memory (heap, stacks) and
+    the pages of files it maps, most of them its binary's code, which the kernel counts in RSS
+    as it maps them in."""
+    parts = status_mb(name, "RssAnon", "RssFile")
+    return {"own": parts.get("RssAnon"), "mapped_files": parts.get("RssFile")}
 
 
 # --- phases -----------------------------------------------------------------------------------
@@ -832,6 +847,8 @@ def report(results):
         print(f"PATIENT stream: {t['messages']} events, {t['bytes']} bytes, "
               f"{t['bytes_per_event']} bytes per event (one replica)")
     print("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in results["peak_rss_mb"].items()))
+    print("  resident then, own memory + mapped files (MB): " + ", ".join(
+        f"{k} {v['own']} + {v['mapped_files']}" for k, v in results["rss_parts_mb"].items()))
     if "single_connection" in results:
         print("one connection:")
         for name, r in results["single_connection"].items():
@@ -991,6 +1008,7 @@ def main():
     if "scale-out" in chosen:
         drain_phase(results, replicas=2)
     results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
+    results["rss_parts_mb"] = {name: rss_parts_mb(name) for name in SERVICES}
     stream_figures(results)
     if "single" in chosen:
         single_connection_phase(results)
