@@ -241,18 +241,6 @@ def status_mb(name, *fields):
     return figures
 
 
-def peak_rss_mb(name):
-    return status_mb(name, "VmHWM").get("VmHWM")
-
-
-def rss_parts_mb(name):
-    """What the service holds resident as the peak is read: its own memory (heap, stacks) and
-    the pages of files it maps, most of them its binary's code, which the kernel counts in RSS
-    as it maps them in."""
-    parts = status_mb(name, "RssAnon", "RssFile")
-    return {"own": parts.get("RssAnon"), "mapped_files": parts.get("RssFile")}
-
-
 # --- phases -----------------------------------------------------------------------------------
 
 def registration_phases(results):
@@ -1007,8 +995,13 @@ def main():
     # (docs/scaling.md).
     if "scale-out" in chosen:
         drain_phase(results, replicas=2)
-    results["peak_rss_mb"] = {name: peak_rss_mb(name) for name in SERVICES}
-    results["rss_parts_mb"] = {name: rss_parts_mb(name) for name in SERVICES}
+    # The peak, and what each holds resident as it is read: its own memory (heap, stacks) and
+    # the pages of the files it maps, most of them its binary's code, which the kernel counts
+    # in RSS as it maps them in.
+    memory = {name: status_mb(name, "VmHWM", "RssAnon", "RssFile") for name in SERVICES}
+    results["peak_rss_mb"] = {name: m.get("VmHWM") for name, m in memory.items()}
+    results["rss_parts_mb"] = {name: {"own": m.get("RssAnon"), "mapped_files": m.get("RssFile")}
+                               for name, m in memory.items()}
     stream_figures(results)
     if "single" in chosen:
         single_connection_phase(results)

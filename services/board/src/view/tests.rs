@@ -6,6 +6,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate};
 use opd_shared::domain::Site;
 use opd_shared::infra::config::BoardSettings;
+use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio_util::sync::CancellationToken;
 
@@ -22,22 +23,34 @@ fn board() -> Board {
     Board::new(settings, CancellationToken::new())
 }
 
+fn site(name: &str) -> Site {
+    name.parse().expect("a site's name")
+}
+
 /// A visit waiting for inspection since stream sequence `registered`.
-fn waiting(registered: u64, day: NaiveDate, token: i64, site: &str) -> Visit {
+fn waiting(registered: u64, day: NaiveDate, token: i64, at: &str) -> Visit {
     Visit {
         registered,
         day: Some(day),
         token,
-        site: site.parse().unwrap_or_else(|_| Site::hospital()),
+        site: site(at),
         ..Visit::default()
     }
 }
 
-fn ticket(token: i64, site: &str) -> Ticket {
+fn ticket(token: i64, at: &str) -> Ticket {
     Ticket {
         token,
-        site: site.parse().unwrap_or_else(|_| Site::hospital()),
+        site: site(at),
     }
+}
+
+/// A board where patient 1's token 7 waits for inspection (revision 1), and the changes after it.
+fn one_waiting() -> (Board, Receiver<Change>) {
+    let board = board();
+    board.take(1, 1, Some(waiting(10, today(), 7, "hospital")));
+    let changes = board.subscribe();
+    (board, changes)
 }
 
 fn inspection_queue(board: &Board) -> Vec<Ticket> {
@@ -47,7 +60,7 @@ fn inspection_queue(board: &Board) -> Vec<Ticket> {
 fn yesterday() -> NaiveDate {
     today()
         .checked_sub_days(Days::new(1))
-        .unwrap_or(NaiveDate::MIN)
+        .expect("a day before today")
 }
 
 #[test]
@@ -63,7 +76,7 @@ fn a_token_is_shown_on_the_day_and_with_the_site_that_gave_it() {
         vec![ticket(7, "hospital"), ticket(7, "clinic")],
         "today's tokens, each with its own site; yesterday's are not on the board"
     );
-    let (events, revision) = board.since(0).unwrap_or_default();
+    let (events, revision) = board.since(0).expect("revision 0 is behind this board");
     assert_eq!(
         (events.len(), revision),
         (2, 4),
@@ -73,9 +86,7 @@ fn a_token_is_shown_on_the_day_and_with_the_site_that_gave_it() {
 
 #[test]
 fn a_patients_next_visit_takes_the_old_token_off_every_screen() {
-    let board = board();
-    board.take(1, 1, Some(waiting(10, today(), 7, "hospital")));
-    let mut changes = board.subscribe();
+    let (board, mut changes) = one_waiting();
 
     // The same patient registers again today: a new token, the old one must go.
     board.take(1, 2, Some(waiting(20, today(), 12, "hospital")));
@@ -89,9 +100,7 @@ fn a_patients_next_visit_takes_the_old_token_off_every_screen() {
 
 #[test]
 fn a_visit_that_moves_on_is_one_change_for_the_streams() {
-    let board = board();
-    board.take(1, 1, Some(waiting(10, today(), 7, "hospital")));
-    let mut changes = board.subscribe();
+    let (board, mut changes) = one_waiting();
 
     // Called from inspection: it waits for treatment now.
     let mut called = waiting(10, today(), 7, "hospital");
