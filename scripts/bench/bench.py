@@ -34,10 +34,19 @@ RELEASE = "http://127.0.0.1:9093"
 INSPECTION_CONSUMER = "inspection-patient-register"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # The book's Go sample (one NATS node, MariaDB committing each insert to disk, fire-and-forget
-# core NATS), measured on this kind of machine beside this platform in one run on 2026-12-03:
-# the sample cannot be built where there is no Go toolchain, so its figures are that run's.
-# "× book" is the ratio to them.
+# core NATS), measured on this kind of machine beside this platform in one run on 2026-12-03.
+# "× book" is the ratio to them, unless the sample runs beside this one (BOOK_URL).
 BOOK = {"register_1": 1804, "register_8": 3020, "register_64": 2762, "view_64": 4853}
+# A running copy of the book's sample, its registration service's base URL (docs/benchmarks.md,
+# "The book's sample in the same run"): each registration point and the view point then run
+# against it too, right after this platform's, with the same scripts, connections and
+# durations, and "× book" divides by those figures.
+BOOK_URL = os.environ.get("BENCH_BOOK_URL", "").rstrip("/") or None
+# The sample keeps a patient's id in 32 bits and answers 200 when its insert fails, so its runs
+# take ids from below 2^32: each run a block of three spans (wrk's threads are numbered 1 and
+# 2), each bench a stretch of eight blocks chosen by the minute it started.
+BOOK_SPAN = 10**6
+BOOK_RUN_BASE = int(time.time()) // 60 % 170 * 25 * 10**6
 # Every run registers new patients: ids of one run never meet another's. Below 9 * 10^15, so
 # that with the phases' and threads' offsets every id stays within a patient id's range
 # (2^53 - 1): `% 10_000` made one run in ten, by the clock, register nothing but 400s.
@@ -157,6 +166,45 @@ def wrk(script, connections, duration, url=REGISTRATION, done=None, **env):
     }
 
 
+book_counter = 0
+
+
+def book_patient(patient_id):
+    """The full name the book's sample holds for `patient_id`, or None if it holds none (its
+    view answers an empty patient then)."""
+    with urllib.request.urlopen(f"{BOOK_URL}/opd/patient/view/{patient_id}", timeout=10) as r:
+        patient = json.load(r)
+    return patient.get("full_name") if patient.get("id") == patient_id else None
+
+
+def book_register(connections, duration):
+    """`register.lua` against the book's sample, on ids it has never been sent; returns wrk's
+    figures and the run's id base. The sample answers 200 even when its insert fails (a
+    duplicate id, one over 32 bits), so the bench checks that the run's hundredth patient (of
+    wrk's first thread: wrk asks a script for one request before it sends any) was absent
+    before and stored after, and stops otherwise: figures of failed inserts would flatter
+    it."""
+    global book_counter
+    book_counter += 1
+    if book_counter > 8:
+        raise SystemExit("the book's sample: more runs than its id stretch holds")
+    base = BOOK_RUN_BASE + book_counter * 3 * BOOK_SPAN
+    probe = base + BOOK_SPAN + 100
+    if book_patient(probe) is not None:
+        raise SystemExit(f"the book's sample already holds patient {probe}: start it on an "
+                         "empty patient_details table (docs/benchmarks.md)")
+    result = wrk("register.lua", connections, duration, url=BOOK_URL,
+                 BENCH_ID_BASE=base, BENCH_ID_SPAN=BOOK_SPAN)
+    if book_patient(probe) != f"bench patient {probe}":
+        raise SystemExit(f"the book's sample answered its registrations but did not store "
+                         f"patient {probe}: see its log")
+    # Its inspection handles the run's events on its own, on the same cores: let it finish
+    # before the platform's next point.
+    time.sleep(2)
+    result["name"] = "book register"
+    return result, base
+
+
 def registered():
     return int(scalar("opd_registration", "select count(*) from outbox"))
 
@@ -247,6 +295,9 @@ def registration_phases(results):
     log("warm-up: 3 s of registrations at 8 connections")
     wrk("register.lua", 8, 3)
     caught_up()
+    if BOOK_URL:
+        log("the book's sample: warm-up, 3 s at 8 connections")
+        book_register(8, 3)
     maximum = 0
     for connections in (1, 8, 64):
         log(f"registration at {connections} connection(s), {DURATION} s")
@@ -260,6 +311,9 @@ def registration_phases(results):
         result["name"] = "register"
         result["drained_after_s"] = round(drained_in, 1)
         results["runs"].append(result)
+        if BOOK_URL:
+            log(f"the book's sample at {connections} connection(s), {DURATION} s")
+            results["runs"].append(book_register(connections, DURATION)[0])
         if connections == 64:
             maximum = result["throughput"]
             results["postgres_profile"] = statement_profile(count)
@@ -310,6 +364,21 @@ def view_phase(results):
     os.unlink(file.name)
     result["name"] = "view"
     results["runs"].append(result)
+    if BOOK_URL:
+        log("the book's sample: registering patients to view, 3 s at 8 connections")
+        _, base = book_register(8, 3)
+        # A thousand of each of wrk's two threads; the last of each must be there.
+        ids = [base + thread * BOOK_SPAN + n for thread in (1, 2) for n in range(100, 1100)]
+        for last in (ids[999], ids[-1]):
+            if book_patient(last) != f"bench patient {last}":
+                raise SystemExit(f"the book's sample did not store patient {last} to view")
+        with tempfile.NamedTemporaryFile("w", delete=False, suffix=".txt") as file:
+            file.write("\n".join(map(str, ids)) + "\n")
+        log(f"the book's sample: view at 64 connections, {DURATION} s")
+        book = wrk("view.lua", 64, DURATION, url=BOOK_URL, BENCH_IDS=file.name)
+        os.unlink(file.name)
+        book["name"] = "book view"
+        results["runs"].append(book)
 
 
 def commit_counts():
@@ -769,10 +838,17 @@ def report(results):
           f"{d['synchronous_commit']}, full_page_writes={d['full_page_writes']})")
     print(f"NATS nodes' GOMAXPROCS on {results['machine']['cores']} cores: "
           + ", ".join(f"{name} {value}" for name, value in results["node_gomaxprocs"].items()))
+    measured = any(name.startswith("book ") for name, _ in runs)
+    print("× book: " + (f"the book's sample measured in this run ({BOOK_URL})" if measured else
+                        "the book's sample as measured on 2026-12-03 (BENCH_BOOK_URL measures "
+                        "it in the run)"))
     print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
           f"{'errors':>8}{'× book':>8}{'× floor':>9}")
     for (name, connections), r in runs.items():
-        book = BOOK.get(f"{name}_{connections}")
+        book = (runs[(f"book {name}", connections)]["throughput"]
+                if (f"book {name}", connections) in runs else
+                None if measured or name.startswith("book ") else
+                BOOK.get(f"{name}_{connections}"))
         floor = floors.get(("essential", connections)) if name == "register" else None
         print(f"{name:<22}{connections:>6}{r['throughput']:>10.0f}{r['p50_ms']:>9.1f}"
               f"{r['p99_ms']:>9.1f}{r['p999_ms']:>9.1f}{r['errors']:>8}"

@@ -7,7 +7,9 @@
 --                   with the same BENCH_ID_BASE and thread count, each stage sends the same
 --                   patients in the same order, so a stage started later walks the patients
 --                   of the one before through their visit
---   BENCH_ID_BASE   first id of this run (ids are BENCH_ID_BASE + thread * 10^8 + n)
+--   BENCH_ID_BASE   first id of this run (ids are BENCH_ID_BASE + thread * BENCH_ID_SPAN + n)
+--   BENCH_ID_SPAN   ids each thread may take (10^8 unless set; the book's sample stores ids in
+--                   32 bits, so the bench gives its runs smaller spans)
 --   BENCH_RATE      offered rate in requests/s for the whole run; unset means as fast as the
 --                   connections go (closed loop). With a rate, each thread sends on a fixed
 --                   schedule whatever the answers take, as far as its connections allow.
@@ -39,6 +41,7 @@ end
 
 function init(args)
   base = tonumber(os.getenv("BENCH_ID_BASE") or "1000000000")
+  span = tonumber(os.getenv("BENCH_ID_SPAN") or "100000000")
   local rate = tonumber(os.getenv("BENCH_RATE") or "0")
   local limit = tonumber(os.getenv("BENCH_LIMIT") or "0")
   local count = tonumber(os.getenv("BENCH_THREADS") or "1")
@@ -76,7 +79,7 @@ stages = {
 
 function request()
   sent = sent + 1
-  local id = base + tid * 100000000 + sent
+  local id = base + tid * span + sent
   local body = string.format(stage[2], id, id)
   -- OPD_TOKEN: a bearer token with the stage's role (scripts/bench.sh sets one with all).
   local headers = { ["Content-Type"] = "application/json",
