@@ -15,7 +15,7 @@ use crate::events::outbox::Relay;
 use crate::http::health::{self, Readiness};
 use crate::infra::Infra;
 use crate::infra::config::Settings;
-use crate::service::{AppState, Service, Subscription, Task, home};
+use crate::service::{AppState, AppStateInner, Service, Subscription, Task, home};
 
 /// The whole HTTP stack of `service` over `infra`: its routes and home page (with the
 /// operator's dead-letter routes where it consumes events), each behind the roles its OpenAPI
@@ -74,7 +74,7 @@ fn common_stack(service: &'static Service, infra: &Infra) -> Router {
             access,
             crate::auth::access::authorize,
         ))
-        .with_state(AppState {
+        .with_state(AppState::new(AppStateInner {
             pool: infra.pool.clone(),
             service,
             jetstream: infra.jetstream.clone(),
@@ -82,7 +82,7 @@ fn common_stack(service: &'static Service, infra: &Infra) -> Router {
             query_deadline: infra.settings.nats.query_deadline,
             site: infra.settings.site.clone(),
             outbox_written: infra.outbox_written.clone(),
-        })
+        }))
         .merge(crate::http::openapi::routes(document))
         .merge(health::routes(readiness))
         .merge(crate::infra::metrics::routes(

@@ -71,9 +71,30 @@ impl Service {
     }
 }
 
-/// What every handler gets: the service's database and its description.
+/// What every handler gets: the service's database and its description, behind one reference
+/// count. axum clones the state for each request (the handler's copy, each `State`
+/// extractor's); cloning the connections and the site's name each time, with their allocations
+/// and reference counts, was a quarter of registration's CPU per `GET /opd/patient/view/{id}`
+/// (docs/benchmarks.md, "The book's sample in the same run").
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub(crate) fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`], reached through it (`state.pool`).
+pub struct AppStateInner {
     pub pool: PgPool,
     pub service: &'static Service,
     /// For the operator's routes that publish directly (retrying a dead letter).
