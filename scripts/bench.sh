@@ -15,7 +15,7 @@
 #                                      flush too. Without it the development stack's fsync=off
 #   BENCH_PG_OPTIONS="-c …" scripts/bench.sh  more PostgreSQL settings for a profiling run
 #                                      (auto_explain, …), applied last
-#   BENCH_BOOK_URL=http://127.0.0.1:9190 scripts/bench.sh  the book's sample, running there on
+#   BENCH_BOOK_URL=http://127.0.0.1:9290 scripts/bench.sh  the book's sample, running there on
 #                                      an empty table, measured in the same run (registration
 #                                      and view points right after ours); see docs/benchmarks.md
 #

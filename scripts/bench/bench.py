@@ -177,6 +177,27 @@ def book_patient(patient_id):
     return patient.get("full_name") if patient.get("id") == patient_id else None
 
 
+def machine_at_rest(timeout=90, idle_cores=0.25):
+    """Waits until the whole machine has used less than `idle_cores` for two seconds in a row
+    (from /proc/stat). After a run of the book's sample: its inspection goes on handling the
+    run's events and MariaDB on flushing its pages after the answers, in processes the
+    platform's own rest (`settled`) does not watch, and the platform's next point would pay
+    for them."""
+    def busy():
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        # user, nice, system, irq, softirq, steal: not idle, not waiting for the disk
+        return sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7)) / CLOCK_TICKS
+    started, quiet, previous = time.monotonic(), 0, busy()
+    while time.monotonic() - started < timeout:
+        time.sleep(1)
+        current = busy()
+        quiet = quiet + 1 if current - previous < idle_cores else 0
+        previous = current
+        if quiet == 2:
+            return
+    log(f"the machine did not come to rest within {timeout} s after the book's sample")
+
+
 def book_register(connections, duration):
     """`register.lua` against the book's sample, on ids it has never been sent; returns wrk's
     figures and the run's id base. The sample answers 200 even when its insert fails (a
@@ -200,9 +221,7 @@ def book_register(connections, duration):
     if book_patient(probe) != f"bench patient {probe}":
         raise SystemExit(f"the book's sample answered its registrations but did not store "
                          f"patient {probe}: see its log")
-    # Its inspection handles the run's events on its own, on the same cores: let it finish
-    # before the platform's next point.
-    time.sleep(2)
+    machine_at_rest()
     result["name"] = "book register"
     return result, base
 
@@ -386,6 +405,7 @@ def view_phase(results):
         log(f"the book's sample: view at 64 connections, {DURATION} s")
         book = wrk("view.lua", 64, DURATION, url=BOOK_URL, BENCH_IDS=file.name)
         os.unlink(file.name)
+        machine_at_rest()
         book["name"] = "book view"
         results["runs"].append(book)
 
