@@ -172,8 +172,12 @@ book_counter = 0
 def book_patient(patient_id):
     """The full name the book's sample holds for `patient_id`, or None if it holds none (its
     view answers an empty patient then)."""
-    with urllib.request.urlopen(f"{BOOK_URL}/opd/patient/view/{patient_id}", timeout=10) as r:
-        patient = json.load(r)
+    try:
+        with urllib.request.urlopen(f"{BOOK_URL}/opd/patient/view/{patient_id}",
+                                    timeout=10) as r:
+            patient = json.load(r)
+    except (OSError, ValueError) as error:  # URLError and HTTPError are OSErrors
+        raise SystemExit(f"the book's sample at {BOOK_URL} did not answer a view: {error}")
     return patient.get("full_name") if patient.get("id") == patient_id else None
 
 
@@ -187,15 +191,8 @@ def machine_at_rest(timeout=90, idle_cores=0.25):
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         # user, nice, system, irq, softirq, steal: not idle, not waiting for the disk
         return sum(int(fields[i]) for i in (0, 1, 2, 5, 6, 7)) / CLOCK_TICKS
-    started, quiet, previous = time.monotonic(), 0, busy()
-    while time.monotonic() - started < timeout:
-        time.sleep(1)
-        current = busy()
-        quiet = quiet + 1 if current - previous < idle_cores else 0
-        previous = current
-        if quiet == 2:
-            return
-    log(f"the machine did not come to rest within {timeout} s after the book's sample")
+    if quiet_for_two_seconds(busy, idle_cores, timeout) is None:
+        log(f"the machine did not come to rest within {timeout} s after the book's sample")
 
 
 def book_register(connections, duration):
@@ -374,21 +371,28 @@ def statement_profile(registrations):
     return profile
 
 
+def view_run(ids, url=REGISTRATION):
+    """`view.lua` at 64 connections over `ids` (the patients it views, in turn)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as file:
+        file.write("\n".join(map(str, ids)) + "\n")
+        file.flush()
+        return wrk("view.lua", 64, DURATION, url=url, BENCH_IDS=file.name)
+
+
 def view_phase(results):
-    ids = psql("opd_registration", "select id from patients order by random() limit 2000")
+    def some_patients():
+        return psql("opd_registration", "select id from patients order by random() limit 2000")
+    ids = some_patients()
     if len(ids.split()) < 2000:
         # Run without the registration phase: views of patients that do not exist would be
         # counted as errors, not as views.
         log("registering patients to view: 3 s at 8 connections")
         wrk("register.lua", 8, 3)
-        ids = psql("opd_registration", "select id from patients order by random() limit 2000")
-    with tempfile.NamedTemporaryFile("w", delete=False, suffix=".txt") as file:
-        file.write(ids + "\n")
+        ids = some_patients()
     waited, _ = settled()
     log(f"view at 64 connections, {DURATION} s")
-    result = wrk("view.lua", 64, DURATION, BENCH_IDS=file.name)
+    result = view_run(ids.split())
     result["settled_after_s"] = waited
-    os.unlink(file.name)
     result["name"] = "view"
     results["runs"].append(result)
     if BOOK_URL:
@@ -399,12 +403,9 @@ def view_phase(results):
         for last in (ids[999], ids[-1]):
             if book_patient(last) != f"bench patient {last}":
                 raise SystemExit(f"the book's sample did not store patient {last} to view")
-        with tempfile.NamedTemporaryFile("w", delete=False, suffix=".txt") as file:
-            file.write("\n".join(map(str, ids)) + "\n")
         settled()
         log(f"the book's sample: view at 64 connections, {DURATION} s")
-        book = wrk("view.lua", 64, DURATION, url=BOOK_URL, BENCH_IDS=file.name)
-        os.unlink(file.name)
+        book = view_run(ids, url=BOOK_URL)
         machine_at_rest()
         book["name"] = "book view"
         results["runs"].append(book)
@@ -494,18 +495,29 @@ def settled(timeout=120, idle_cores=0.15):
     did not come to rest within `timeout` (the phase runs anyway and says so)."""
     started = time.monotonic()
     caught_up()
-    quiet, previous = 0, cpu_seconds()
+    rate = quiet_for_two_seconds(lambda: sum(cpu_seconds().values()), idle_cores,
+                                 timeout - (time.monotonic() - started),
+                                 also=lambda: autovacuum_workers() == 0)
+    if rate is None:
+        log(f"the platform did not come to rest within {timeout} s: the next phase is charged "
+            "with what is still running")
+    return round(time.monotonic() - started, 1), None if rate is None else round(rate * 1000, 1)
+
+
+def quiet_for_two_seconds(cpu, idle_cores, timeout, also=lambda: True):
+    """Waits until `cpu()` (seconds of CPU used so far) has grown by less than `idle_cores` a
+    second, and `also()` held, for two seconds in a row; returns the last second's cores, or
+    None after `timeout` seconds."""
+    started, quiet, previous = time.monotonic(), 0, cpu()
     while time.monotonic() - started < timeout:
         time.sleep(1)
-        current = cpu_seconds()
-        rate = sum(current.values()) - sum(previous.values())
+        current = cpu()
+        rate = current - previous
         previous = current
-        quiet = quiet + 1 if rate < idle_cores and autovacuum_workers() == 0 else 0
+        quiet = quiet + 1 if rate < idle_cores and also() else 0
         if quiet == 2:
-            return round(time.monotonic() - started, 1), round(rate * 1000, 1)
-    log(f"the platform did not come to rest within {timeout} s: the next phase is charged "
-        "with what is still running")
-    return round(time.monotonic() - started, 1), None
+            return rate
+    return None
 
 
 def end_to_end_phase(results, rate, label):
@@ -874,10 +886,11 @@ def report(results):
     print(f"{'run':<22}{'conns':>6}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
           f"{'errors':>8}{'× book':>8}{'× floor':>9}")
     for (name, connections), r in runs.items():
-        book = (runs[(f"book {name}", connections)]["throughput"]
-                if (f"book {name}", connections) in runs else
-                None if measured or name.startswith("book ") else
-                BOOK.get(f"{name}_{connections}"))
+        # The sample's run beside this one; else, when the sample did not run at all, its
+        # figures of 2026-12-03.
+        beside = runs.get((f"book {name}", connections))
+        book = (beside["throughput"] if beside else
+                None if measured else BOOK.get(f"{name}_{connections}"))
         floor = floors.get(("essential", connections)) if name == "register" else None
         print(f"{name:<22}{connections:>6}{r['throughput']:>10.0f}{r['p50_ms']:>9.1f}"
               f"{r['p99_ms']:>9.1f}{r['p999_ms']:>9.1f}{r['errors']:>8}"
